@@ -1,0 +1,37 @@
+# Two commands matter: `make run` (the broker with embedded defaults) and `make test`.
+# Both create or update the environment they need with uv (installed into .tools/ if missing).
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PYTEST_WORKERS ?= 2
+
+.PHONY: run test lint fmt sync check-redis bench fuzz demo clean
+
+$(UV):
+	python3 -m venv .tools && .tools/bin/pip install --quiet uv
+
+sync: $(UV)
+	$(UV) sync --all-packages --locked --quiet
+
+check-redis:
+	@command -v redis-server >/dev/null || { echo "redis-server is not installed: sudo apt-get install redis-server" >&2; exit 1; }
+
+lint: sync
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+fmt: sync
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+test: lint check-redis
+	$(UV) run pytest -n $(PYTEST_WORKERS) --cov --cov-report=term:skip-covered
+
+run: sync check-redis
+	$(UV) run vouch-broker dev
+
+bench: sync check-redis
+	$(UV) run python -m tests.bench
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,1 @@
+"""Pure policy library: model catalog, org policy, session-policy compiler, IAM evaluator."""

@@ -1,0 +1,1 @@
+"""Agent SDK and CLI for the Vouch delegation broker."""

@@ -1,0 +1,1 @@
+"""Test harness: real services (redis-server, moto server) started as child processes."""
