@@ -1,1 +1,82 @@
-"""Pure policy library: model catalog, org policy, session-policy compiler, IAM evaluator."""
+"""Pure policy library: model catalog, org policy, session-policy compiler, IAM evaluator.
+
+No network, no Redis, no AWS calls; the only I/O is reading a TOML file the caller names.
+What the broker calls:
+
+Catalog (catalog.py)
+    Catalog.builtin() -> Catalog
+    Catalog.load(path, base=None) -> Catalog              raises PolicyFileError
+    Catalog.resolve(name) -> str                          canonical id; raises UnknownModel
+    Catalog.entry(canonical_id) -> Entry                  kind, model_id, regions, ...
+    Catalog.ids -> tuple[str, ...]
+
+Org policy (org.py, org_file.py)
+    load_org_policy(path, catalog) -> OrgPolicy           raises PolicyFileError
+    OrgPolicy.authorize(email, agent, models, ttl_s) -> Authorized
+        raises InvalidGrant, UnknownModel, ModelNotCallable, GrantDenied
+    OrgPolicy.is_admin(email) -> bool
+    OrgPolicy.models_for(email) -> tuple[str, ...]
+    OrgPolicy.allowed_models, .max_token_lifetime_s, .default_ttl_s, .account_id,
+        .role_arn, .region, .sts_audience, .require_user_verification
+    normalize_email(email) -> str                         raises InvalidGrant
+
+IAM documents (session_policy.py)
+    compile_session_policy(model_ids, catalog, *, region, account_id) -> str
+        raises UnknownModel, ModelNotCallable, SessionPolicyTooLarge
+    role_permissions_policy(model_ids, catalog, *, region, account_id) -> str
+    trust_policy(*, issuer, account_id, audience="sts.amazonaws.com") -> str
+
+IAM evaluator (evaluator.py, conditions.py)
+    evaluate(Request(action, resource, context), identity_policies, session_policies=None)
+        -> Decision(outcome, statements, reason); raises EvaluationError
+
+Errors (errors.py): one tree under PoliciesError, each class with a stable `code`.
+"""
+
+from policies.catalog import Catalog, Entry
+from policies.errors import (
+    CatalogError,
+    EvaluationError,
+    GrantDenied,
+    InvalidGrant,
+    ModelNotCallable,
+    PoliciesError,
+    PolicyFileError,
+    Problem,
+    SessionPolicyError,
+    SessionPolicyTooLarge,
+    UnknownModel,
+)
+from policies.evaluator import Decision, Outcome, Request, StatementRef, evaluate
+from policies.org import Authorized, Limits, OrgPolicy, normalize_email
+from policies.org_file import load_org_policy
+from policies.session_policy import compile_session_policy, role_permissions_policy, trust_policy
+
+__all__ = [
+    "Authorized",
+    "Catalog",
+    "CatalogError",
+    "Decision",
+    "Entry",
+    "EvaluationError",
+    "GrantDenied",
+    "InvalidGrant",
+    "Limits",
+    "ModelNotCallable",
+    "OrgPolicy",
+    "Outcome",
+    "PoliciesError",
+    "PolicyFileError",
+    "Problem",
+    "Request",
+    "SessionPolicyError",
+    "SessionPolicyTooLarge",
+    "StatementRef",
+    "UnknownModel",
+    "compile_session_policy",
+    "evaluate",
+    "load_org_policy",
+    "normalize_email",
+    "role_permissions_policy",
+    "trust_policy",
+]

@@ -1,0 +1,223 @@
+"""The org policy: who may delegate which models to which agents, for how long, and how fast.
+
+A grant is allowed when every requested model is covered by some rule that matches the
+person and whose `max_ttl` admits the TTL. Each model's limits are the most generous of the
+rules that allow it; the grant's limits are the strictest across its models, because one
+session policy covers them all. `load_org_policy` (org_file.py) builds an `OrgPolicy`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from policies.catalog import Catalog
+from policies.errors import GrantDenied, InvalidGrant
+
+AGENT_NAME = r"[a-z0-9][a-z0-9-]{0,31}"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
+EMAIL = rf"[a-z0-9!#$%&'*+/=?^_`{{|}}~.-]{{1,64}}@{DOMAIN}"
+
+
+def normalize_email(email: str) -> str:
+    """The form emails are stored and compared in: NFKC, then lower case, ASCII only.
+
+    NFKC folds compatibility forms (fullwidth U+FF41 becomes `a`), so both spellings are one
+    person; letters NFKC keeps non-ASCII (Cyrillic U+0430 beside Latin `a`) are refused rather
+    than compared, so a look-alike address can never match an admin or a rule.
+
+    Raises:
+        InvalidGrant: not a plain ASCII address after normalisation.
+    """
+    folded = unicodedata.normalize("NFKC", email).lower()
+    if not folded.isascii():
+        raise InvalidGrant("email", f"{email!r} has non-ASCII characters after NFKC; refused")
+    if len(folded) > 254 or re.fullmatch(EMAIL, folded) is None:
+        raise InvalidGrant("email", f"{email!r} is not an email address")
+    return folded
+
+
+def check_agent_name(agent: str) -> str:
+    """The agent name, if it matches `[a-z0-9][a-z0-9-]{0,31}`.
+
+    Raises:
+        InvalidGrant: it does not.
+    """
+    if re.fullmatch(AGENT_NAME, agent) is None:
+        raise InvalidGrant(
+            "agent", f"{agent!r} is not an agent name: 1-32 of a-z, 0-9 and -, not starting with -"
+        )
+    return agent
+
+
+def format_duration(seconds: int) -> str:
+    """8h, 2h30m, 90s: how people wrote the limit."""
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return "".join(f"{n}{u}" for n, u in ((h, "h"), (m, "m"), (s, "s")) if n) or "0s"
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """What a rule allows beyond the models themselves."""
+
+    max_ttl_s: int
+    """Longest delegation (agent token lifetime)."""
+    max_sts_s: int
+    """Longest STS session per exchange (DurationSeconds)."""
+    max_active_delegations: int
+    """Delegations one person may have live at once (the broker counts them)."""
+    exchanges_per_hour: int | None = None
+    """Credential exchanges per delegation per hour; None is no cap."""
+
+
+class Authorized(msgspec.Struct, frozen=True, kw_only=True):
+    """A grant the org policy allows, with the limits that apply to it."""
+
+    email: str
+    """Normalised (see `normalize_email`)."""
+    agent: str
+    models: tuple[str, ...]
+    """Canonical ids, sorted: what goes into the agent token's `models` claim."""
+    ttl_s: int
+    max_sts_s: int
+    max_active_delegations: int
+    exchanges_per_hour: int | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One [[rules]] table, resolved: who, which canonical ids, which limits."""
+
+    index: int
+    emails: frozenset[str]
+    domains: frozenset[str]
+    groups: tuple[str, ...]
+    models: frozenset[str]
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class OrgPolicy:
+    """A validated org policy bound to the catalog its names were resolved against."""
+
+    catalog: Catalog
+    account_id: str
+    role_arn: str
+    region: str
+    """Home region: where agents call Bedrock and what session policies name."""
+    sts_audience: str
+    role_max_session_s: int
+    require_user_verification: bool
+    default_ttl_s: int
+    admins: frozenset[str]
+    groups: Mapping[str, frozenset[str]]
+    rules: tuple[Rule, ...]
+
+    @property
+    def allowed_models(self) -> tuple[str, ...]:
+        """Every canonical id some rule allows: what the role's permissions must cover."""
+        return tuple(sorted(set().union(*(r.models for r in self.rules))))
+
+    @property
+    def max_token_lifetime_s(self) -> int:
+        """The longest delegation any rule allows (how long a revocation must be kept)."""
+        return max((r.limits.max_ttl_s for r in self.rules), default=self.default_ttl_s)
+
+    def is_admin(self, email: str) -> bool:
+        """Whether email is one of `admins` (a malformed email is not)."""
+        try:
+            return normalize_email(email) in self.admins
+        except InvalidGrant:
+            return False
+
+    def models_for(self, email: str) -> tuple[str, ...]:
+        """Canonical ids this person may delegate (for any TTL), sorted.
+
+        Raises:
+            InvalidGrant: malformed email.
+        """
+        rules = self._rules_for(normalize_email(email))
+        return tuple(sorted(set().union(*(r.models for r in rules))))
+
+    def authorize(self, email: str, agent: str, models: Iterable[str], ttl_s: int) -> Authorized:
+        """Whether this person may delegate these models to this agent for ttl_s seconds.
+
+        Models may be ids, profile ids, application-profile ARNs or aliases.
+
+        Raises:
+            InvalidGrant: malformed email, agent name, TTL or an empty model list.
+            UnknownModel: a name the catalog does not know.
+            ModelNotCallable: a model that cannot be called from the home region as named.
+            GrantDenied: the policy says no; `check`, `model` and `limit` say why.
+        """
+        person = normalize_email(email)
+        check_agent_name(agent)
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s <= 0:
+            raise InvalidGrant("ttl", f"{ttl_s!r} is not a positive number of seconds")
+        ids = sorted({self.catalog.resolve(name) for name in models})
+        if not ids:
+            raise InvalidGrant("models", "name at least one model")
+        rules = self._rules_for(person)
+        if not rules:
+            raise GrantDenied("person-not-allowed", f"{person} may not delegate any model")
+        limits = [self._limits(person, model, ttl_s, rules) for model in ids]
+        return Authorized(
+            email=person,
+            agent=agent,
+            models=tuple(ids),
+            ttl_s=ttl_s,
+            max_sts_s=min(x.max_sts_s for x in limits),
+            max_active_delegations=min(x.max_active_delegations for x in limits),
+            exchanges_per_hour=_strictest_rate(x.exchanges_per_hour for x in limits),
+        )
+
+    def _rules_for(self, person: str) -> list[Rule]:
+        domain = person.rpartition("@")[2]
+        return [
+            r
+            for r in self.rules
+            if person in r.emails
+            or domain in r.domains
+            or any(person in self.groups[g] for g in r.groups)
+        ]
+
+    def _limits(self, person: str, model: str, ttl_s: int, rules: list[Rule]) -> Limits:
+        """The most generous limits among the rules that allow this model at this TTL."""
+        self.catalog.require_callable(model, self.region, set().union(*(r.models for r in rules)))
+        covering = [r for r in rules if model in r.models]
+        name = self.catalog.short_name(model)
+        if not covering:
+            raise GrantDenied(
+                "model-not-allowed", f"{person} may not delegate {name} ({model})", model=model
+            )
+        fitting = [r.limits for r in covering if ttl_s <= r.limits.max_ttl_s]
+        if not fitting:
+            most = max(r.limits.max_ttl_s for r in covering)
+            raise GrantDenied(
+                "ttl-exceeded",
+                f"ttl {format_duration(ttl_s)} exceeds the {format_duration(most)} maximum"
+                f" for {name}",
+                model=model,
+                limit=most,
+            )
+        return Limits(
+            max_ttl_s=max(x.max_ttl_s for x in fitting),
+            max_sts_s=max(x.max_sts_s for x in fitting),
+            max_active_delegations=max(x.max_active_delegations for x in fitting),
+            exchanges_per_hour=_most_generous_rate(x.exchanges_per_hour for x in fitting),
+        )
+
+
+def _strictest_rate(rates: Iterable[int | None]) -> int | None:
+    caps = [r for r in rates if r is not None]
+    return min(caps) if caps else None
+
+
+def _most_generous_rate(rates: Iterable[int | None]) -> int | None:
+    caps = list(rates)
+    return None if None in caps else max(c for c in caps if c is not None)

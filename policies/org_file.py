@@ -1,0 +1,218 @@
+"""Reading an org policy file (see examples/org.toml): every problem at once, each located.
+
+Format in brief (durations are seconds or strings like "8h", "90m", "1d"):
+
+    admins = ["admin@example.com"]          # may use the admin endpoints
+    require_user_verification = true       # PIN/biometric on every FIDO2 assertion
+
+    [aws]
+    account_id = "123456789012"
+    role_arn = "arn:aws:iam::123456789012:role/vouch-agents"   # or role_name = "vouch-agents"
+    region = "us-east-1"                   # home region: session policies name it
+    role_max_session = "1h"                # the role's MaxSessionDuration
+    sts_audience = "sts.amazonaws.com"
+
+    [defaults]                             # every rule inherits these
+    ttl = "2h"                             # a delegation's TTL when none is asked for
+    max_ttl = "8h"
+    max_sts_duration = "1h"
+    max_active_delegations = 10
+    exchanges_per_hour = 120               # optional; absent means no cap
+
+    [groups]
+    ml-team = ["alice@example.com"]
+
+    [[rules]]
+    people = ["*@example.com", "bob@partner.example"]   # exact emails or *@domain
+    groups = ["ml-team"]
+    models = ["us.claude-haiku-4-5", "us.anthropic.claude-sonnet-4-5-*"]  # names or id globs
+    max_ttl = "8h"                         # and any other [defaults] key but ttl
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from policies._toml import Problems, Table, read_toml, suggest
+from policies.catalog import REGION, Catalog
+from policies.errors import InvalidGrant, PoliciesError
+from policies.org import DOMAIN, Limits, OrgPolicy, Rule, normalize_email
+
+_DAY = 24 * 3600
+_TOP = ("admins", "require_user_verification", "aws", "defaults", "groups", "rules")
+_AWS = ("account_id", "role_arn", "role_name", "region", "role_max_session", "sts_audience")
+_LIMITS = ("max_ttl", "max_sts_duration", "max_active_delegations", "exchanges_per_hour")
+_RULE = ("description", "people", "groups", "models", *_LIMITS)
+_ROLE_ARN = r"arn:aws:iam::([0-9]{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}"
+_GROUP = r"[a-z0-9][a-z0-9_-]{0,63}"
+_BUILTIN_LIMITS = Limits(
+    max_ttl_s=8 * 3600, max_sts_s=3600, max_active_delegations=10, exchanges_per_hour=None
+)
+
+
+def load_org_policy(path: Path, catalog: Catalog) -> OrgPolicy:
+    """The org policy in the TOML file at path, its model names resolved against catalog.
+
+    Raises:
+        PolicyFileError: every problem in the file, each as `file: key.path: message`.
+    """
+    return parse_org_policy(read_toml(path), str(path), catalog)
+
+
+def parse_org_policy(data: dict[str, Any], file: str, catalog: Catalog) -> OrgPolicy:
+    """The org policy from parsed TOML; `file` names it in problems.
+
+    Raises:
+        PolicyFileError: every problem found.
+    """
+    problems = Problems(file)
+    root = Table(data, "", problems, _TOP)
+    aws = _aws(root.table("aws", _AWS) or Table({}, "aws", problems, _AWS))
+    defaults_table = root.table("defaults", ("ttl", *_LIMITS)) or Table(
+        {}, "defaults", problems, ()
+    )
+    defaults = _limits(defaults_table, _BUILTIN_LIMITS, aws["role_max_session_s"])
+    default_ttl = defaults_table.duration("ttl", low=60, high=7 * _DAY) or 2 * 3600
+    if default_ttl > defaults.max_ttl_s:
+        defaults_table.problem("ttl", "is longer than max_ttl")
+    groups = _groups(root.table("groups"))
+    rules = tuple(
+        _rule(i, t, defaults=defaults, groups=groups, catalog=catalog, aws=aws)
+        for i, t in enumerate(root.tables("rules", _RULE))
+    )
+    policy = OrgPolicy(
+        catalog=catalog,
+        require_user_verification=root.boolean("require_user_verification", True),
+        default_ttl_s=default_ttl,
+        admins=frozenset(_emails(root, "admins")),
+        groups=groups,
+        rules=rules,
+        **aws,
+    )
+    problems.raise_if_any()
+    return policy
+
+
+def _aws(table: Table) -> dict[str, Any]:
+    account = table.string("account_id", required=True, pattern="[0-9]{12}") or ""
+    region = table.string("region", required=True, pattern=REGION) or ""
+    role_arn = table.string("role_arn", pattern=_ROLE_ARN)
+    role_name = table.string("role_name", pattern=r"[\w+=,.@-]{1,64}")
+    if ("role_arn" in table.data) == ("role_name" in table.data):
+        table.problem("role_arn", "give exactly one of role_arn or role_name")
+    if role_arn and account and role_arn.split(":")[4] != account:
+        table.problem("role_arn", f"is in account {role_arn.split(':')[4]}, not {account}")
+    if role_name and account:
+        role_arn = f"arn:aws:iam::{account}:role/{role_name}"
+    return {
+        "account_id": account,
+        "region": region,
+        "role_arn": role_arn or "",
+        "role_max_session_s": table.duration("role_max_session", low=3600, high=12 * 3600) or 3600,
+        "sts_audience": table.string("sts_audience") or "sts.amazonaws.com",
+    }
+
+
+def _limits(table: Table, inherited: Limits, role_max_session_s: int) -> Limits:
+    """The limits a table sets, the rest inherited; STS duration capped by the role's max."""
+    max_sts = table.duration("max_sts_duration", low=900, high=12 * 3600)
+    if max_sts and max_sts > role_max_session_s:
+        table.problem(
+            "max_sts_duration", f"is longer than the role's max session ({role_max_session_s} s)"
+        )
+    rate = table.integer("exchanges_per_hour", low=1, high=100_000)
+    return Limits(
+        max_ttl_s=table.duration("max_ttl", low=60, high=7 * _DAY) or inherited.max_ttl_s,
+        max_sts_s=min(max_sts or inherited.max_sts_s, role_max_session_s),
+        max_active_delegations=table.integer("max_active_delegations", low=1, high=10_000)
+        or inherited.max_active_delegations,
+        exchanges_per_hour=rate if rate is not None else inherited.exchanges_per_hour,
+    )
+
+
+def _emails(table: Table, key: str) -> list[str]:
+    out = []
+    for where, value in table.strings(key):
+        try:
+            out.append(normalize_email(value))
+        except InvalidGrant as exc:
+            table.problems.add(where, exc.reason)
+    return out
+
+
+def _groups(table: Table | None) -> dict[str, frozenset[str]]:
+    groups: dict[str, frozenset[str]] = {}
+    if table is None:
+        return groups
+    for name in table.data:
+        if re.fullmatch(_GROUP, name) is None:
+            table.problem(name, f"{name!r} is not a group name (a-z, 0-9, - and _)")
+        groups[name] = frozenset(_emails(table, name))
+    return groups
+
+
+def _rule(
+    index: int,
+    table: Table,
+    *,
+    defaults: Limits,
+    groups: dict[str, frozenset[str]],
+    catalog: Catalog,
+    aws: dict[str, Any],
+) -> Rule:
+    table.string("description")
+    emails, domains = _people(table)
+    group_names = [g for _, g in table.strings("groups")]
+    for where, name in table.strings("groups"):
+        if name not in groups:
+            table.problems.add(where, f"unknown group {name!r}{suggest(name, groups)}")
+    if not emails and not domains and not group_names:
+        table.problem("people", "a rule needs people or groups")
+    return Rule(
+        index=index,
+        emails=frozenset(emails),
+        domains=frozenset(domains),
+        groups=tuple(g for g in group_names if g in groups),
+        models=_models(table, catalog, aws["region"]),
+        limits=_limits(table, defaults, aws["role_max_session_s"]),
+    )
+
+
+def _people(table: Table) -> tuple[list[str], list[str]]:
+    emails: list[str] = []
+    domains: list[str] = []
+    for where, value in table.strings("people"):
+        if value.startswith("*@"):
+            domain = value[2:].lower()
+            if re.fullmatch(DOMAIN, domain) is None:
+                table.problems.add(where, f"{value!r} is not *@ followed by a domain")
+            domains.append(domain)
+            continue
+        try:
+            emails.append(normalize_email(value))
+        except InvalidGrant as exc:
+            table.problems.add(where, f"{exc.reason} (people are emails or *@domain)")
+    return emails, domains
+
+
+def _models(table: Table, catalog: Catalog, region: str) -> frozenset[str]:
+    """Canonical ids named or matched; explicit names must be callable from the home region."""
+    ids: set[str] = set()
+    for where, name in table.strings("models", required=True):
+        if any(c in name for c in "*?["):
+            matched = {i for i in catalog.matching(name) if catalog.entry(i).callable_from(region)}
+            if not matched:
+                table.problems.add(where, f"{name!r} matches no catalog id callable from {region}")
+            ids |= matched
+            continue
+        try:
+            canonical = catalog.resolve(name)
+            if region:
+                catalog.require_callable(canonical, region)
+        except PoliciesError as exc:
+            table.problems.add(where, str(exc))
+            continue
+        ids.add(canonical)
+    return frozenset(ids)
