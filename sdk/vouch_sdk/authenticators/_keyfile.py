@@ -70,15 +70,27 @@ def load(path: Path) -> KeyState | None:
         return None
     except OSError as exc:
         raise KeyFileError(f"cannot open key file {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as file:
+    try:
+        # Checked on the open descriptor, so the file cannot be swapped after the check.
         _check_private(path, os.fstat(fd))
-        raw = file.read()
+        raw = _read_all(fd)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
     try:
         return _decode(json.loads(raw))
     except (ValueError, KeyError, TypeError) as exc:
         raise KeyFileError(
             f"key file {path} is corrupt ({exc!r}); delete it to start over"
         ) from exc
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _check_private(path: Path, info: os.stat_result) -> None:

@@ -1,0 +1,132 @@
+"""The key file: 0600, refused when exposed, durable across reopen, cloneable, PIN-free."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from fido2.client import Fido2Client
+from vouch_sdk.authenticators import (
+    NOT_HARDWARE_WARNING,
+    KeyFileError,
+    NotHardwareWarning,
+    SoftwareAuthenticator,
+)
+
+from tests.unit.authenticators.relying_party import (
+    Person,
+    RelyingParty,
+    client_for,
+    credential_of,
+    person,
+)
+
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.filterwarnings("ignore::vouch_sdk.authenticators.NotHardwareWarning"),
+]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_key_file_is_created_0600_in_a_0700_directory(
+    key: SoftwareAuthenticator, key_path: Path
+) -> None:
+    assert key.path == key_path
+    assert _mode(key_path) == 0o600
+    assert _mode(key_path.parent) == 0o700
+    assert json.loads(key_path.read_text())["format"] == "vouch-soft-authenticator/1"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_key_file_reachable_by_others_is_refused(
+    key: SoftwareAuthenticator, key_path: Path, mode: int
+) -> None:
+    key_path.chmod(mode)
+    with pytest.raises(KeyFileError, match=rf"mode 0{mode:o}.*chmod 600"):
+        SoftwareAuthenticator(key_path)
+
+
+def test_corrupt_key_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.json"
+    path.write_text('{"format": "vouch-soft-authenticator/1", "counter": 3}')
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError, match="is corrupt"):
+        SoftwareAuthenticator(path)
+
+
+def test_directory_as_key_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        SoftwareAuthenticator(tmp_path)
+
+
+def test_opening_warns_that_it_is_not_hardware(tmp_path: Path) -> None:
+    with pytest.warns(NotHardwareWarning, match="NOT a hardware security key") as record:
+        SoftwareAuthenticator(tmp_path / "k.json")
+    assert str(record[0].message).startswith(NOT_HARDWARE_WARNING)
+    assert record[0].filename == __file__  # points at the caller, not at the library
+
+
+def test_state_survives_reopen(
+    client: Fido2Client, rp: RelyingParty, key_path: Path, human: Person
+) -> None:
+    credential = credential_of(rp.register(client, person("alice")))
+    before = rp.login(client, [credential]).response.authenticator_data.counter
+
+    reopened = client_for(SoftwareAuthenticator(key_path, pin="ignored-for-existing"), human)
+    after = rp.login(reopened, [credential], discoverable=True)
+    assert after.raw_id == credential.credential_id
+    assert after.response.authenticator_data.counter == before + 1
+    assert human.pin_requests == 3  # the file's PIN held; the constructor's was ignored
+
+
+def test_key_file_never_holds_the_pin(tmp_path: Path, rp: RelyingParty) -> None:
+    pin = "Vouch-PIN-4821"
+    path = tmp_path / "k.json"
+    key = SoftwareAuthenticator(path, pin=pin)
+    rp.register(client_for(key, Person(pin=pin)), person("alice"))
+    text = path.read_text()
+    pin_hash = hashlib.sha256(pin.encode()).digest()[:16]
+    encodings = [pin, pin_hash.hex(), base64.b64encode(pin_hash).decode().rstrip("=")]
+    encodings.append(base64.urlsafe_b64encode(pin_hash).decode().rstrip("="))
+    assert [e for e in encodings if e in text] == []
+    assert json.loads(text)["pin"]["retries"] == 8
+
+
+def test_writes_leave_no_temporary_files(
+    client: Fido2Client, rp: RelyingParty, key_path: Path
+) -> None:
+    rp.register(client, person("alice"))
+    assert [p.name for p in key_path.parent.iterdir()] == [key_path.name]
+
+
+def test_a_clone_falls_behind_and_its_stale_counter_is_visible(
+    client: Fido2Client,
+    rp: RelyingParty,
+    key: SoftwareAuthenticator,
+    tmp_path: Path,
+    human: Person,
+) -> None:
+    credential = credential_of(rp.register(client, person("alice")))
+    clone = key.clone_to(tmp_path / "clone.json")
+    assert _mode(clone.path) == 0o600
+
+    seen = [rp.login(client, [credential]).response.authenticator_data.counter for _ in range(2)]
+    assert seen[1] > seen[0]
+    stolen = rp.login(client_for(clone, human), [credential])  # same key material: it verifies
+    assert stolen.raw_id == credential.credential_id
+    assert stolen.response.authenticator_data.counter <= seen[-1]
+
+
+def test_clone_refuses_to_overwrite(key: SoftwareAuthenticator, tmp_path: Path) -> None:
+    existing = tmp_path / "taken.json"
+    existing.write_text("precious")
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        key.clone_to(existing)
+    assert existing.read_text() == "precious"
