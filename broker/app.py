@@ -1,0 +1,53 @@
+"""The Litestar application factory (no global settings: everything comes in)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.response_cache import ResponseCacheConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from broker.auth import provide_person, provide_services
+from broker.problems import EXCEPTION_HANDLERS
+from broker.routes import admin, credentials, delegations, discovery, requests, signin
+from broker.services import Services, build_services
+from broker.settings import Settings
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> Litestar:
+    """The broker app; `services` may be given (tests), else built from settings."""
+    built = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = built
+        try:
+            yield
+        finally:
+            await built.close()
+
+    return Litestar(
+        route_handlers=[
+            *discovery.ROUTES,
+            *signin.ROUTES,
+            *delegations.ROUTES,
+            *requests.ROUTES,
+            *credentials.ROUTES,
+            *admin.ROUTES,
+        ],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "person": Provide(provide_person),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="Vouch broker", version="0.1.0", path="/schema"),
+        request_max_body_size=MAX_BODY_BYTES,
+        response_cache_config=ResponseCacheConfig(),
+        debug=False,
+    )

@@ -1,0 +1,142 @@
+"""The FIDO2 relying party: the one place that calls python-fido2's server.
+
+fido2 raises bare ValueError (and KeyError/TypeError on malformed input); they become
+`AssertionRejected` here so nothing above this module sees a library exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fido2.server import Fido2Server
+from fido2.webauthn import (
+    AttestedCredentialData,
+    AuthenticationResponse,
+    PublicKeyCredentialParameters,
+    PublicKeyCredentialRpEntity,
+    PublicKeyCredentialType,
+    PublicKeyCredentialUserEntity,
+    RegistrationResponse,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from broker.errors import AssertionRejected
+
+ES256, EDDSA = -7, -8
+
+
+@dataclass(frozen=True)
+class Registered:
+    credential: AttestedCredentialData
+    counter: int
+    user_verified: bool
+    aaguid: str
+
+
+@dataclass(frozen=True)
+class Asserted:
+    credential_id: bytes
+    counter: int
+    user_verified: bool
+    user_handle: bytes | None
+
+
+class RelyingParty:
+    """Begin and complete registration and authentication ceremonies (no storage)."""
+
+    def __init__(
+        self, rp_id: str, rp_name: str, origins: Sequence[str], *, aaguids: Sequence[str] = ()
+    ) -> None:
+        allowed = frozenset(origins)
+        self.server = Fido2Server(
+            PublicKeyCredentialRpEntity(id=rp_id, name=rp_name),
+            attestation=None,
+            verify_origin=lambda origin: origin in allowed,
+        )
+        self.server.allowed_algorithms = [
+            PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY, alg=alg)
+            for alg in (ES256, EDDSA)
+        ]
+        self.aaguids = frozenset(a.lower() for a in aaguids)
+
+    def register_begin(
+        self, email: str, handle: bytes, existing: Sequence[AttestedCredentialData], *, uv: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        options, state = self.server.register_begin(
+            PublicKeyCredentialUserEntity(id=handle, name=email, display_name=email),
+            credentials=list(existing),
+            resident_key_requirement=ResidentKeyRequirement.PREFERRED,
+            user_verification=_uv(uv),
+        )
+        return dict(options), dict(state)
+
+    def register_complete(self, state: dict[str, Any], response: Any) -> Registered:
+        """Raises: AssertionRejected when the response does not verify."""
+        try:
+            auth_data = self.server.register_complete(
+                state, RegistrationResponse.from_dict(response)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise AssertionRejected(f"registration rejected: {_reason(exc)}") from None
+        credential = auth_data.credential_data
+        if credential is None:
+            raise AssertionRejected("registration rejected: no credential data")
+        aaguid = str(credential.aaguid)
+        if self.aaguids and aaguid.lower() not in self.aaguids:
+            raise AssertionRejected(f"authenticator model {aaguid} is not allowed")
+        return Registered(credential, auth_data.counter, auth_data.is_user_verified(), aaguid)
+
+    def authenticate_begin(
+        self,
+        credentials: Sequence[AttestedCredentialData],
+        *,
+        uv: bool,
+        challenge: bytes | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        options, state = self.server.authenticate_begin(
+            list(credentials), user_verification=_uv(uv), challenge=challenge
+        )
+        return dict(options), dict(state)
+
+    def authenticate_complete(
+        self, state: dict[str, Any], credentials: Sequence[AttestedCredentialData], response: Any
+    ) -> Asserted:
+        """Raises: AssertionRejected when the assertion does not verify."""
+        try:
+            parsed = AuthenticationResponse.from_dict(response)
+            self.server.authenticate_complete(state, list(credentials), parsed)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise AssertionRejected(f"assertion rejected: {_reason(exc)}") from None
+        auth_data = parsed.response.authenticator_data
+        return Asserted(
+            parsed.raw_id,
+            auth_data.counter,
+            auth_data.is_user_verified(),
+            parsed.response.user_handle,
+        )
+
+
+def parse_credential_id(response: Any) -> bytes:
+    """The credential id a client claims, before verification (to find the stored key).
+
+    Raises:
+        AssertionRejected: the response is malformed.
+    """
+    try:
+        return AuthenticationResponse.from_dict(response).raw_id
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise AssertionRejected(f"assertion rejected: {_reason(exc)}") from None
+
+
+def _uv(required: bool) -> UserVerificationRequirement:
+    return (
+        UserVerificationRequirement.REQUIRED if required else UserVerificationRequirement.PREFERRED
+    )
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text[:200]

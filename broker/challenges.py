@@ -1,0 +1,48 @@
+"""WebAuthn challenges: server-side state, single use (GETDEL), TTL <= 120 s.
+
+A challenge is bound to its purpose (enroll, login, delegate) and to the data the
+ceremony needs, so a challenge issued for one ceremony cannot complete another.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from broker.errors import ChallengeInvalid
+from broker.store import PREFIX, guard
+
+
+class Challenges:
+    """Put a ceremony's state under a random id; take it back exactly once."""
+
+    def __init__(self, redis: aioredis.Redis, *, ttl_s: int) -> None:
+        self.redis = redis
+        self.ttl_s = ttl_s
+
+    async def put(self, purpose: str, state: dict[str, Any]) -> str:
+        challenge_id = secrets.token_urlsafe(18)
+        body = msgspec.json.encode({"purpose": purpose, **state})
+        async with guard("storing a challenge"):
+            await self.redis.set(f"{PREFIX}chal:{challenge_id}", body, ex=self.ttl_s)
+        return challenge_id
+
+    async def take(self, purpose: str, challenge_id: str) -> dict[str, Any]:
+        """The state, deleted in the same step so it can never be used twice.
+
+        Raises:
+            ChallengeInvalid: unknown, already used, expired, or for another purpose.
+        """
+        if not isinstance(challenge_id, str) or not 16 <= len(challenge_id) <= 64:
+            raise ChallengeInvalid("challenge id is malformed")
+        async with guard("using a challenge"):
+            body = await self.redis.getdel(f"{PREFIX}chal:{challenge_id}")
+        if body is None:
+            raise ChallengeInvalid("challenge is unknown, already used or expired")
+        state: dict[str, Any] = msgspec.json.decode(body)
+        if state.pop("purpose") != purpose:
+            raise ChallengeInvalid(f"challenge was not issued for {purpose}")
+        return state

@@ -1,0 +1,161 @@
+"""`vouch-broker`: serve, manage signing keys, invite people, check org policies."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from broker.keys import KeyError_, generate_key_dir, read_key_dir, rotate_key_dir
+from broker.settings import Settings, SettingsError, load_settings
+
+EXIT_CONFIG = 6
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(config_file=Path(args.config) if args.config else None)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings(args)  # fail fast, before forking workers, with every problem
+    if args.config:
+        os.environ["VOUCH_CONFIG"] = str(Path(args.config).resolve())
+    from broker.logs import configure
+
+    configure(settings.log_level)
+    uvicorn.run(
+        "broker.cli:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        server_header=False,
+    )
+    return 0
+
+
+def app_from_env() -> object:
+    """The app for each uvicorn worker, configured from VOUCH_* / VOUCH_CONFIG."""
+    from broker.app import create_app
+    from broker.logs import configure
+
+    settings = load_settings()
+    configure(settings.log_level)
+    return create_app(settings)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    directory = Path(args.dir or _settings(args).signing_keys or "")
+    if not str(directory):
+        raise KeyError_("no key directory: pass --dir or set VOUCH_SIGNING_KEYS")
+    if args.keys_command == "generate":
+        generate_key_dir(directory)
+    elif args.keys_command == "rotate":
+        rotate_key_dir(directory, keep_retired_s=args.keep_retired)
+    for key in read_key_dir(directory):
+        retired = (
+            f" (retired {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(key.retired_at))})"
+            if key.retired_at
+            else ""
+        )
+        print(f"{key.kid}  {key.state}{retired}")
+    return 0
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    from broker.invites import Invites
+    from broker.signin import normalize_email
+    from broker.store import connect
+
+    settings = _settings(args)
+    email = normalize_email(args.email)
+
+    async def create() -> str:
+        redis = connect(settings.redis_url, timeout_s=max(settings.redis_timeout_s, 2.0))
+        try:
+            return await Invites(redis, ttl_s=settings.invite_ttl_s).create(email)
+        finally:
+            await redis.aclose()
+
+    code = asyncio.run(create())
+    hours = settings.invite_ttl_s / 3600
+    print(f"One-time invite for {email}, valid {hours:g} h. Enroll with:")
+    print(f"  vouch enroll --server {settings.issuer} --email {email} --code {code}")
+    print(code)
+    return 0
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from broker.services import load_policy
+
+    settings = load_settings(policy_file=args.file)
+    _, org = load_policy(settings)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vouch-broker", description=__doc__)
+    parser.add_argument("--config", help="TOML settings file (VOUCH_* variables override it)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the broker (settings from env / --config)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage the ES256 signing key directory")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    for name, text in (
+        ("generate", "create an active and a next key in an empty directory"),
+        ("rotate", "promote next to active, retire active, create a new next"),
+        ("list", "show kid and state of every key"),
+    ):
+        p = keys_sub.add_parser(name, help=text)
+        p.add_argument("--dir", help="key directory (default: VOUCH_SIGNING_KEYS)")
+        p.add_argument(
+            "--keep-retired",
+            type=int,
+            default=2 * 86400,
+            help="seconds a retired key stays published (>= longest token lifetime)",
+        )
+        p.set_defaults(func=cmd_keys)
+
+    invite = sub.add_parser("invite", help="create a one-time enrollment code (printed last)")
+    invite.add_argument("email")
+    invite.set_defaults(func=cmd_invite)
+
+    policy = sub.add_parser("policy", help="org policy tools")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser(
+        "check", help="validate an org policy, every error with its location"
+    )
+    check.add_argument("file")
+    check.set_defaults(func=cmd_policy_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyError_ as exc:
+        print(f"vouch-broker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

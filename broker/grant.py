@@ -1,0 +1,54 @@
+"""The grant a person approves, in one canonical form that the key tap signs.
+
+The WebAuthn challenge for a delegation is ``nonce(16) || SHA-256(domain || canonical grant)``,
+so the CLI can check that the bytes its key signs commit to exactly the grant it shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import msgspec
+
+DOMAIN = b"vouch-grant-v1\x00"
+NONCE_BYTES = 16
+AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+
+
+class Grant(msgspec.Struct, frozen=True, kw_only=True):
+    """Who delegates what to which agent, for how long, within which limits."""
+
+    email: str
+    agent: str
+    models: tuple[str, ...]
+    ttl_s: int
+    purpose: str = ""
+    max_sts_s: int | None = None
+    rate: int | None = None
+
+
+def canonical_json(grant: Grant) -> bytes:
+    """Compact JSON with sorted keys: the exact bytes the digest covers."""
+    return msgspec.json.encode(grant, order="sorted")
+
+
+def grant_digest(canonical: bytes) -> bytes:
+    return hashlib.sha256(DOMAIN + canonical).digest()
+
+
+def challenge_for(canonical: bytes, nonce: bytes) -> bytes:
+    return nonce + grant_digest(canonical)
+
+
+def agent_sub(agent: str, email: str) -> str:
+    """The agent-specific subject: `agent.<agent-name>.<human-email>`."""
+    return f"agent.{agent}.{email}"
+
+
+def session_name(sub: str) -> str:
+    """A RoleSessionName (<= 64 chars): the sub itself, or a deterministic prefix + hash."""
+    if len(sub) <= 64:
+        return sub
+    digest = hashlib.sha256(sub.encode()).hexdigest()[:12]
+    return f"{sub[:51]}-{digest}"

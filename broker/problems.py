@@ -1,0 +1,111 @@
+"""The one mapping from errors to RFC 9457 problem+json responses at the HTTP edge."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from broker.errors import (
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    Unavailable,
+    VouchError,
+)
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("vouch.http")
+
+_BY_STATUS: dict[int, type[VouchError]] = {
+    400: InvalidRequest,
+    401: Unauthenticated,
+    404: NotFound,
+    413: PayloadTooLarge,
+    503: Unavailable,
+}
+
+
+def problem_response(request: Request[Any, Any, Any], error: VouchError) -> Response[Any]:
+    headers = {}
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="vouch"'
+    metrics = getattr(request.app.state, "services", None)
+    if metrics is not None:
+        metrics.metrics.problems.labels(error.slug).inc()
+    return Response(
+        content=error.problem(request.url.path),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def on_vouch_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, VouchError)
+    if exc.status >= 500:
+        log.warning("request failed: %s: %s", exc.slug, exc.detail)
+    return problem_response(request, exc)
+
+
+def on_http_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Litestar's own errors (routing, body validation, size limits) as problems."""
+    assert isinstance(exc, HTTPException)
+    cls = _BY_STATUS.get(exc.status_code)
+    if cls is None:
+        cls = type(
+            "HttpProblem",
+            (VouchError,),
+            {
+                "slug": _slug(exc.status_code),
+                "status": exc.status_code,
+                "title": exc.detail or "HTTP error",
+            },
+        )
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationException) and exc.extra:
+        extra["errors"] = exc.extra
+    detail = exc.detail if exc.detail else cls.title
+    if isinstance(exc, ValidationException):
+        detail = "request body or parameters are not valid: " + _summary(exc.extra)
+    return problem_response(request, cls(detail, **extra))
+
+
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A bug: log it (type only, the message may hold input) and answer a bare 500."""
+    log.error("unexpected %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+    return problem_response(request, VouchError("internal error; the request had no effect"))
+
+
+def _slug(status: int) -> str:
+    return {
+        405: "method-not-allowed",
+        406: "not-acceptable",
+        415: "unsupported-media-type",
+        429: "rate-limited",
+    }.get(status, f"http-{status}")
+
+
+def _summary(extra: Any) -> str:
+    if isinstance(extra, list) and extra:
+        parts = []
+        for item in extra[:5]:
+            if isinstance(item, dict):
+                parts.append(
+                    f"{item.get('key') or item.get('source', '')}: {item.get('message', '')}"
+                )
+        return "; ".join(parts) or "invalid input"
+    return "invalid input"
+
+
+EXCEPTION_HANDLERS = {
+    VouchError: on_vouch_error,
+    HTTPException: on_http_exception,
+    Exception: on_unexpected,
+}

@@ -1,0 +1,98 @@
+"""Revocation handles and the one-round-trip check every token passes.
+
+Handles (DESIGN.md section 5):
+- ``vouch:rev:dlg:<id>``: a delegation is dead; the key expires with the delegation.
+- ``vouch:nbf:<kind>:<value>`` for kind agent, user, cred: a "not before" time; any token
+  issued to or approved by that handle before it is dead. These keys live as long as the
+  longest token could, then vanish: by then every token they kill has expired anyway.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from broker.errors import RateLimited, TokenRevoked
+from broker.store import PREFIX, guard
+
+KINDS = ("agent", "user", "cred")
+
+
+def delegation_key(dlg_id: str) -> str:
+    return f"{PREFIX}rev:dlg:{dlg_id}"
+
+
+def not_before_key(kind: str, value: str) -> str:
+    return f"{PREFIX}nbf:{kind}:{value}"
+
+
+def handles_of_session(claims: dict[str, Any]) -> list[str]:
+    return [not_before_key("user", claims["sub"]), not_before_key("cred", claims["cid"])]
+
+
+def handles_of_agent(claims: dict[str, Any]) -> list[str]:
+    act = claims["act"]
+    return [
+        delegation_key(claims["dlg"]),
+        not_before_key("agent", claims["sub"]),
+        not_before_key("user", act["sub"]),
+        not_before_key("cred", act["cid"]),
+    ]
+
+
+class Revocations:
+    """Write revocations; check a token's handles in one MGET."""
+
+    def __init__(self, redis: aioredis.Redis, *, max_token_lifetime_s: int) -> None:
+        self.redis = redis
+        self.max_token_lifetime_s = max_token_lifetime_s
+
+    async def revoke_delegation(self, dlg_id: str, *, expires_at: int, now: float) -> None:
+        ttl = max(1, int(expires_at - now) + 60)
+        async with guard("recording a revocation"):
+            await self.redis.set(delegation_key(dlg_id), b"1", ex=ttl)
+
+    async def revoke_not_before(self, kind: str, value: str, *, now: float) -> None:
+        """Kill every token issued to or approved by `value` before `now`."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown revocation kind {kind!r}")
+        ttl = self.max_token_lifetime_s + 300
+        async with guard("recording a revocation"):
+            await self.redis.set(not_before_key(kind, value), repr(now), ex=ttl)
+
+    async def check(
+        self, handles: Sequence[str], *, issued_at: int, rate: tuple[str, int] | None = None
+    ) -> None:
+        """Raise if any handle kills a token issued at `issued_at`; count the use when capped.
+
+        `rate` = (delegation id, uses per hour) counts this use in the same round trip.
+
+        Raises:
+            TokenRevoked: a handle revokes the token.
+            RateLimited: the delegation's hourly cap is used up.
+            StoreUnavailable: Redis cannot answer (fail closed).
+        """
+        now = time.time()
+        async with guard("checking revocation"):
+            if rate is None:
+                values = await self.redis.mget(list(handles))
+            else:
+                window = int(now // 3600)
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.mget(list(handles))
+                pipe.incr(f"{PREFIX}rate:{rate[0]}:{window}")
+                pipe.expire(f"{PREFIX}rate:{rate[0]}:{window}", 3700)
+                values, used, _ = await pipe.execute()
+        for key, value in zip(handles, values, strict=True):
+            if value is None:
+                continue
+            if key.startswith(f"{PREFIX}rev:dlg:") or issued_at < float(value):
+                raise TokenRevoked(f"token revoked ({key.removeprefix(PREFIX).split(':')[1]})")
+        if rate is not None and used > rate[1]:
+            raise RateLimited(
+                f"this delegation allows {rate[1]} exchanges per hour",
+                retry_after=3600 - int(now % 3600),
+            )

@@ -1,0 +1,121 @@
+"""Delegation endpoints: propose + tap -> agent token; list; revoke."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import delete, get, post
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from broker.auth import PersonDep, ServicesDep
+from broker.delegation import Delegation
+from broker.routes.signin import ChallengeId
+
+ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class DelegationBegin(msgspec.Struct, forbid_unknown_fields=True):
+    agent: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+    models: Annotated[list[ModelName], msgspec.Meta(max_length=20)] = []
+    ttl_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] = 7200
+    purpose: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    max_sts_s: Annotated[int, msgspec.Meta(ge=900, le=43200)] | None = None
+    rate: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    request_code: Annotated[str, msgspec.Meta(min_length=4, max_length=16)] | None = None
+
+
+class DelegationProposal(msgspec.Struct):
+    challenge_id: str
+    grant: dict[str, Any]
+    grant_canonical: str
+    options: dict[str, Any]
+
+
+class DelegationComplete(msgspec.Struct, forbid_unknown_fields=True):
+    challenge_id: ChallengeId
+    credential: dict[str, Any]
+
+
+class AgentToken(msgspec.Struct):
+    delegation: Delegation
+    token: str | None = None
+    request_id: str | None = None
+
+
+@post("/v1/delegations/begin", status_code=200, tags=["delegation"])
+async def delegation_begin(
+    data: JSONBody[DelegationBegin], services: ServicesDep, person: PersonDep
+) -> DelegationProposal:
+    """Check a grant (or an agent's request, by user code) against the org policy.
+
+    The WebAuthn challenge commits to the grant's canonical form, shown in the answer.
+    """
+    extra = None
+    if data.request_code:
+        req = await services.requests.for_approval(person, data.request_code)
+        grant = services.delegations.propose(
+            person, agent=req.agent, models=req.models, ttl_s=req.ttl_s, purpose=req.message
+        )
+        extra = {"request_id": req.id}
+    else:
+        grant = services.delegations.propose(
+            person,
+            agent=data.agent or "",
+            models=data.models,
+            ttl_s=data.ttl_s,
+            purpose=data.purpose,
+            max_sts_s=data.max_sts_s,
+            rate=data.rate,
+        )
+    proposal = await services.delegations.begin(person, grant, extra=extra)
+    return DelegationProposal(
+        proposal.challenge_id,
+        msgspec.to_builtins(proposal.grant),
+        proposal.canonical,
+        proposal.options,
+    )
+
+
+@post("/v1/delegations/complete", status_code=201, tags=["delegation"])
+async def delegation_complete(
+    data: JSONBody[DelegationComplete], services: ServicesDep, person: PersonDep
+) -> AgentToken:
+    """A user-verified assertion over the grant's challenge -> the agent token.
+
+    For an agent's request the token goes to the polling agent, not to the approver.
+    """
+    token, record, state = await services.delegations.complete(
+        person, data.challenge_id, data.credential
+    )
+    request_id = state.get("request_id")
+    if request_id:
+        await services.requests.approve(request_id, token, record.id)
+        return AgentToken(record, request_id=request_id)
+    return AgentToken(record, token=token)
+
+
+@get("/v1/delegations", tags=["delegation"])
+async def list_delegations(
+    services: ServicesDep,
+    person: PersonDep,
+    all_people: Annotated[bool, QueryParameter(name="all")] = False,
+) -> dict[str, list[Delegation]]:
+    """Your active delegations; an admin may ask for everybody's with ?all=true."""
+    everyone = all_people and services.org.is_admin(person.email)
+    return {"delegations": await services.delegations.list(None if everyone else person.email)}
+
+
+@delete("/v1/delegations/{dlg_id:str}", status_code=200, tags=["delegation"])
+async def revoke_delegation(
+    dlg_id: Annotated[str, PathParameter(max_length=64)], services: ServicesDep, person: PersonDep
+) -> Delegation:
+    """Revoke a delegation you made (admins: anyone's). Enforced on the next exchange."""
+    revoked = await services.delegations.revoke(
+        person, dlg_id, is_admin=services.org.is_admin(person.email), reason="revoked by user"
+    )
+    services.exchange.cache.evict_delegation(dlg_id)
+    return revoked
+
+
+ROUTES = [delegation_begin, delegation_complete, list_delegations, revoke_delegation]

@@ -1,0 +1,67 @@
+"""OIDC discovery, JWKS, health, readiness and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import MediaType, Response, get
+
+from broker.auth import ServicesDep
+from broker.errors import StoreUnavailable
+from broker.keys import ALGORITHM
+from broker.store import guard
+
+
+@get("/.well-known/openid-configuration", sync_to_thread=False, tags=["discovery"])
+def openid_configuration(services: ServicesDep) -> Response[dict[str, Any]]:
+    """The OIDC discovery document AWS IAM reads to find the JWKS."""
+    issuer = services.settings.issuer
+    body = {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [ALGORITHM],
+        "claims_supported": [
+            "iss",
+            "sub",
+            "aud",
+            "iat",
+            "exp",
+            "jti",
+            "amr",
+            "https://aws.amazon.com/source_identity",
+            "https://aws.amazon.com/tags",
+        ],
+    }
+    return Response(body, headers={"Cache-Control": "public, max-age=300"})
+
+
+@get("/.well-known/jwks.json", sync_to_thread=False, tags=["discovery"])
+def jwks(services: ServicesDep) -> Response[dict[str, Any]]:
+    """Every public key a verifier may meet: active, next and retired."""
+    return Response(services.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+@get("/healthz", sync_to_thread=False, tags=["ops"])
+def healthz() -> dict[str, str]:
+    """The process is alive (does not touch Redis)."""
+    return {"status": "ok"}
+
+
+@get("/readyz", tags=["ops"])
+async def readyz(services: ServicesDep) -> dict[str, str]:
+    """Ready to serve: Redis answers within the configured timeout."""
+    async with guard("checking readiness"):
+        if not await services.redis.ping():
+            raise StoreUnavailable("state store did not answer PING")
+    return {"status": "ready"}
+
+
+@get("/metrics", sync_to_thread=False, media_type=MediaType.TEXT, tags=["ops"])
+def metrics(services: ServicesDep) -> bytes:
+    """Prometheus text exposition."""
+    return services.metrics.render()
+
+
+ROUTES = [openid_configuration, jwks, healthz, readyz, metrics]

@@ -1,0 +1,85 @@
+"""Agent-initiated delegation requests: create, poll, deny."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Request, get, post
+from litestar.params import JSONBody, PathParameter
+
+from broker.auth import PersonDep, ServicesDep, bearer
+from broker.errors import GrantInvalid
+from broker.grant import AGENT_NAME
+from broker.routes.delegations import ModelName
+from broker.signin import normalize_email
+
+
+class RequestCreate(msgspec.Struct, forbid_unknown_fields=True):
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
+    agent: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    models: Annotated[list[ModelName], msgspec.Meta(min_length=1, max_length=20)]
+    ttl_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] = 7200
+    message: Annotated[str, msgspec.Meta(max_length=256)] = ""
+
+
+class RequestCreated(msgspec.Struct):
+    request_id: str
+    user_code: str
+    poll_secret: str
+    expires_at: int
+    interval: int
+
+
+class RequestStatus(msgspec.Struct, omit_defaults=True):
+    status: str
+    interval: int = 2
+    token: str | None = None
+    delegation_id: str | None = None
+
+
+class RequestDeny(msgspec.Struct, forbid_unknown_fields=True):
+    user_code: Annotated[str, msgspec.Meta(min_length=4, max_length=16)]
+
+
+@post("/v1/delegation-requests", status_code=201, tags=["delegation"])
+async def create_request(data: JSONBody[RequestCreate], services: ServicesDep) -> RequestCreated:
+    """An agent asks a person for a delegation; relay the user code to that person."""
+    if not AGENT_NAME.fullmatch(data.agent):
+        raise GrantInvalid("agent name must match [a-z0-9][a-z0-9-]{0,31}")
+    if any(ch < " " and ch != "\t" for ch in data.message):
+        raise GrantInvalid("message must not contain control characters")
+    created = await services.requests.create(
+        email=normalize_email(data.email),
+        agent=data.agent,
+        models=data.models,
+        ttl_s=data.ttl_s,
+        message=data.message,
+    )
+    return RequestCreated(
+        created.id, created.user_code, created.poll_secret, created.expires_at, created.interval
+    )
+
+
+@get("/v1/delegation-requests/{req_id:str}", tags=["delegation"])
+async def poll_request(
+    req_id: Annotated[str, PathParameter(max_length=64)], request: Request, services: ServicesDep
+) -> RequestStatus:
+    """The agent polls with its poll secret as bearer token; the token arrives once."""
+    req = await services.requests.poll(req_id, bearer(request))
+    return RequestStatus(req.status, token=req.token, delegation_id=req.delegation_id)
+
+
+@post("/v1/delegation-requests/deny", status_code=200, tags=["delegation"])
+async def deny_request(
+    data: JSONBody[RequestDeny], services: ServicesDep, person: PersonDep
+) -> RequestStatus:
+    """The person refuses an agent's request."""
+    req = await services.requests.deny(person, data.user_code)
+    await services.audit.record(
+        "request_denied", actor=person.email, agent=req.agent, subject=req.id
+    )
+    return RequestStatus(req.status)
+
+
+ROUTES = [create_request, poll_request, deny_request]

@@ -1,0 +1,116 @@
+"""The one place that calls AWS STS: AssumeRoleWithWebIdentity with bounded, jittered retries.
+
+botocore's own retries are off so that this module alone decides how long a request may wait;
+AWS error codes pass through as data, never the raw response (it carries secrets on success).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from broker.errors import StsRejected, StsUnavailable
+
+RETRYABLE = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "IDPCommunicationError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "InternalError",
+    }
+)
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: datetime
+
+    def process_document(self) -> dict[str, Any]:
+        """The AWS `credential_process` JSON document (Version 1)."""
+        return {
+            "Version": 1,
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key,
+            "SessionToken": self.session_token,
+            "Expiration": self.expiration.isoformat().replace("+00:00", "Z"),
+        }
+
+    def __repr__(self) -> str:  # never print secrets, even by accident
+        return f"AwsCredentials({self.access_key_id[:4]}…, expires {self.expiration.isoformat()})"
+
+
+class Sts:
+    """AssumeRoleWithWebIdentity through a thread (boto3 is synchronous), with retries."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        endpoint_url: str | None,
+        attempts: int = 3,
+        base_delay_s: float = 0.1,
+        timeout_s: float = 5.0,
+    ) -> None:
+        # Web-identity calls are unsigned: no AWS credentials are needed or used.
+        from botocore import UNSIGNED
+
+        self.client: Any = boto3.session.Session().client(
+            "sts",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=Config(
+                signature_version=UNSIGNED,
+                retries={"max_attempts": 1, "mode": "standard"},
+                connect_timeout=timeout_s,
+                read_timeout=timeout_s,
+                max_pool_connections=32,
+            ),
+        )
+        self.attempts = attempts
+        self.base_delay_s = base_delay_s
+
+    async def assume(
+        self, *, role_arn: str, session_name: str, token: str, policy: str, duration_s: int
+    ) -> AwsCredentials:
+        """Raises: StsUnavailable (throttled or down after retries), StsRejected (refused)."""
+        for attempt in range(self.attempts):
+            try:
+                answer = await asyncio.to_thread(
+                    self.client.assume_role_with_web_identity,
+                    RoleArn=role_arn,
+                    RoleSessionName=session_name,
+                    WebIdentityToken=token,
+                    Policy=policy,
+                    DurationSeconds=duration_s,
+                )
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+                message = str(exc.response.get("Error", {}).get("Message", ""))[:300]
+                if code not in RETRYABLE:
+                    raise StsRejected(f"STS refused: {code}: {message}", aws_code=code) from None
+                last = code
+            except BotoCoreError as exc:
+                last = type(exc).__name__
+            else:
+                c = answer["Credentials"]
+                return AwsCredentials(
+                    c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], c["Expiration"]
+                )
+            if attempt + 1 < self.attempts:
+                await asyncio.sleep(random.uniform(0, self.base_delay_s * 2**attempt))  # noqa: S311
+        raise StsUnavailable(
+            f"STS unavailable after {self.attempts} attempts ({last})", retry_after=2, aws_code=last
+        )

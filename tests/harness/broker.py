@@ -1,0 +1,72 @@
+"""Run the broker app on a free loopback port in a background thread (real HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from broker.app import create_app
+from broker.keys import generate_key_dir
+from broker.settings import Settings, load_settings
+from tests.harness.services import free_port, wait_for
+
+
+def broker_settings(tmp: Path, redis_url: str, **overrides: Any) -> Settings:
+    """Settings for a test broker on localhost with a fresh key directory."""
+    keys = tmp / "keys"
+    if not keys.exists():
+        generate_key_dir(keys)
+    port = overrides.pop("port", None) or free_port()
+    values: dict[str, Any] = {
+        "issuer": f"http://localhost:{port}",
+        "redis_url": redis_url,
+        "signing_keys": str(keys),
+        "redis_timeout_s": 0.5,
+        **overrides,
+    }
+    return load_settings(env={}, **values)
+
+
+class BrokerServer:
+    """uvicorn serving `create_app(settings)` in a thread; `url` is the issuer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = int(settings.issuer.rsplit(":", 1)[1])
+        self.app = create_app(settings)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            loop="asyncio",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return self.settings.issuer
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def start(self) -> BrokerServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started, what="broker")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=headers, timeout=10)

@@ -1,0 +1,51 @@
+"""Integration fixtures: a broker on real HTTP over a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.invites import Invites
+from broker.settings import Settings
+from broker.store import connect
+from tests.harness.broker import BrokerServer, broker_settings
+from tests.harness.people import Human
+
+
+def make_invite(settings: Settings, email: str) -> str:
+    """What `vouch-broker invite EMAIL` does on the server host."""
+
+    async def create() -> str:
+        redis = connect(settings.redis_url, timeout_s=2)
+        try:
+            return await Invites(redis, ttl_s=settings.invite_ttl_s).create(email)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(create())
+
+
+@pytest.fixture
+def broker(tmp_path: Path, redis_url: str) -> Iterator[BrokerServer]:
+    server = BrokerServer(broker_settings(tmp_path, redis_url)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def human_factory(broker: BrokerServer, tmp_path: Path) -> Callable[..., Human]:
+    """Make a person with a fresh software key; `enrolled=True` also enrolls and logs in."""
+
+    def make(email: str = "alice@example.com", *, enrolled: bool = True) -> Human:
+        human = Human(
+            f"http://127.0.0.1:{broker.port}", broker.url, email, tmp_path / f"{email}.key.json"
+        )
+        if enrolled:
+            human.enroll(make_invite(broker.settings, email))
+            human.login()
+        return human
+
+    return make
