@@ -13,6 +13,7 @@ from broker.settings import Settings
 from broker.store import connect
 from tests.harness.broker import BrokerServer, broker_settings
 from tests.harness.people import Human
+from tests.harness.services import MotoServer
 
 
 def make_invite(settings: Settings, email: str) -> str:
@@ -29,8 +30,9 @@ def make_invite(settings: Settings, email: str) -> str:
 
 
 @pytest.fixture
-def broker(tmp_path: Path, redis_url: str) -> Iterator[BrokerServer]:
-    server = BrokerServer(broker_settings(tmp_path, redis_url)).start()
+def broker(tmp_path: Path, redis_url: str, moto_server: MotoServer) -> Iterator[BrokerServer]:
+    settings = broker_settings(tmp_path, redis_url, aws_endpoint_url=moto_server.url)
+    server = BrokerServer(settings).start()
     yield server
     server.stop()
 
