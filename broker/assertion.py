@@ -126,7 +126,7 @@ def parse_credential_id(response: Any) -> bytes:
         AssertionRejected: the response is malformed.
     """
     try:
-        return AuthenticationResponse.from_dict(response).raw_id
+        return bytes(AuthenticationResponse.from_dict(response).raw_id)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise AssertionRejected(f"assertion rejected: {_reason(exc)}") from None
 

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from broker.store import PREFIX, guard
+from broker.store import PREFIX, guard, text
 
 STREAM = PREFIX + "audit"
 _SECRET_WORDS = ("token", "secret", "password", "assertion", "signature", "code", "key_material")
@@ -46,8 +46,7 @@ class Audit:
     async def read(self, *, count: int = 100, before: str = "+") -> list[dict[str, str]]:
         """Newest first, at most `count` entries older than or equal to `before`."""
         async with guard("reading the audit trail"):
-            rows = await self.redis.xrevrange(STREAM, max=before, count=count)
+            rows: Any = await self.redis.xrevrange(STREAM, max=before, count=count)
         return [
-            {"id": rid.decode(), **{k.decode(): v.decode() for k, v in data.items()}}
-            for rid, data in rows
+            {"id": text(rid), **{text(k): text(v) for k, v in data.items()}} for rid, data in rows
         ]

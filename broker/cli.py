@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from broker.keys import KeyError_, generate_key_dir, read_key_dir, rotate_key_dir
+from broker.keys import SigningKeyError, generate_key_dir, read_key_dir, rotate_key_dir
 from broker.settings import Settings, SettingsError, load_settings
 
 EXIT_CONFIG = 6
@@ -56,7 +56,7 @@ def app_from_env() -> object:
 def cmd_keys(args: argparse.Namespace) -> int:
     directory = Path(args.dir or _settings(args).signing_keys or "")
     if not str(directory):
-        raise KeyError_("no key directory: pass --dir or set VOUCH_SIGNING_KEYS")
+        raise SigningKeyError("no key directory: pass --dir or set VOUCH_SIGNING_KEYS")
     if args.keys_command == "generate":
         generate_key_dir(directory)
     elif args.keys_command == "rotate":
@@ -99,7 +99,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
     settings = load_settings(policy_file=args.file)
     _, org = load_policy(settings)
-    print(f"{args.file}: ok")
+    print(f"{args.file}: ok ({len(org.rules)} rules, {len(org.allowed_models)} models)")
     return 0
 
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    except KeyError_ as exc:
+    except SigningKeyError as exc:
         print(f"vouch-broker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 

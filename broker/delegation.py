@@ -36,7 +36,7 @@ from broker.keys import KeyRing
 from broker.revocation import Revocations
 from broker.session import Person
 from broker.signin import SignIn
-from broker.store import PREFIX, guard
+from broker.store import PREFIX, guard, text
 from broker.tokens import AGENT_TYP, mint
 from policies import OrgPolicy
 from policies.errors import GrantDenied, PoliciesError
@@ -236,10 +236,8 @@ class Delegations:
         now = int(time.time())
         async with guard("listing delegations"):
             await self.redis.zremrangebyscore(key, 0, now)
-            ids = await self.redis.zrange(key, 0, limit - 1)
-            bodies = (
-                await self.redis.mget([f"{PREFIX}dlg:{i.decode()}" for i in ids]) if ids else []
-            )
+            ids: Any = await self.redis.zrange(key, 0, limit - 1)
+            bodies = await self.redis.mget([f"{PREFIX}dlg:{text(i)}" for i in ids]) if ids else []
         return [msgspec.json.decode(b, type=Delegation) for b in bodies if b]
 
     async def revoke(

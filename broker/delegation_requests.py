@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from broker.errors import Conflict, NotFound, PermissionDenied, TokenInvalid
 from broker.session import Person
-from broker.store import PREFIX, guard
+from broker.store import PREFIX, guard, text
 
 # No vowels or look-alikes (0/O, 1/I/L): codes are read aloud and typed by people.
 CODE_ALPHABET = "BCDFGHJKMNPQRSTVWXZ23456789"
@@ -125,7 +125,7 @@ class DelegationRequests:
         """
         async with guard("reading a delegation request"):
             req_id = await self.redis.get(f"{PREFIX}dreq:code:{normalize_code(code)}")
-        req = await self._load(req_id.decode()) if req_id else None
+        req = await self._load(text(req_id)) if req_id else None
         if req is None or req.status != "pending" or req.expires_at <= time.time():
             raise NotFound("no pending delegation request with that code")
         if req.email != person.email:

@@ -9,7 +9,7 @@ import secrets
 import redis.asyncio as aioredis
 
 from broker.errors import InviteInvalid
-from broker.store import PREFIX, guard
+from broker.store import PREFIX, guard, text
 
 
 def _key(code: str) -> str:
@@ -45,7 +45,7 @@ class Invites:
         """
         async with guard("checking an invite"):
             owner = await self.redis.get(_key(code))
-        if owner is None or owner.decode() != email:
+        if owner is None or text(owner) != email:
             raise InviteInvalid("invite code is unknown, used, expired or for another email")
         return _key(code)
 
@@ -57,5 +57,5 @@ class Invites:
         """
         async with guard("using an invite"):
             owner = await self.redis.getdel(key)
-        if owner is None or owner.decode() != email:
+        if owner is None or text(owner) != email:
             raise InviteInvalid("invite code is unknown, used, expired or for another email")

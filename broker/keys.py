@@ -56,7 +56,8 @@ def der_to_raw(signature: bytes) -> bytes:
 class Signer(Protocol):
     """Signs JWS input with the active key."""
 
-    kid: str
+    @property
+    def kid(self) -> str: ...
 
     def sign(self, data: bytes) -> bytes: ...
 
@@ -101,7 +102,7 @@ class KeyRing:
         return {"keys": [public_jwk(k) for _, k in sorted(self.public_keys.items())]}
 
 
-class KeyError_(ValueError):  # noqa: N801 - avoid shadowing the builtin KeyError
+class SigningKeyError(ValueError):
     """A key directory or KMS key that cannot be used."""
 
 
@@ -146,7 +147,7 @@ def read_key_dir(directory: Path) -> list[KeyFile]:
     """Every PEM in the directory, checked: parseable P-256 and named after its own kid.
 
     Raises:
-        KeyError_: naming every bad file.
+        SigningKeyError: naming every bad file.
     """
     problems: list[str] = []
     keys: list[KeyFile] = []
@@ -156,7 +157,7 @@ def read_key_dir(directory: Path) -> list[KeyFile]:
         except (ValueError, TypeError, OSError) as exc:
             problems.append(f"{path.name}: {exc}")
     if problems:
-        raise KeyError_("bad signing keys: " + "; ".join(problems))
+        raise SigningKeyError("bad signing keys: " + "; ".join(problems))
     return keys
 
 
@@ -181,14 +182,14 @@ def load_key_ring(directory: Path) -> KeyRing:
     """The ring for a key directory: exactly one active key; next and retired are published.
 
     Raises:
-        KeyError_: no directory, no active key or several, or a bad file.
+        SigningKeyError: no directory, no active key or several, or a bad file.
     """
     if not directory.is_dir():
-        raise KeyError_(f"signing key directory {directory} does not exist")
+        raise SigningKeyError(f"signing key directory {directory} does not exist")
     keys = read_key_dir(directory)
     active = [k for k in keys if k.state == "active"]
     if len(active) != 1:
-        raise KeyError_(
+        raise SigningKeyError(
             f"{directory}: need exactly one *.active.pem key, found {len(active)} "
             "(run `vouch-broker keys generate --dir DIR`)"
         )
@@ -200,10 +201,10 @@ def generate_key_dir(directory: Path) -> list[KeyFile]:
     """Create an active and a next key in an empty (or missing) directory.
 
     Raises:
-        KeyError_: the directory already holds keys.
+        SigningKeyError: the directory already holds keys.
     """
     if directory.is_dir() and any(directory.glob("*.pem")):
-        raise KeyError_(f"{directory} already holds keys; use `keys rotate`")
+        raise SigningKeyError(f"{directory} already holds keys; use `keys rotate`")
     write_key(directory, generate_private_key(), "active")
     write_key(directory, generate_private_key(), "next")
     return read_key_dir(directory)
@@ -213,13 +214,13 @@ def rotate_key_dir(directory: Path, *, keep_retired_s: int, now: float | None = 
     """next -> active, active -> retired, a fresh next; prune retired keys past their keep time.
 
     Raises:
-        KeyError_: the directory has no next key to promote.
+        SigningKeyError: the directory has no next key to promote.
     """
     now_i = int(time.time() if now is None else now)
     keys = read_key_dir(directory)
     nexts = [k for k in keys if k.state == "next"]
     if len(nexts) != 1:
-        raise KeyError_(f"{directory}: need exactly one *.next.pem key to rotate")
+        raise SigningKeyError(f"{directory}: need exactly one *.next.pem key to rotate")
     for key in keys:
         if key.state == "active":
             os.replace(key.path, directory / f"{key.kid}.retired-{now_i}.pem")
@@ -233,13 +234,13 @@ def kms_key_ring(client: Any, key_id: str) -> KeyRing:
     """A ring whose signer is a KMS key; its public key is fetched once at start.
 
     Raises:
-        KeyError_: the KMS key is not an ECC_NIST_P256 signing key.
+        SigningKeyError: the KMS key is not an ECC_NIST_P256 signing key.
     """
     answer = client.get_public_key(KeyId=key_id)
     if answer.get("KeySpec") != "ECC_NIST_P256" or answer.get("KeyUsage") != "SIGN_VERIFY":
-        raise KeyError_(f"KMS key {key_id} must be ECC_NIST_P256 with usage SIGN_VERIFY")
+        raise SigningKeyError(f"KMS key {key_id} must be ECC_NIST_P256 with usage SIGN_VERIFY")
     public_key = serialization.load_der_public_key(answer["PublicKey"])
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise KeyError_(f"KMS key {key_id} is not an EC key")
+        raise SigningKeyError(f"KMS key {key_id} is not an EC key")
     kid = public_jwk(public_key)["kid"]
     return KeyRing(KmsSigner(client, key_id, kid), {kid: public_key})

@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from fido2.webauthn import AttestedCredentialData
 
 from broker.errors import Conflict
-from broker.store import PREFIX, guard
+from broker.store import PREFIX, guard, text
 
 # Accept the new counter only if it increases (or the authenticator keeps none: both zero);
 # otherwise flag the key in the same atomic step.
@@ -88,9 +90,7 @@ class Registry:
 
     async def credentials_of(self, email: str) -> list[Credential]:
         async with guard("reading security keys"):
-            cids = sorted(
-                c.decode() for c in await self.redis.smembers(f"{PREFIX}user:{email}:creds")
-            )
+            cids = sorted(text(c) for c in await self.redis.smembers(f"{PREFIX}user:{email}:creds"))
             pipe = self.redis.pipeline(transaction=False)
             for cid in cids:
                 pipe.hgetall(f"{PREFIX}cred:{cid}")
@@ -132,7 +132,7 @@ class Registry:
             await pipe.execute()
 
 
-def _credential(cid: str, row: dict[bytes, bytes]) -> Credential:
+def _credential(cid: str, row: Mapping[Any, Any]) -> Credential:
     data, _ = AttestedCredentialData.unpack_from(row[b"data"])
     return Credential(
         cid=cid,

@@ -15,9 +15,10 @@ from broker.audit import Audit
 from broker.challenges import Challenges
 from broker.delegation import Delegations
 from broker.delegation_requests import DelegationRequests
+from broker.errors import NotFound
 from broker.exchange import Exchange
 from broker.invites import Invites
-from broker.keys import KeyError_, KeyRing, kms_key_ring, load_key_ring
+from broker.keys import KeyRing, SigningKeyError, kms_key_ring, load_key_ring
 from broker.metrics import Metrics
 from broker.registry import Registry
 from broker.revocation import Revocations
@@ -66,8 +67,6 @@ class Services:
             value = normalize_email(value)
             await self.registry.disable_user(value)
         elif handle == "credential" and not await self.registry.set_state(value, "revoked"):
-            from broker.errors import NotFound
-
             raise NotFound(f"no registered security key {value!r}")
         await self.revocations.revoke_not_before(
             {"agent": "agent", "user": "user", "credential": "cred"}[handle], value, now=now
@@ -82,7 +81,7 @@ def load_keys(settings: Settings) -> KeyRing:
     """The signing key ring from KMS or the key directory.
 
     Raises:
-        KeyError_: no usable key.
+        SigningKeyError: no usable key.
     """
     if settings.kms_key_id:
         kms: Any = boto3.client(
@@ -90,7 +89,9 @@ def load_keys(settings: Settings) -> KeyRing:
         )
         return kms_key_ring(kms, settings.kms_key_id)
     if not settings.signing_keys:
-        raise KeyError_("no signing keys: set VOUCH_SIGNING_KEYS (a directory) or VOUCH_KMS_KEY_ID")
+        raise SigningKeyError(
+            "no signing keys: set VOUCH_SIGNING_KEYS (a directory) or VOUCH_KMS_KEY_ID"
+        )
     return load_key_ring(Path(settings.signing_keys))
 
 

@@ -19,6 +19,11 @@ from broker.errors import StoreUnavailable
 PREFIX = "vouch:"
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (replies are bytes; redis-py's types also admit str)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def connect(url: str, *, timeout_s: float, max_connections: int = 64) -> aioredis.Redis:
     """A pooled client whose every round trip is bounded by `timeout_s`."""
     return aioredis.Redis.from_url(

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -65,8 +66,6 @@ class Sts:
         timeout_s: float = 5.0,
     ) -> None:
         # Web-identity calls are unsigned: no AWS credentials are needed or used.
-        from botocore import UNSIGNED
-
         self.client: Any = boto3.session.Session().client(
             "sts",
             region_name=region,

@@ -19,7 +19,9 @@ class ExchangeRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 @post("/v1/credentials/aws", status_code=200, tags=["exchange"])
 async def exchange_aws(
-    request: Request, services: ServicesDep, data: JSONBody[ExchangeRequest | None] = None
+    request: Request[Any, Any, Any],
+    services: ServicesDep,
+    data: JSONBody[ExchangeRequest | None] = None,
 ) -> Response[dict[str, Any]]:
     """Scoped, short-lived AWS credentials for the agent token (optionally narrowed)."""
     body = data or ExchangeRequest()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
@@ -63,7 +63,9 @@ async def create_request(data: JSONBody[RequestCreate], services: ServicesDep) -
 
 @get("/v1/delegation-requests/{req_id:str}", tags=["delegation"])
 async def poll_request(
-    req_id: Annotated[str, PathParameter(max_length=64)], request: Request, services: ServicesDep
+    req_id: Annotated[str, PathParameter(max_length=64)],
+    request: Request[Any, Any, Any],
+    services: ServicesDep,
 ) -> RequestStatus:
     """The agent polls with its poll secret as bearer token; the token arrives once."""
     req = await services.requests.poll(req_id, bearer(request))
