@@ -50,11 +50,19 @@ class Ctap2Authenticator:
     """Runs decoded CTAP2 commands against a `KeyState`; `persist` saves it."""
 
     def __init__(self, state: KeyState, persist: Callable[[], None]) -> None:
-        self.state = state
-        self.uv_mode: UvMode = "pin"
+        self.uv_mode: UvMode = "pin"  # validated by SoftwareAuthenticator.uv_mode
         self._persist = persist
         self._pin = PinAuthority(state, persist)
         self._pending: _Pending | None = None
+
+    @property
+    def state(self) -> KeyState:
+        """The persistent state; replacing it keeps PIN tokens, which live in memory."""
+        return self._pin.state
+
+    @state.setter
+    def state(self, state: KeyState) -> None:
+        self._pin.state = state
 
     def handle(
         self, command: int, params: dict[Any, Any], touch: Callable[[], None]
@@ -101,14 +109,14 @@ class Ctap2Authenticator:
             0x0D: MIN_PIN_LENGTH,
         }
 
-    def _user_verified(
+    def _verify_uv(
         self,
         params: dict[Any, Any],
-        *,
         keys: tuple[int, int],
         message: bytes,
         permission: Permission,
         rp_id: str,
+        *,
         touch: Callable[[], None],
     ) -> bool | None:
         """True when pinUvAuthParam proves the PIN, None when there is none to check."""
@@ -132,13 +140,8 @@ class Ctap2Authenticator:
         options = _options(params, 7)
         if options.get("up") is False:  # a credential is never created without a touch
             raise CtapError(ERR.INVALID_OPTION)
-        uv = self._user_verified(
-            params,
-            keys=(8, 9),
-            message=client_data_hash,
-            permission=Permission.MAKE_CREDENTIAL,
-            rp_id=rp_id,
-            touch=touch,
+        uv = self._verify_uv(
+            params, (8, 9), client_data_hash, Permission.MAKE_CREDENTIAL, rp_id, touch=touch
         )
         if uv is None and self.state.pin is not None:
             raise CtapError(ERR.PUAT_REQUIRED)
@@ -206,13 +209,8 @@ class Ctap2Authenticator:
         if "rk" in options:
             raise CtapError(ERR.UNSUPPORTED_OPTION)
         up = options.get("up", True)
-        uv = self._user_verified(
-            params,
-            keys=(6, 7),
-            message=client_data_hash,
-            permission=Permission.GET_ASSERTION,
-            rp_id=rp_id,
-            touch=touch,
+        uv = self._verify_uv(
+            params, (6, 7), client_data_hash, Permission.GET_ASSERTION, rp_id, touch=touch
         )
         credentials = self._locate(rp_id, optional(params, 3, list))
         if not credentials:

@@ -93,6 +93,15 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def fingerprint(path: Path) -> tuple[int, int, int] | None:
+    """What changes whenever anyone saves `path` (each save is a new inode), or None."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
 def _check_private(path: Path, info: os.stat_result) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise KeyFileError(f"key file {path} is not a regular file")

@@ -76,7 +76,7 @@ class PinAuthority:
     """Answers clientPIN subcommands and checks the pinUvAuthParam of later commands."""
 
     def __init__(self, state: KeyState, persist: Callable[[], None]) -> None:
-        self._state = state
+        self.state = state
         self._persist = persist
         self._key_agreement = ec.generate_private_key(ec.SECP256R1())
         self._token = os.urandom(32)
@@ -93,7 +93,7 @@ class PinAuthority:
         protocol = protocol_for(require(params, 1, int))
         sub = require(params, 2, int)
         if sub == CMD.GET_PIN_RETRIES:
-            retries = self._state.pin.retries if self._state.pin else MAX_RETRIES
+            retries = self.state.pin.retries if self.state.pin else MAX_RETRIES
             return {RESULT.PIN_RETRIES: retries}
         if sub == CMD.GET_KEY_AGREEMENT:
             return {RESULT.KEY_AGREEMENT: self._public_key()}
@@ -112,7 +112,7 @@ class PinAuthority:
         Raises:
             CtapError: PIN_NOT_SET, INVALID_PARAMETER or PIN_AUTH_INVALID.
         """
-        if self._state.pin is None:
+        if self.state.pin is None:
             raise CtapError(ERR.PIN_NOT_SET)
         expected = protocol_for(version).authenticate(self._token, message)
         if not hmac.compare_digest(expected, param):
@@ -149,7 +149,7 @@ class PinAuthority:
             raise CtapError(ERR.INVALID_PARAMETER) from exc
 
     def _set_pin(self, protocol: PinProtocol, params: dict[Any, Any]) -> None:
-        if self._state.pin is not None:
+        if self.state.pin is not None:
             raise CtapError(ERR.NOT_ALLOWED)  # changing a PIN needs the old one
         secret = self._shared_secret(protocol, params)
         new_pin_enc = require(params, 5, bytes)
@@ -162,7 +162,7 @@ class PinAuthority:
         pin = padded.rstrip(b"\0").decode(errors="replace")
         if len(pin) < MIN_PIN_LENGTH or len(pin.encode()) > 63:
             raise CtapError(ERR.PIN_POLICY_VIOLATION)
-        self._state.pin = new_pin_state(pin)
+        self.state.pin = new_pin_state(pin)
         self._persist()
 
     def _get_token(
@@ -181,7 +181,7 @@ class PinAuthority:
         return {RESULT.PIN_UV_TOKEN: protocol.encrypt(secret, self._token)}
 
     def _check_pin(self, protocol: PinProtocol, secret: bytes, pin_hash_enc: bytes) -> None:
-        pin = self._state.pin
+        pin = self.state.pin
         if pin is None:
             raise CtapError(ERR.PIN_NOT_SET)
         if pin.retries <= 0:

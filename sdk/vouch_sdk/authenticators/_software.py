@@ -11,12 +11,13 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast, get_args
 
 from fido2.ctap import STATUS, CtapDevice, CtapError
 from fido2.hid import CAPABILITY, CTAPHID
 
 from ._ctap2 import Ctap2Authenticator, UvMode
-from ._keyfile import KeyState, PinState, load, save
+from ._keyfile import KeyState, PinState, fingerprint, load, save
 from ._pin import MIN_PIN_LENGTH, new_pin_state
 from ._wire import ERR, decode_request, encode_response
 from .errors import KeyFileError
@@ -30,7 +31,11 @@ __all__ = [
 ]
 
 DEFAULT_PIN = "123456"
-"""The PIN a new key file gets unless the caller chooses one (or None for no PIN)."""
+"""The PIN a new key file gets unless the caller chooses one (None: no PIN).
+
+A well-known PIN costs nothing here: whoever can read the key file holds the private
+keys and needs no PIN. It exists so that every login runs the real clientPIN protocol
+and sets the UV flag the broker requires, without setup in tests and demos."""
 
 SOFTWARE_AAGUID = bytes.fromhex("790e0a4e896248d8bea7ad25caab203f")
 """The model id every software authenticator reports, so a broker can recognise
@@ -52,12 +57,22 @@ def _initial_pin(pin: str) -> PinState:
     return new_pin_state(pin)
 
 
+def _checked_uv_mode(mode: str) -> UvMode:
+    # Checked because any other string would quietly behave like "skip".
+    if mode in get_args(UvMode):
+        return cast(UvMode, mode)
+    raise ValueError(f"uv_mode must be one of {get_args(UvMode)}, not {mode!r}")
+
+
 class SoftwareAuthenticator(CtapDevice):
     """A CTAP2.1 authenticator whose state lives in the JSON key file at `path`.
 
     The file is created (mode 0600) on first use; a new file gets `pin` as its PIN
     (`DEFAULT_PIN` unless given; None leaves the PIN unset so a client can set one).
     An existing file keeps its own PIN and `pin` is ignored, as with a real key.
+    Each command rereads the file if someone else saved it since, so instances and
+    processes may take turns with one key file; truly simultaneous commands from two
+    processes are not serialised (there is no cross-process lock).
 
     Test hooks, public and settable at any time:
       * `uv_mode`: "pin" (verify the PIN token, set UV), "fail" (reject it with
@@ -67,6 +82,8 @@ class SoftwareAuthenticator(CtapDevice):
 
     Raises:
         KeyFileError: the key file is reachable by group/others, corrupt or unwritable.
+        ValueError: a new file's `pin` is shorter than 4 or longer than 63 bytes, or
+            `uv_mode` is not one of "pin", "fail", "skip".
     """
 
     def __init__(
@@ -78,12 +95,14 @@ class SoftwareAuthenticator(CtapDevice):
         user_present: bool = True,
     ) -> None:
         self.path = Path(path).expanduser()
+        _checked_uv_mode(uv_mode)
         warning = f"{NOT_HARDWARE_WARNING} Key file: {self.path}"
         warnings.warn(warning, NotHardwareWarning, stacklevel=2)
         state = load(self.path)
         if state is None:
             state = KeyState(SOFTWARE_AAGUID, pin=None if pin is None else _initial_pin(pin))
             save(self.path, state)
+        self._on_disk = fingerprint(self.path)
         self._ctap2 = Ctap2Authenticator(state, self._save)
         self._ctap2.uv_mode = uv_mode
         self.user_present = user_present
@@ -96,7 +115,7 @@ class SoftwareAuthenticator(CtapDevice):
 
     @uv_mode.setter
     def uv_mode(self, mode: UvMode) -> None:
-        self._ctap2.uv_mode = mode
+        self._ctap2.uv_mode = _checked_uv_mode(mode)
 
     @property
     def aaguid(self) -> bytes:
@@ -128,6 +147,7 @@ class SoftwareAuthenticator(CtapDevice):
         if cmd != CTAPHID.CBOR:
             raise CtapError(ERR.INVALID_COMMAND)
         with self._lock:
+            self._reload_if_changed()
             try:
                 command, params = decode_request(data)
                 touch = self._touch(event, on_keepalive)
@@ -151,6 +171,18 @@ class SoftwareAuthenticator(CtapDevice):
 
     def _save(self) -> None:
         save(self.path, self._ctap2.state)
+        self._on_disk = fingerprint(self.path)
+
+    def _reload_if_changed(self) -> None:
+        # Another instance or process (say the vouch CLI in an end-to-end test) may have
+        # signed with this key since; signing from its stale counter would look cloned.
+        if fingerprint(self.path) == self._on_disk:
+            return
+        state = load(self.path)
+        if state is None:
+            raise KeyFileError(f"key file {self.path} has disappeared")
+        self._ctap2.state = state
+        self._on_disk = fingerprint(self.path)
 
     def clone_to(self, path: Path | str) -> SoftwareAuthenticator:
         """A copy of this key at `path`, for proving that counter regressions are caught.

@@ -130,3 +130,25 @@ def test_clone_refuses_to_overwrite(key: SoftwareAuthenticator, tmp_path: Path) 
     with pytest.raises(KeyFileError, match="refusing to overwrite"):
         key.clone_to(existing)
     assert existing.read_text() == "precious"
+
+
+def test_two_instances_taking_turns_keep_one_rising_counter(
+    client: Fido2Client, rp: RelyingParty, key_path: Path, human: Person
+) -> None:
+    credential = credential_of(rp.register(client, person("alice")))
+    other = client_for(SoftwareAuthenticator(key_path), human)  # e.g. the CLI in a subprocess
+    counters = [
+        rp.login(c, [credential]).response.authenticator_data.counter
+        for c in (client, other, client, other)
+    ]
+    assert counters == sorted(set(counters))
+    assert json.loads(key_path.read_text())["counter"] == counters[-1]
+
+
+def test_invalid_settings_are_refused_before_a_file_exists(tmp_path: Path) -> None:
+    path = tmp_path / "k.json"
+    with pytest.raises(ValueError, match="uv_mode must be one of"):
+        SoftwareAuthenticator(path, uv_mode="off")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a PIN has 4 to 63 bytes"):
+        SoftwareAuthenticator(path, pin="123")
+    assert not path.exists()
