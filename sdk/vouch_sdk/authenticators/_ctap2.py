@@ -40,7 +40,6 @@ _MAX_COUNTER = 2**32 - 1
 class _Pending:
     """Assertions still owed to getNextAssertion after a discoverable login."""
 
-    rp_id: str
     client_data_hash: bytes
     flags: FLAG
     credentials: list[Credential]
@@ -222,7 +221,7 @@ class Ctap2Authenticator:
         first, rest = credentials[0], credentials[1:]
         response = self._assert(first, client_data_hash, flags)
         if rest:
-            self._pending = _Pending(rp_id, client_data_hash, flags, rest)
+            self._pending = _Pending(client_data_hash, flags, rest)
             response[5] = len(credentials)
         return response
 

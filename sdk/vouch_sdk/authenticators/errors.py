@@ -14,9 +14,6 @@ fido2 reports ceremony failures as `fido2.client.ClientError` whose `cause` is a
 `CtapError`; `from_client_error` converts them at the one place the CLI calls fido2.
 """
 
-# The names say what happened, as the broker's error tree does (TokenRevoked, ...).
-# ruff: noqa: N818
-
 from __future__ import annotations
 
 from fido2.client import ClientError, PinRequiredError
