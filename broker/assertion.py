@@ -26,6 +26,9 @@ from fido2.webauthn import (
 from broker.errors import AssertionRejected
 
 ES256, EDDSA = -7, -8
+# The model id vouch_sdk's software authenticator reports (kept here: the broker does not
+# depend on the SDK). Self-reported under attestation "none": a guard against mistakes.
+SOFTWARE_AAGUID = "790e0a4e-8962-48d8-bea7-ad25caab203f"
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,13 @@ class RelyingParty:
     """Begin and complete registration and authentication ceremonies (no storage)."""
 
     def __init__(
-        self, rp_id: str, rp_name: str, origins: Sequence[str], *, aaguids: Sequence[str] = ()
+        self,
+        rp_id: str,
+        rp_name: str,
+        origins: Sequence[str],
+        *,
+        aaguids: Sequence[str] = (),
+        allow_software: bool = False,
     ) -> None:
         allowed = frozenset(origins)
         self.server = Fido2Server(
@@ -61,6 +70,7 @@ class RelyingParty:
             for alg in (ES256, EDDSA)
         ]
         self.aaguids = frozenset(a.lower() for a in aaguids)
+        self.allow_software = allow_software
 
     def register_begin(
         self, email: str, handle: bytes, existing: Sequence[AttestedCredentialData], *, uv: bool
@@ -85,6 +95,10 @@ class RelyingParty:
         if credential is None:
             raise AssertionRejected("registration rejected: no credential data")
         aaguid = str(credential.aaguid)
+        if aaguid == SOFTWARE_AAGUID and not self.allow_software:
+            raise AssertionRejected(
+                "software authenticators are not accepted here (VOUCH_ALLOW_SOFTWARE_KEYS)"
+            )
         if self.aaguids and aaguid.lower() not in self.aaguids:
             raise AssertionRejected(f"authenticator model {aaguid} is not allowed")
         return Registered(credential, auth_data.counter, auth_data.is_user_verified(), aaguid)

@@ -39,6 +39,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """WebAuthn relying-party id: the broker's host name (or a registrable parent)."""
     rp_name: str = "Vouch"
     """Relying-party name shown by authenticators that display one."""
+    allow_software_keys: bool = False
+    """Accept the vouch software authenticator (tests and demos only; it is not hardware)."""
+    aaguids: list[str] = msgspec.field(default_factory=list)
+    """Allow-list of authenticator models (AAGUIDs); empty allows any hardware key."""
     origins: list[str] = msgspec.field(default_factory=list)
     """Origins accepted in FIDO2 client data; defaults to the issuer's origin."""
     aws_region: str = "us-east-1"
@@ -115,9 +119,8 @@ def _read_env(env: Mapping[str, str]) -> dict[str, Any]:
     for var, name in _ENV_NAMES.items():
         if var in env:
             text = env[var]
-            values[name] = (
-                [s.strip() for s in text.split(",") if s.strip()] if (name == "origins") else text
-            )
+            is_list = name in {"origins", "aaguids"}
+            values[name] = [s.strip() for s in text.split(",") if s.strip()] if is_list else text
     return values
 
 

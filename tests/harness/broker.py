@@ -27,6 +27,7 @@ def broker_settings(tmp: Path, redis_url: str, **overrides: Any) -> Settings:
         "redis_url": redis_url,
         "signing_keys": str(keys),
         "redis_timeout_s": 0.5,
+        "allow_software_keys": True,
         **overrides,
     }
     return load_settings(env={}, **values)

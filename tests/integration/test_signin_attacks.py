@@ -268,3 +268,19 @@ def test_unknown_kid_wrong_typ_iss_aud_and_expired_are_refused(
         answer = call_with(broker, token)
         assert (answer.status_code, problem(answer)) == (401, expected), name
     assert call_with(broker, mint(session_claims, typ=SESSION_TYP, keys=ring)).status_code == 200
+
+
+def test_software_key_is_refused_unless_allowed(
+    tmp_path: Path, redis_url: str, moto_server: MotoServer
+) -> None:
+    settings = broker_settings(tmp_path, redis_url, allow_software_keys=False)
+    server = BrokerServer(settings).start()
+    try:
+        bob = Human(f"http://127.0.0.1:{server.port}", server.url, "bob@example.com",
+                    tmp_path / "bob.json")
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            bob.enroll(make_invite(settings, bob.email))
+        assert problem(caught.value.response) == "assertion-rejected"
+        assert "software authenticators" in caught.value.response.json()["detail"]
+    finally:
+        server.stop()

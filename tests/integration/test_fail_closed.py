@@ -1,0 +1,71 @@
+"""Fail closed (invariant 1) and durable revocation (invariant 7) with a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.harness.broker import BrokerServer, broker_settings
+from tests.harness.people import Human
+from tests.harness.services import MotoServer, RedisServer
+from tests.integration.conftest import make_invite
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def durable(tmp_path: Path, aof_redis: RedisServer, moto_server: MotoServer) -> Iterator[BrokerServer]:
+    settings = broker_settings(tmp_path, aof_redis.url, aws_endpoint_url=moto_server.url)
+    server = BrokerServer(settings).start()
+    yield server
+    server.stop()
+
+
+def signed_in(server: BrokerServer, tmp_path: Path) -> Human:
+    alice = Human(f"http://127.0.0.1:{server.port}", server.url, "alice@example.com",
+                  tmp_path / "alice.json")
+    alice.enroll(make_invite(server.settings, alice.email))
+    alice.login()
+    return alice
+
+
+def slug(answer: httpx.Response) -> str:
+    return str(answer.json()["type"]).rsplit(":", 1)[1]
+
+
+def test_redis_down_refuses_everything_then_recovers(
+    durable: BrokerServer, aof_redis: RedisServer, tmp_path: Path
+) -> None:
+    alice = signed_in(durable, tmp_path)
+    agent_token = alice.delegate("researcher", ["us.claude-haiku-4-5"])["token"]
+    aof_redis.stop(kill=True)
+    with durable.client(alice.session) as person, durable.client(agent_token) as agent:
+        answers = {
+            "login": alice.post("/v1/login/begin", {"email": alice.email}),
+            "session": person.get("/v1/delegations"),
+            "exchange": agent.post("/v1/credentials/aws"),
+            "readyz": person.get("/readyz"),
+        }
+        for name, answer in answers.items():
+            assert (answer.status_code, slug(answer)) == (503, "store-unavailable"), name
+            assert answer.headers["retry-after"] == "1"
+        assert "AccessKeyId" not in answers["exchange"].text
+        aof_redis.start()
+        assert person.get("/readyz").status_code == 200
+        assert agent.post("/v1/credentials/aws").status_code == 200
+
+
+def test_revocation_survives_redis_restart(
+    durable: BrokerServer, aof_redis: RedisServer, tmp_path: Path
+) -> None:
+    alice = signed_in(durable, tmp_path)
+    done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
+    with durable.client(alice.session) as person:
+        assert person.delete(f"/v1/delegations/{done['delegation']['id']}").status_code == 200
+    aof_redis.restart()
+    with durable.client(done["token"]) as agent:
+        answer = agent.post("/v1/credentials/aws")
+    assert (answer.status_code, slug(answer)) == (401, "token-revoked")
