@@ -82,10 +82,13 @@ class KmsSigner:
     kid: str
 
     def sign(self, data: bytes) -> bytes:
+        # KMS hashes RAW messages up to 4 KiB itself (every token we sign fits); longer input
+        # is sent as its digest. (moto implements only RAW, which is why RAW comes first.)
+        raw = len(data) <= 4096
         answer = self.client.sign(
             KeyId=self.key_id,
-            Message=hashlib.sha256(data).digest(),
-            MessageType="DIGEST",
+            Message=data if raw else hashlib.sha256(data).digest(),
+            MessageType="RAW" if raw else "DIGEST",
             SigningAlgorithm="ECDSA_SHA_256",
         )
         return der_to_raw(answer["Signature"])
@@ -237,10 +240,15 @@ def kms_key_ring(client: Any, key_id: str) -> KeyRing:
         SigningKeyError: the KMS key is not an ECC_NIST_P256 signing key.
     """
     answer = client.get_public_key(KeyId=key_id)
-    if answer.get("KeySpec") != "ECC_NIST_P256" or answer.get("KeyUsage") != "SIGN_VERIFY":
-        raise SigningKeyError(f"KMS key {key_id} must be ECC_NIST_P256 with usage SIGN_VERIFY")
+    # Older APIs (and moto) name the spec CustomerMasterKeySpec.
+    spec = answer.get("KeySpec") or answer.get("CustomerMasterKeySpec")
     public_key = serialization.load_der_public_key(answer["PublicKey"])
-    if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise SigningKeyError(f"KMS key {key_id} is not an EC key")
+    if (
+        spec != "ECC_NIST_P256"
+        or answer.get("KeyUsage") != "SIGN_VERIFY"
+        or not isinstance(public_key, ec.EllipticCurvePublicKey)
+        or public_key.curve.name != "secp256r1"
+    ):
+        raise SigningKeyError(f"KMS key {key_id} must be ECC_NIST_P256 with usage SIGN_VERIFY")
     kid = public_jwk(public_key)["kid"]
     return KeyRing(KmsSigner(client, key_id, kid), {kid: public_key})
