@@ -93,7 +93,7 @@ def _check_times(claims: dict[str, Any], now: float, leeway: int) -> None:
             raise TokenInvalid(f"claim {name!r} must be an integer timestamp")
     if claims["exp"] <= now - leeway:
         raise TokenExpired("token expired")
-    if claims.get("nbf", claims["iat"]) > now + leeway:
-        raise TokenInvalid("token not valid yet")
     if claims["iat"] > now + leeway:
         raise TokenInvalid("token issued in the future")
+    if claims.get("nbf", 0) > now + leeway:
+        raise TokenInvalid("token not valid yet")
