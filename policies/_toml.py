@@ -82,9 +82,7 @@ class Table:
             if key not in known:
                 problems.add(self.at(key), f"unknown key{suggest(key, known)}")
 
-    def at(self, key: str | int) -> str:
-        if isinstance(key, int):
-            return f"{self.location}[{key}]"
+    def at(self, key: str) -> str:
         return f"{self.location}.{key}" if self.location else key
 
     def problem(self, key: str, message: str) -> None:

@@ -187,26 +187,25 @@ def _builtin() -> Catalog:
 
 
 def _parse(root: Table) -> tuple[dict[str, _Definition], ...]:
+    # Definitions are kept even when they have problems: the caller raises before building.
     geographies: dict[str, _Definition] = {}
     geo_table = root.table("geographies")
     if geo_table is not None:
         for name in geo_table.data:
-            table = _check_geography(geo_table, name)
-            _add(geographies, table or geo_table, name, table is not None)
+            _add(geographies, _check_geography(geo_table, name) or geo_table, name)
     models: dict[str, _Definition] = {}
     for table in root.tables("models", _MODEL_KEYS):
-        _add(
-            models, table, table.string("id", required=True, pattern=MODEL_ID), _check_model(table)
-        )
+        _check_model(table)
+        _add(models, table, table.string("id", required=True, pattern=MODEL_ID))
     apps: dict[str, _Definition] = {}
     for table in root.tables("application_profiles", _APP_KEYS):
-        arn = table.string("arn", required=True, pattern=APP_PROFILE_ARN)
-        _add(apps, table, arn, _check_app(table))
+        _check_app(table)
+        _add(apps, table, table.string("arn", required=True, pattern=APP_PROFILE_ARN))
     return geographies, models, apps
 
 
-def _add(into: dict[str, _Definition], table: Table, key: str | None, ok: bool) -> None:
-    if key is None or not ok:
+def _add(into: dict[str, _Definition], table: Table, key: str | None) -> None:
+    if key is None:
         return
     if key in into:
         table.problems.add(table.location, f"{key} is defined twice (also at {into[key].location})")
@@ -215,24 +214,22 @@ def _add(into: dict[str, _Definition], table: Table, key: str | None, ok: bool) 
 
 
 def _check_geography(parent: Table, name: str) -> Table | None:
-    """The geography's own table if it is sound."""
-    before = len(parent.problems.items)
+    """The geography's own table, if it is one."""
+    if not _matches(GEOGRAPHY, name):
+        parent.problem(name, f"{name!r} is not a geography name (2-10 lowercase letters)")
     table = parent.table(name, ("regions", "regionless"))
     if table is not None:
         if not _regions(table, "regions", required=True):
             table.problem("regions", "a geography needs at least one region")
         table.boolean("regionless", False)
-    if not _matches(GEOGRAPHY, name):
-        parent.problem(name, f"{name!r} is not a geography name (2-10 lowercase letters)")
-    return table if len(parent.problems.items) == before else None
+    return table
 
 
 _MODEL_KEYS = ("id", "name", "aliases", "profile_only", "profiles", "profile_regions")
 _APP_KEYS = ("arn", "model", "source", "aliases", "regions")
 
 
-def _check_model(table: Table) -> bool:
-    before = len(table.problems.items)
+def _check_model(table: Table) -> None:
     table.string("name")
     table.boolean("profile_only", False)
     _aliases(table)
@@ -245,11 +242,9 @@ def _check_model(table: Table) -> bool:
             _regions(overrides, geo, required=True)
     if table.data.get("profile_only") is True and not profiles:
         table.problem("profile_only", "a profile-only model needs at least one profile")
-    return len(table.problems.items) == before
 
 
-def _check_app(table: Table) -> bool:
-    before = len(table.problems.items)
+def _check_app(table: Table) -> None:
     table.string("model", pattern=MODEL_ID)
     table.string("source")
     if ("model" in table.data) == ("source" in table.data):
@@ -258,7 +253,6 @@ def _check_app(table: Table) -> bool:
         table.problem("regions", "regions come from the source profile; drop them")
     _regions(table, "regions")
     _aliases(table)
-    return len(table.problems.items) == before
 
 
 def _aliases(table: Table) -> None:

@@ -53,11 +53,16 @@ def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
 
 
 def arn_like(value: str, pattern: str) -> bool:
-    """ARN matching: each of the six colon-separated parts is matched on its own."""
+    """ARN matching: each of the six colon-separated parts is matched on its own.
+
+    A pattern that is not a whole ARN matches no ARN, except `*` which matches anything.
+    """
+    if pattern == "*":
+        return True
     parts, wanted = value.split(":", 5), pattern.split(":", 5)
     if len(wanted) == 6 and len(parts) == 6:
         return all(glob(w).fullmatch(p) is not None for p, w in zip(parts, wanted, strict=True))
-    return len(wanted) != 6 and glob(pattern).fullmatch(value) is not None
+    return len(wanted) != 6 and len(parts) != 6 and glob(pattern).fullmatch(value) is not None
 
 
 def _date(value: object) -> datetime:

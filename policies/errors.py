@@ -34,7 +34,7 @@ class CatalogError(PoliciesError):
     code: str = "catalog-error"
 
 
-class UnknownModel(CatalogError):  # noqa: N818 - named for the outcome, like httpx
+class UnknownModel(CatalogError):
     """A name that is no catalog id, inference-profile id, ARN or alias."""
 
     code: str = "unknown-model"
@@ -46,7 +46,7 @@ class UnknownModel(CatalogError):  # noqa: N818 - named for the outcome, like ht
         super().__init__(f'unknown model "{name}"{hint}')
 
 
-class ModelNotCallable(CatalogError):  # noqa: N818 - named for the outcome, like httpx
+class ModelNotCallable(CatalogError):
     """A known model that cannot be invoked this way from this region."""
 
     code: str = "model-not-callable"
@@ -85,7 +85,7 @@ class PolicyFileError(PoliciesError):
         super().__init__(f"{path}: {count} problem{'s' * (count != 1)}:\n{lines}")
 
 
-class InvalidGrant(PoliciesError):  # noqa: N818 - named for the outcome, like httpx
+class InvalidGrant(PoliciesError):
     """A grant request that is malformed whatever the policy says (bad agent name, email...)."""
 
     code: str = "invalid-grant"
@@ -96,7 +96,7 @@ class InvalidGrant(PoliciesError):  # noqa: N818 - named for the outcome, like h
         super().__init__(f"{field}: {reason}")
 
 
-class GrantDenied(PoliciesError):  # noqa: N818 - named for the outcome, like httpx
+class GrantDenied(PoliciesError):
     """The org policy does not let this person delegate this.
 
     `check` names what failed: person-not-allowed, model-not-allowed or ttl-exceeded;
@@ -121,7 +121,7 @@ class SessionPolicyError(PoliciesError):
     code: str = "session-policy-invalid"
 
 
-class SessionPolicyTooLarge(SessionPolicyError):  # noqa: N818 - named for the outcome, like httpx
+class SessionPolicyTooLarge(SessionPolicyError):
     """The compiled policy is over the size AWS accepts; raised before anything is sent."""
 
     code: str = "session-policy-too-large"

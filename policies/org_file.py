@@ -37,7 +37,7 @@ from typing import Any
 
 from policies._toml import Problems, Table, read_toml, suggest
 from policies.catalog import REGION, Catalog
-from policies.errors import InvalidGrant, PoliciesError
+from policies.errors import CatalogError, InvalidGrant, PoliciesError
 from policies.org import DOMAIN, Limits, OrgPolicy, Rule, normalize_email
 
 _DAY = 24 * 3600
@@ -190,6 +190,9 @@ def _people(table: Table) -> tuple[list[str], list[str]]:
                 table.problems.add(where, f"{value!r} is not *@ followed by a domain")
             domains.append(domain)
             continue
+        if "*" in value or "?" in value:
+            table.problems.add(where, f"{value!r}: people are exact emails or *@domain")
+            continue
         try:
             emails.append(normalize_email(value))
         except InvalidGrant as exc:
@@ -198,21 +201,26 @@ def _people(table: Table) -> tuple[list[str], list[str]]:
 
 
 def _models(table: Table, catalog: Catalog, region: str) -> frozenset[str]:
-    """Canonical ids named or matched; explicit names must be callable from the home region."""
+    """Canonical ids named or matched by the models list."""
     ids: set[str] = set()
     for where, name in table.strings("models", required=True):
-        if any(c in name for c in "*?["):
-            matched = {i for i in catalog.matching(name) if catalog.entry(i).callable_from(region)}
-            if not matched:
-                table.problems.add(where, f"{name!r} matches no catalog id callable from {region}")
-            ids |= matched
-            continue
         try:
-            canonical = catalog.resolve(name)
-            if region:
-                catalog.require_callable(canonical, region)
+            ids |= _model(catalog, name, region)
         except PoliciesError as exc:
             table.problems.add(where, str(exc))
-            continue
-        ids.add(canonical)
     return frozenset(ids)
+
+
+def _model(catalog: Catalog, name: str, region: str) -> set[str]:
+    """A name must be callable from the home region; a glob takes only what is callable."""
+    if not any(c in name for c in "*?["):
+        canonical = catalog.resolve(name)
+        if region:  # an invalid region is reported already; don't pile on
+            catalog.require_callable(canonical, region)
+        return {canonical}
+    matched = {
+        i for i in catalog.matching(name) if not region or catalog.entry(i).callable_from(region)
+    }
+    if not matched:
+        raise CatalogError(f"{name!r} matches no catalog id callable from {region}")
+    return matched

@@ -1,0 +1,231 @@
+"""The session-policy compiler and the role documents, checked against exact JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from policies import (
+    Catalog,
+    ModelNotCallable,
+    OrgPolicy,
+    SessionPolicyError,
+    SessionPolicyTooLarge,
+    UnknownModel,
+    compile_session_policy,
+    role_permissions_policy,
+    trust_policy,
+)
+
+pytestmark = pytest.mark.unit
+
+ACCOUNT = "123456789012"
+HAIKU = "anthropic.claude-haiku-4-5-20251001-v1:0"
+ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+STS_CHARS = {0x09, 0x0A, 0x0D, *range(0x20, 0x100)}
+
+
+def compiled(catalog: Catalog, *names: str, region: str = "us-east-1") -> dict[str, object]:
+    ids = [catalog.resolve(n) for n in names]
+    text = compile_session_policy(ids, catalog, region=region, account_id=ACCOUNT)
+    assert all(ord(c) in STS_CHARS for c in text)
+    assert len(text) <= 2048
+    assert text == json.dumps(json.loads(text), separators=(",", ":"), sort_keys=True)
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def test_a_profile_and_a_model_compile_to_exact_compact_json(catalog: Catalog) -> None:
+    text = compile_session_policy(
+        ["amazon.nova-pro-v1:0", f"us.{HAIKU}"], catalog, region="us-east-1", account_id=ACCOUNT
+    )
+    profile = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.{HAIKU}"
+    expected = {
+        "Statement": [
+            {
+                "Action": ACTIONS,
+                "Effect": "Allow",
+                "Resource": [
+                    profile,
+                    "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-pro-v1:0",
+                ],
+            },
+            {
+                "Action": ACTIONS,
+                "Condition": {"StringEquals": {"bedrock:InferenceProfileArn": [profile]}},
+                "Effect": "Allow",
+                "Resource": [
+                    f"arn:aws:bedrock:{r}::foundation-model/{HAIKU}"
+                    for r in ("us-east-1", "us-east-2", "us-west-2")
+                ],
+            },
+        ],
+        "Version": "2012-10-17",
+    }
+    assert text == json.dumps(expected, separators=(",", ":"))
+    assert " " not in text
+    assert "Sid" not in text
+
+
+def test_output_is_deterministic_whatever_the_order_or_duplicates(catalog: Catalog) -> None:
+    ids = [
+        f"us.{HAIKU}",
+        "amazon.nova-lite-v1:0",
+        f"global.{HAIKU}",
+        "meta.llama3-1-8b-instruct-v1:0",
+    ]
+    texts = {
+        compile_session_policy(order, catalog, region="us-east-1", account_id=ACCOUNT)
+        for order in (ids, ids[::-1], ids + ids[:2])
+    }
+    assert len(texts) == 1
+
+
+def test_profiles_of_one_model_share_its_conditioned_statement(catalog: Catalog) -> None:
+    doc = compiled(catalog, "us.claude-haiku-4-5", "global.claude-haiku-4-5")
+    statements = doc["Statement"]
+    assert isinstance(statements, list)
+    assert len(statements) == 2
+    condition = statements[1]["Condition"]["StringEquals"]["bedrock:InferenceProfileArn"]
+    assert [a.rsplit("/", 1)[1].split(".")[0] for a in condition] == ["global", "us"]
+    # The global profile adds the region-less ARN, not every commercial region.
+    assert f"arn:aws:bedrock:::foundation-model/{HAIKU}" in statements[1]["Resource"]
+    assert not any("eu-" in r for r in statements[1]["Resource"])
+
+
+def test_a_global_profile_names_the_home_and_the_region_less_model(catalog: Catalog) -> None:
+    doc = compiled(catalog, "global.claude-haiku-4-5", region="eu-west-1")
+    routed = doc["Statement"][1]["Resource"]  # type: ignore[index]
+    assert routed == [
+        f"arn:aws:bedrock:::foundation-model/{HAIKU}",
+        f"arn:aws:bedrock:eu-west-1::foundation-model/{HAIKU}",
+    ]
+
+
+def test_application_profiles_are_named_by_arn(catalog: Catalog, tmp_path: Path) -> None:
+    arn = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:application-inference-profile/abc123"
+    path = tmp_path / "extra.toml"
+    path.write_text(f'[[application_profiles]]\narn = "{arn}"\nsource = "us.claude-haiku-4-5"\n')
+    extended = Catalog.load(path, base=catalog)
+    doc = compiled(extended, arn)
+    statements = doc["Statement"]
+    assert statements[0]["Resource"] == [arn]  # type: ignore[index]
+    assert statements[1]["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": [arn]}}  # type: ignore[index]
+    assert len(statements[1]["Resource"]) == 3  # type: ignore[index]
+
+
+def test_what_cannot_be_called_from_the_region_is_refused(catalog: Catalog) -> None:
+    with pytest.raises(ModelNotCallable, match="only through a profile"):
+        compile_session_policy([HAIKU], catalog, region="us-east-1", account_id=ACCOUNT)
+    with pytest.raises(ModelNotCallable, match="not callable from eu-west-1"):
+        compile_session_policy([f"us.{HAIKU}"], catalog, region="eu-west-1", account_id=ACCOUNT)
+    with pytest.raises(UnknownModel):
+        compile_session_policy(
+            ["claude-haiku-4-5"], catalog, region="us-east-1", account_id=ACCOUNT
+        )
+
+
+@pytest.mark.parametrize(
+    ("ids", "region", "account", "message"),
+    [
+        ([], "us-east-1", ACCOUNT, "at least one model"),
+        (["amazon.nova-pro-v1:0"], "us-east-1", "12345", "12-digit"),
+        (["amazon.nova-pro-v1:0"], "US-EAST-1", ACCOUNT, "not an AWS region"),
+    ],
+)
+def test_bad_inputs(
+    catalog: Catalog, ids: list[str], region: str, account: str, message: str
+) -> None:
+    with pytest.raises(SessionPolicyError, match=message) as caught:
+        compile_session_policy(ids, catalog, region=region, account_id=account)
+    assert caught.value.code == "session-policy-invalid"
+
+
+def test_too_large_is_raised_before_any_call_and_says_what_to_drop(catalog: Catalog) -> None:
+    names = ["eu.claude-sonnet-4-5", "eu.claude-haiku-4-5", "eu.claude-opus-4-5", "eu.nova-pro"]
+    ids = [catalog.resolve(n) for n in names]
+    with pytest.raises(SessionPolicyTooLarge) as caught:
+        compile_session_policy(ids, catalog, region="eu-west-1", account_id=ACCOUNT)
+    error = caught.value
+    assert error.size > error.limit == 2048
+    assert error.code == "session-policy-too-large"
+    assert error.suggestion.startswith("drop eu.claude-")
+    assert f"policy is {error.size} characters, over the 2048 limit; drop" in str(error)
+    # Dropping what it names does help.
+    dropped = catalog.resolve(error.suggestion.split()[1])
+    smaller = [i for i in ids if i != dropped]
+    assert (
+        len(compile_session_policy(smaller[:2], catalog, region="eu-west-1", account_id=ACCOUNT))
+        <= 2048
+    )
+
+
+def test_one_model_that_alone_is_too_large(catalog: Catalog, tmp_path: Path) -> None:
+    regions = ", ".join(f'"us-test-{n}"' for n in range(1, 30))
+    path = tmp_path / "wide.toml"
+    path.write_text(
+        f'[geographies.wide]\nregions = ["us-east-1", {regions}]\n'
+        '[[models]]\nid = "acme.m-v1"\nprofiles = ["wide"]\n'
+    )
+    wide = Catalog.load(path, base=catalog)
+    with pytest.raises(SessionPolicyTooLarge, match="even this one model does not fit"):
+        compile_session_policy(["wide.acme.m-v1"], wide, region="us-east-1", account_id=ACCOUNT)
+
+
+def test_role_permissions_cover_everything_the_org_allows(
+    catalog: Catalog, example: OrgPolicy
+) -> None:
+    text = role_permissions_policy(
+        example.allowed_models, catalog, region=example.region, account_id=example.account_id
+    )
+    assert text == compile_session_policy(
+        example.allowed_models, catalog, region="us-east-1", account_id=ACCOUNT
+    )
+    everything = [i for i in catalog.ids if catalog.entry(i).callable_from("us-east-1")]
+    with pytest.raises(SessionPolicyTooLarge) as caught:
+        role_permissions_policy(everything, catalog, region="us-east-1", account_id=ACCOUNT)
+    assert caught.value.limit == 6144
+
+
+def test_trust_policy_for_the_broker_oidc_provider() -> None:
+    text = trust_policy(
+        issuer="https://vouch.example.com/tenant/", account_id=ACCOUNT, audience="sts.amazonaws.com"
+    )
+    provider = "vouch.example.com/tenant"
+    assert json.loads(text) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{provider}"},
+                "Action": [
+                    "sts:AssumeRoleWithWebIdentity",
+                    "sts:SetSourceIdentity",
+                    "sts:TagSession",
+                ],
+                "Condition": {
+                    "StringEquals": {f"{provider}:aud": "sts.amazonaws.com"},
+                    "StringLike": {f"{provider}:sub": "agent.*"},
+                },
+            }
+        ],
+    }
+    assert ", " not in text
+    assert ": " not in text
+
+
+@pytest.mark.parametrize(
+    ("issuer", "account"),
+    [
+        ("http://vouch.example.com", ACCOUNT),
+        ("https://vouch.example.com:8443", ACCOUNT),
+        ("https://vouch.example.com?x=1", ACCOUNT),
+        ("https://vouch.example.com#f", ACCOUNT),
+        ("https:///path", ACCOUNT),
+        ("https://vouch.example.com", "acct"),
+    ],
+)
+def test_trust_policy_rejects_what_iam_would(issuer: str, account: str) -> None:
+    with pytest.raises(SessionPolicyError):
+        trust_policy(issuer=issuer, account_id=account)
