@@ -54,14 +54,22 @@ def role_permissions_policy(
     return _within(sorted(set(model_ids)), catalog, region, account_id, ROLE_POLICY_LIMIT)
 
 
-def trust_policy(*, issuer: str, account_id: str, audience: str = "sts.amazonaws.com") -> str:
+def trust_policy(
+    *,
+    issuer: str,
+    account_id: str,
+    audience: str = "sts.amazonaws.com",
+    allow_local_http: bool = False,
+) -> str:
     """The role trust policy for the broker's IAM OIDC provider: agent subjects only.
+
+    `allow_local_http` admits http://localhost[:port] issuers, for a local STS emulator only.
 
     Raises:
         SessionPolicyError: the issuer is not an https URL without port, query or fragment
             (what IAM accepts as an OIDC provider URL), or the account id is malformed.
     """
-    provider = _provider(issuer)
+    provider = _provider(issuer, allow_local_http=allow_local_http)
     _check_account(account_id)
     statement = {
         "Action": list(TRUST_ACTIONS),
@@ -163,8 +171,10 @@ def _what_to_drop(ids: list[str], catalog: Catalog, region: str, account_id: str
     )
 
 
-def _provider(issuer: str) -> str:
+def _provider(issuer: str, *, allow_local_http: bool = False) -> str:
     parts = urlsplit(issuer)
+    if allow_local_http and parts.scheme == "http" and parts.hostname == "localhost":
+        return f"{parts.netloc}{parts.path.rstrip('/')}"
     if parts.scheme != "https" or not parts.hostname or parts.port or parts.query or parts.fragment:
         raise SessionPolicyError(
             f"issuer {issuer!r} cannot be an IAM OIDC provider: it must be https, without port,"
