@@ -27,20 +27,18 @@ AssumeRoleWithWebIdentity.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
 import threading
 import time
-import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape
 
-import boto3
 import httpx
 from botocore.exceptions import ClientError
 
@@ -60,15 +58,32 @@ from tests.harness.sts_checks import (
     session_tags,
     source_identity,
 )
+from tests.harness.sts_faults import Faults
 from tests.harness.sts_jwks import JwksCache, unverified_parts
+from tests.harness.sts_setup import (
+    moto_client,
+    provider_key,
+    setup_provider_and_role,
+    trust_policy,
+)
 from tests.harness.sts_trust import check_trust
+from tests.harness.sts_wire import STS_NS, Reply, error_reply, handler_for
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
-STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+__all__ = [
+    "AcceptedCall",
+    "RejectedCall",
+    "StsGate",
+    "provider_key",
+    "setup_provider_and_role",
+    "trust_policy",
+]
+
 ACTION = "AssumeRoleWithWebIdentity"
-_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""Issuers on these hosts may use http: tests serve their JWKS without TLS."""
 _ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{1,64})", re.A)
 _HOP_BY_HOP = frozenset(
     {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "upgrade"}
@@ -104,15 +119,6 @@ class RejectedCall:
     session_name: str | None = None
 
 
-@dataclass
-class _Faults:
-    throttle: int = 0
-    fail: int = 0
-    fail_status: int = 500
-    delay: int = 0
-    delay_s: float = 0.0
-
-
 @dataclass(frozen=True)
 class _Checked:
     params: Params
@@ -122,30 +128,6 @@ class _Checked:
     tags: SessionTags = field(default_factory=SessionTags)
     source_identity: str | None = None
     packed_percent: int = 0
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "text/xml"
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-def provider_key(issuer: str) -> str:
-    """The IAM name of an issuer's OIDC provider: the URL without scheme or trailing slash."""
-    return issuer.split("://", 1)[-1].rstrip("/")
-
-
-def moto_client(moto: MotoServer, service: str, region: str = "us-east-1") -> Any:
-    """A boto3 client for moto with dummy credentials."""
-    return boto3.client(
-        service,  # type: ignore[call-overload]
-        endpoint_url=moto.url,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 class StsGate:
@@ -167,11 +149,11 @@ class StsGate:
         self._accepted: list[AcceptedCall] = []
         self._rejected: list[RejectedCall] = []
         self._calls = 0
-        self._faults = _Faults()
         self._stopping = threading.Event()
+        self._faults = Faults(self._stopping)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._moto_http = httpx.Client(base_url=moto.url, timeout=30.0)
+        self._moto_http: httpx.Client | None = None
         self.iam: IAMClient = moto_client(moto, "iam")
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -183,8 +165,8 @@ class StsGate:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> StsGate:
-        handler = type("_BoundHandler", (_Handler,), {"gate": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._moto_http = httpx.Client(base_url=self.moto.url, timeout=30.0)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(self.handle))
         self._server.daemon_threads = True
         self._stopping.clear()
         self._thread = threading.Thread(
@@ -202,7 +184,9 @@ class StsGate:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        self._moto_http.close()
+        if self._moto_http is not None:
+            self._moto_http.close()
+            self._moto_http = None
 
     def __enter__(self) -> StsGate:
         return self.start()
@@ -241,77 +225,53 @@ class StsGate:
             self._accepted.clear()
             self._rejected.clear()
             self._calls = 0
-            self._faults = _Faults()
+        self._faults.reset()
         self._jwks.clear()
 
     # -- fault injection (AssumeRoleWithWebIdentity only) --------------------------------
 
     def throttle_next(self, n: int = 1) -> None:
         """The next n calls answer HTTP 400 Throttling "Rate exceeded"."""
-        with self._lock:
-            self._faults.throttle = n
+        self._faults.throttle_next(n)
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """The next n calls answer `status`: 503 ServiceUnavailable, else InternalFailure."""
-        with self._lock:
-            self._faults.fail, self._faults.fail_status = n, status
+        self._faults.fail_next(n, status)
 
     def delay_next(self, n: int, seconds: float) -> None:
         """The next n calls wait `seconds` before being handled (then fault or proceed)."""
-        with self._lock:
-            self._faults.delay, self._faults.delay_s = n, seconds
+        self._faults.delay_next(n, seconds)
 
     def reset_faults(self) -> None:
-        with self._lock:
-            self._faults = _Faults()
+        self._faults.reset()
 
     # -- request handling ----------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         form = dict(parse_qsl(urlsplit(path).query, keep_blank_values=True))
         if method == "POST":
             form.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         if form.get("Action") != ACTION:
             return self._forward(method, path, headers, body)
-        fault = self._take_fault()
+        with self._lock:
+            self._calls += 1
+        fault = self._faults.take()
         if fault is not None:
             self._record_rejection(fault, form)
-            return _error_reply(fault)
+            return error_reply(fault)
         try:
             checked = self._check(form)
         except StsError as exc:
             self._record_rejection(exc, form)
-            return _error_reply(exc)
+            return error_reply(exc)
+        except Exception as exc:  # a gate bug: fail the call loudly and keep a record
+            error = StsError("InternalFailure", f"sts gate bug: {exc!r}", 500, "Receiver")
+            self._record_rejection(error, form)
+            return error_reply(error)
         reply = self._forward(method, path, headers, body)
         if reply.status != 200:
             return reply
         return self._accept(checked, reply)
-
-    def _take_fault(self) -> StsError | None:
-        with self._lock:
-            self._calls += 1
-            faults = self._faults
-            delay_s = 0.0
-            if faults.delay > 0:
-                faults.delay -= 1
-                delay_s = faults.delay_s
-        if delay_s:
-            self._stopping.wait(delay_s)
-        with self._lock:
-            if faults.throttle > 0:
-                faults.throttle -= 1
-                return StsError("Throttling", "Rate exceeded")
-            if faults.fail > 0:
-                faults.fail -= 1
-                if faults.fail_status == 503:
-                    return StsError("ServiceUnavailable", "Service unavailable", 503, "Receiver")
-                return StsError(
-                    "InternalFailure",
-                    "The request processing has failed because of an unknown error",
-                    faults.fail_status,
-                    "Receiver",
-                )
-        return None
 
     def _check(self, form: Mapping[str, str]) -> _Checked:
         params = parse_params(form)
@@ -323,31 +283,11 @@ class StsGate:
         self._jwks.verify(params.token, issuer, header)
         check_claims(claims, self.clock(), self.skew_s)
         audience = matched_audience(claims, client_ids)
-        tags = session_tags(claims)
-        source = source_identity(claims)
-        role = self._role(params.role_arn)
-        key = provider_key(issuer)
-        context: dict[str, Any] = {
-            f"{key}:aud": audience,
-            f"{key}:sub": claims["sub"],
-            "sts:RoleSessionName": params.session_name,
-            "aws:FederatedProvider": provider_arn,
-            **{f"aws:RequestTag/{k}": v for k, v in tags.tags.items()},
-        }
-        actions = ["sts:AssumeRoleWithWebIdentity"]
-        if tags.tags:
-            context["aws:TagKeys"] = list(tags.tags)
-            actions.append("sts:TagSession")
-        if source is not None:
-            context["sts:SourceIdentity"] = source
-            actions.append("sts:SetSourceIdentity")
-        check_trust(
-            role["AssumeRolePolicyDocument"],
-            role_arn=params.role_arn,
-            provider_arn=provider_arn,
-            actions=actions,
-            context=context,
+        checked = _Checked(
+            params, claims, provider_arn, audience, session_tags(claims), source_identity(claims)
         )
+        role = self._role(params.role_arn)
+        self._check_trust(checked, role["AssumeRolePolicyDocument"])
         if params.duration_s > int(role.get("MaxSessionDuration", 3600)):
             raise StsError(
                 "ValidationError",
@@ -355,13 +295,39 @@ class StsGate:
             )
         if params.policy is not None:
             check_policy(params.policy)
-        percent = check_packed(params.policy, tags)
-        return _Checked(params, claims, provider_arn, audience, tags, source, percent)
+        percent = check_packed(params.policy, checked.tags)
+        return dataclasses.replace(checked, packed_percent=percent)
+
+    def _check_trust(self, checked: _Checked, document: Mapping[str, Any]) -> None:
+        key = provider_key(str(checked.claims["iss"]))
+        tags = checked.tags.tags
+        context: dict[str, Any] = {
+            f"{key}:aud": checked.audience,
+            f"{key}:sub": checked.claims["sub"],
+            "sts:RoleSessionName": checked.params.session_name,
+            "aws:FederatedProvider": checked.provider_arn,
+            **{f"aws:RequestTag/{k}": v for k, v in tags.items()},
+        }
+        actions = ["sts:AssumeRoleWithWebIdentity"]
+        if tags:
+            context["aws:TagKeys"] = list(tags)
+            actions.append("sts:TagSession")
+        if checked.source_identity is not None:
+            context["sts:SourceIdentity"] = checked.source_identity
+            actions.append("sts:SetSourceIdentity")
+        check_trust(
+            document,
+            role_arn=checked.params.role_arn,
+            provider_arn=checked.provider_arn,
+            actions=actions,
+            context=context,
+        )
 
     def _provider(self, issuer: str) -> tuple[str, list[str]]:
-        scheme, _, rest = issuer.partition("://")
-        host = rest.split("/", 1)[0].rsplit(":", 1)[0] if not rest.startswith("[") else "[::1]"
-        if scheme != "https" and not (scheme == "http" and host in _LOCAL_HOSTS):
+        parts = urlsplit(issuer)
+        if parts.scheme != "https" and not (
+            parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS
+        ):
             raise invalid_token(f"The issuer {issuer!r} must be an https URL")
         suffix = f":oidc-provider/{provider_key(issuer)}"
         listed = self.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
@@ -384,7 +350,9 @@ class StsGate:
             raise access_denied()
         return role
 
-    def _forward(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def _forward(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        if self._moto_http is None:
+            raise RuntimeError("the STS gate is not started")
         sent = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
         response = self._moto_http.request(method, path, headers=sent, content=body)
         kept = {
@@ -392,14 +360,14 @@ class StsGate:
             for k, v in response.headers.items()
             if k.lower() not in _HOP_BY_HOP and k.lower() not in ("content-type", "server", "date")
         }
-        return _Reply(
+        return Reply(
             response.status_code,
             response.content,
             response.headers.get("content-type", "text/xml"),
             kept,
         )
 
-    def _accept(self, checked: _Checked, reply: _Reply) -> _Reply:
+    def _accept(self, checked: _Checked, reply: Reply) -> Reply:
         root = ET.fromstring(reply.body)
         access_key = root.findtext(f".//{{{STS_NS}}}AccessKeyId") or ""
         params = checked.params
@@ -420,7 +388,7 @@ class StsGate:
                     packed_percent=checked.packed_percent,
                 )
             )
-        return _Reply(200, _with_web_identity_fields(reply.body, checked), reply.content_type)
+        return Reply(200, _with_web_identity_fields(reply.body, checked), reply.content_type)
 
     def _record_rejection(self, error: StsError, form: Mapping[str, str]) -> None:
         with self._lock:
@@ -452,124 +420,3 @@ def _with_web_identity_fields(body: bytes, checked: _Checked) -> bytes:
     fields = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in extra.items())
     closing = f"</{ACTION}Result>"
     return text.replace(closing, fields + closing, 1).encode("utf-8")
-
-
-def _error_reply(error: StsError) -> _Reply:
-    request_id = str(uuid.uuid4())
-    body = (
-        f'<ErrorResponse xmlns="{STS_NS}"><Error><Type>{error.fault}</Type>'
-        f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message>"
-        f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
-    )
-    return _Reply(error.status, body.encode("utf-8"), headers={"x-amzn-RequestId": request_id})
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    gate: StsGate
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = dict(self.headers.items())
-        try:
-            reply = self.gate.handle(method, self.path, headers, body)
-        except Exception as exc:  # a harness bug must be loud, not a hung client
-            reply = _error_reply(StsError("InternalFailure", f"sts gate: {exc!r}", 500, "Receiver"))
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (e.g. its timeout during delay_next)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def trust_policy(
-    provider_arn: str,
-    issuer: str,
-    *,
-    audience: str = "sts.amazonaws.com",
-    sub_pattern: str = "agent.*",
-    actions: Sequence[str] = (
-        "sts:AssumeRoleWithWebIdentity",
-        "sts:TagSession",
-        "sts:SetSourceIdentity",
-    ),
-) -> dict[str, Any]:
-    """The role trust policy the broker's aws-setup is expected to produce."""
-    key = provider_key(issuer)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": provider_arn},
-                "Action": list(actions),
-                "Condition": {
-                    "StringEquals": {f"{key}:aud": audience},
-                    "StringLike": {f"{key}:sub": sub_pattern},
-                },
-            }
-        ],
-    }
-
-
-def setup_provider_and_role(
-    iam: IAMClient,
-    issuer: str,
-    audience: str = "sts.amazonaws.com",
-    role_name: str = "vouch-agents",
-    max_session_s: int = 3600,
-    sub_pattern: str = "agent.*",
-    actions: Sequence[str] = (
-        "sts:AssumeRoleWithWebIdentity",
-        "sts:TagSession",
-        "sts:SetSourceIdentity",
-    ),
-) -> str:
-    """Register the issuer as an OIDC provider and a role trusting it in moto; the role ARN.
-
-    Idempotent: an existing provider gains the audience, an existing role is updated.
-    """
-    provider_arn = _ensure_provider(iam, issuer, audience)
-    document = trust_policy(
-        provider_arn, issuer, audience=audience, sub_pattern=sub_pattern, actions=actions
-    )
-    text = json.dumps(document)
-    try:
-        role = iam.create_role(
-            RoleName=role_name, AssumeRolePolicyDocument=text, MaxSessionDuration=max_session_s
-        )["Role"]
-    except iam.exceptions.EntityAlreadyExistsException:
-        iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=text)
-        iam.update_role(RoleName=role_name, MaxSessionDuration=max_session_s)
-        role = iam.get_role(RoleName=role_name)["Role"]
-    return role["Arn"]
-
-
-def _ensure_provider(iam: IAMClient, issuer: str, audience: str) -> str:
-    suffix = f":oidc-provider/{provider_key(issuer)}"
-    for entry in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
-        arn = entry.get("Arn", "")
-        if arn.endswith(suffix):
-            found = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)
-            if audience not in found.get("ClientIDList", []):
-                iam.add_client_id_to_open_id_connect_provider(
-                    OpenIDConnectProviderArn=arn, ClientID=audience
-                )
-            return arn
-    created = iam.create_open_id_connect_provider(Url=issuer, ClientIDList=[audience])
-    return created["OpenIDConnectProviderArn"]

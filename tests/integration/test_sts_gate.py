@@ -377,6 +377,14 @@ def test_issuer_without_a_registered_provider_is_rejected(
     assert gate.jwks_fetches == 0, "no key fetch from an unregistered issuer"
 
 
+def test_unreachable_issuer_is_an_idp_communication_error(
+    gate: StsGate, sts: STSClient, issuer: Issuer
+) -> None:
+    dead = "http://127.0.0.1:1"
+    role = setup_provider_and_role(gate.iam, dead, role_name="dead-issuer")
+    rejected(gate, sts, role, issuer.mint(iss=dead), "IDPCommunicationError")
+
+
 # -- the role and its trust policy ------------------------------------------------------
 
 
@@ -406,6 +414,16 @@ def test_tags_need_tag_session_and_source_identity_needs_set_source_identity(
     assert "sts:SetSourceIdentity" in rejected(gate, sts, only_assume, no_tags, "AccessDenied")
     assume(sts, only_assume, issuer.mint(claims={TAGS: None, SOURCE: None}))
     assert len(gate.accepted) == 1
+
+
+def test_setup_is_idempotent_and_updates_the_role(
+    gate: StsGate, sts: STSClient, issuer: Issuer
+) -> None:
+    first = setup_provider_and_role(gate.iam, issuer.url, role_name="longer", max_session_s=3600)
+    again = setup_provider_and_role(gate.iam, issuer.url, role_name="longer", max_session_s=7200)
+    assert first == again
+    assume(sts, again, issuer.mint(), DurationSeconds=7200)
+    assert gate.accepted[-1].duration_s == 7200
 
 
 @pytest.mark.parametrize("duration", [899, 3601, 43_201])
@@ -537,6 +555,29 @@ def test_fifty_tags_of_maximal_size_are_within_the_tag_limits(
     tags = _tags({f"k{i:02d}": ["v"] for i in range(50)})
     tags["principal_tags"]["k00"] = ["v" * 256]
     assume(sts, role_arn, issuer.mint(claims={TAGS: tags}), Policy=None)
+
+
+def test_concurrent_calls_are_all_checked_and_recorded(
+    gate: StsGate, sts: STSClient, role_arn: str, issuer: Issuer
+) -> None:
+    tokens = [issuer.mint() for _ in range(6)] + [issuer.mint(aud="wrong")] * 2
+    errors: list[str] = []
+
+    def call(token: str) -> None:
+        try:
+            assume(sts, role_arn, token)
+        except ClientError as exc:
+            errors.append(exc.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=call, args=(t,)) for t in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == ["InvalidIdentityToken"] * 2
+    assert gate.calls == 8
+    assert len(gate.accepted) == 6
+    assert len({c.access_key_id for c in gate.accepted}) == 6
 
 
 # -- faults -----------------------------------------------------------------------------
