@@ -44,6 +44,7 @@ _DAY = 24 * 3600
 _TOP = ("admins", "require_user_verification", "aws", "defaults", "groups", "rules")
 _AWS = ("account_id", "role_arn", "role_name", "region", "role_max_session", "sts_audience")
 _LIMITS = ("max_ttl", "max_sts_duration", "max_active_delegations", "exchanges_per_hour")
+_DEFAULTS = ("ttl", *_LIMITS)
 _RULE = ("description", "people", "groups", "models", *_LIMITS)
 _ROLE_ARN = r"arn:aws:iam::([0-9]{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}"
 _GROUP = r"[a-z0-9][a-z0-9_-]{0,63}"
@@ -70,9 +71,7 @@ def parse_org_policy(data: dict[str, Any], file: str, catalog: Catalog) -> OrgPo
     problems = Problems(file)
     root = Table(data, "", problems, _TOP)
     aws = _aws(root.table("aws", _AWS) or Table({}, "aws", problems, _AWS))
-    defaults_table = root.table("defaults", ("ttl", *_LIMITS)) or Table(
-        {}, "defaults", problems, ()
-    )
+    defaults_table = root.table("defaults", _DEFAULTS) or Table({}, "defaults", problems, ())
     defaults = _limits(defaults_table, _BUILTIN_LIMITS, aws["role_max_session_s"])
     default_ttl = defaults_table.duration("ttl", low=60, high=7 * _DAY) or 2 * 3600
     if default_ttl > defaults.max_ttl_s:
@@ -111,7 +110,8 @@ def _aws(table: Table) -> dict[str, Any]:
         "region": region,
         "role_arn": role_arn or "",
         "role_max_session_s": table.duration("role_max_session", low=3600, high=12 * 3600) or 3600,
-        "sts_audience": table.string("sts_audience") or "sts.amazonaws.com",
+        "sts_audience": table.string("sts_audience", pattern=r"[!-~]{1,256}")
+        or "sts.amazonaws.com",
     }
 
 

@@ -411,6 +411,7 @@ def test_every_problem_in_a_broken_policy_is_reported_with_its_location(
             "models = ['claude-haiku-4-5', 'eu.*', 'nova-por']",
             'rules[0].models[2]: unknown model "nova-por"',
         ),
+        (AWS + "role_name = 'r'\nregion = 'us-east-1'\nsts_audience = ''", "aws.sts_audience"),
         (
             AWS + "role_name = 'r'\nregion = 'us-east-1'\n[defaults]\nmax_ttl = 1.5",
             "defaults.max_ttl: expected seconds",
