@@ -20,11 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from mypy_boto3_sts import STSClient
 
+from policies.catalog import Catalog
+from policies.session_policy import compile_session_policy, trust_policy
 from tests.harness.services import MotoServer
 from tests.harness.sts_gate import StsGate, setup_provider_and_role
 
 pytestmark = pytest.mark.integration
 
+ACCOUNT = "123456789012"
 AUD = "sts.amazonaws.com"
 SUB = "agent.build-bot.alice@example.com"
 TAGS = "https://aws.amazon.com/tags"
@@ -269,6 +272,19 @@ def test_jwks_is_cached_and_refreshed_for_an_unknown_kid(
         issuer.published.discard("ec-2")
     assert gate.jwks_fetches == 2
     assert len(gate.accepted) == 3
+
+
+def test_the_projects_own_trust_and_session_policies_pass(
+    gate: StsGate, sts: STSClient, issuer: Issuer
+) -> None:
+    catalog = Catalog.builtin()
+    models = [catalog.resolve("us.claude-haiku-4-5"), catalog.resolve("us.claude-sonnet-4-5")]
+    policy = compile_session_policy(models, catalog, region="us-east-1", account_id=ACCOUNT)
+    setup_provider_and_role(gate.iam, issuer.url)  # the provider
+    trust = trust_policy(issuer=issuer.url, account_id=ACCOUNT, allow_local_http=True)
+    role = gate.iam.create_role(RoleName="from-aws-setup", AssumeRolePolicyDocument=trust)
+    assume(sts, role["Role"]["Arn"], issuer.mint(), Policy=policy)
+    assert gate.accepted[-1].packed_percent < 100
 
 
 # -- the token --------------------------------------------------------------------------
