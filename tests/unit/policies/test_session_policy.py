@@ -229,3 +229,15 @@ def test_trust_policy_for_the_broker_oidc_provider() -> None:
 def test_trust_policy_rejects_what_iam_would(issuer: str, account: str) -> None:
     with pytest.raises(SessionPolicyError):
         trust_policy(issuer=issuer, account_id=account)
+
+
+def test_trust_policy_admits_local_http_only_when_asked() -> None:
+    """For the local STS emulator only: IAM itself never accepts such a provider."""
+    text = trust_policy(issuer="http://localhost:8080/", account_id=ACCOUNT, allow_local_http=True)
+    statement = json.loads(text)["Statement"][0]
+    assert statement["Principal"]["Federated"].endswith(":oidc-provider/localhost:8080")
+    assert statement["Condition"]["StringLike"] == {"localhost:8080:sub": "agent.*"}
+    with pytest.raises(SessionPolicyError):
+        trust_policy(issuer="http://localhost:8080", account_id=ACCOUNT)
+    with pytest.raises(SessionPolicyError):
+        trust_policy(issuer="http://example.com", account_id=ACCOUNT, allow_local_http=True)
