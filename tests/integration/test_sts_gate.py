@@ -248,6 +248,24 @@ def test_valid_assertion_gets_credentials_usable_through_the_gate(
     assert gate.calls == 1, "other actions are forwarded, not counted"
 
 
+def test_other_services_pass_through_so_one_endpoint_url_serves_the_broker(
+    gate: StsGate, role_arn: str
+) -> None:
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=gate.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    assert client("iam").get_role(RoleName="vouch-agents")["Role"]["Arn"] == role_arn
+    key = client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    assert key["KeyMetadata"]["KeySpec"] == "ECC_NIST_P256"
+    assert gate.calls == 0
+
+
 def test_rs256_and_minimal_claims_pass(
     gate: StsGate, sts: STSClient, role_arn: str, issuer: Issuer
 ) -> None:
