@@ -11,6 +11,7 @@ from pathlib import Path
 
 from broker.keys import SigningKeyError, generate_key_dir, read_key_dir, rotate_key_dir
 from broker.settings import Settings, SettingsError, load_settings
+from policies.errors import PoliciesError
 
 EXIT_CONFIG = 6
 
@@ -103,6 +104,40 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    from broker.dev import DevError, DevOptions, run_dev
+
+    opts = DevOptions(
+        Path(args.state_dir), args.port, args.redis_port, args.aws_port, args.real_aws
+    )
+    try:
+        return run_dev(opts)
+    except DevError as exc:
+        print(f"vouch-broker dev: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_aws_setup(args: argparse.Namespace) -> int:
+    import json
+
+    import boto3
+
+    from broker import aws_setup
+    from broker.services import load_policy
+
+    settings = _settings(args)
+    catalog, org = load_policy(settings)
+    the_plan = aws_setup.plan(settings, org, catalog)
+    print(json.dumps(the_plan.describe(), indent=2))
+    if args.apply:
+        iam = boto3.client(
+            "iam", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region
+        )
+        for line in aws_setup.apply(the_plan, iam):
+            print(line, file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vouch-broker", description=__doc__)
     parser.add_argument("--config", help="TOML settings file (VOUCH_* variables override it)")
@@ -131,6 +166,22 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(func=cmd_keys)
 
+    dev = sub.add_parser("dev", help="run broker + redis-server + local AWS emulator (development)")
+    dev.add_argument(
+        "--state-dir", default=".vouch-dev", help="keys and Redis data (default .vouch-dev)"
+    )
+    dev.add_argument("--port", type=int, default=8080, help="broker port (default 8080)")
+    dev.add_argument(
+        "--redis-port", type=int, default=6380, help="redis-server port (default 6380)"
+    )
+    dev.add_argument("--aws-port", type=int, default=5001, help="AWS emulator port (default 5001)")
+    dev.add_argument("--real-aws", action="store_true", help="use real AWS, not the emulator")
+    dev.set_defaults(func=cmd_dev)
+
+    setup = sub.add_parser("aws-setup", help="print (or --apply) the IAM OIDC provider and role")
+    setup.add_argument("--apply", action="store_true", help="create or update them through boto3")
+    setup.set_defaults(func=cmd_aws_setup)
+
     invite = sub.add_parser("invite", help="create a one-time enrollment code (printed last)")
     invite.add_argument("email")
     invite.set_defaults(func=cmd_invite)
@@ -152,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    except SigningKeyError as exc:
+    except (SigningKeyError, PoliciesError) as exc:
         print(f"vouch-broker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 

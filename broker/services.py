@@ -117,7 +117,10 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
     challenges = Challenges(redis, ttl_s=settings.challenge_ttl_s)
     signin = SignIn(
         rp=RelyingParty(
-            settings.rp_id, settings.rp_name, settings.origins, aaguids=settings.aaguids,
+            settings.rp_id,
+            settings.rp_name,
+            settings.origins,
+            aaguids=settings.aaguids,
             allow_software=settings.allow_software_keys,
         ),
         registry=registry,

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import policies
 from broker.assertion import Asserted, RelyingParty, parse_credential_id
 from broker.audit import Audit
 from broker.challenges import Challenges
@@ -15,18 +16,24 @@ from broker.invites import Invites
 from broker.keys import KeyRing
 from broker.registry import Credential, Registry, credential_hash, user_handle
 from broker.session import Person, mint_session
+from policies.errors import PoliciesError
 
 # ASCII only (no confusables), within the STS source-identity and session-tag alphabets.
 _EMAIL = re.compile(r"[a-z0-9][a-z0-9._+=-]{0,63}@[a-z0-9-]+(\.[a-z0-9-]+)+")
 
 
 def normalize_email(value: str) -> str:
-    """Lower-cased, trimmed email, or InvalidRequest.
+    """The org policy's normal form (NFKC, lower case, ASCII), narrowed to what AWS accepts.
+
+    The email becomes the STS source identity and a session-tag value, so it must fit both.
 
     Raises:
         InvalidRequest: not a plain ASCII email that fits an STS source identity (64 chars).
     """
-    email = value.strip().lower() if isinstance(value, str) else ""
+    try:
+        email = policies.normalize_email(value.strip())
+    except (PoliciesError, AttributeError):
+        email = ""
     if len(email) > 64 or not _EMAIL.fullmatch(email):
         raise InvalidRequest(
             "email must be a plain ASCII address of at most 64 characters "

@@ -1,0 +1,221 @@
+"""`vouch-broker dev`: the whole chain on one machine with embedded defaults.
+
+A redis-server child (AOF on, data under the state directory) unless VOUCH_REDIS_URL is set,
+a moto server child as the local AWS (provider and role created by the same code as
+`aws-setup --apply`) unless VOUCH_AWS_ENDPOINT_URL is set or --real-aws is given, a
+development signing key, the example org policy, and the broker on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import uvicorn
+
+from broker import aws_setup
+from broker.app import create_app
+from broker.invites import Invites
+from broker.keys import generate_key_dir
+from broker.services import load_policy
+from broker.settings import load_settings
+from broker.store import connect
+
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+class DevError(RuntimeError):
+    """The dev stack cannot start; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    state_dir: Path
+    port: int = 8080
+    redis_port: int = 6380
+    aws_port: int = 5001
+    real_aws: bool = False
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def require_free(port: int, what: str, flag: str) -> None:
+    if not port_free(port):
+        raise DevError(f"port {port} for {what} is taken; stop what uses it or pass {flag} PORT")
+
+
+def wait_until(
+    check: Callable[[], bool], what: str, child: subprocess.Popen[bytes], timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise DevError(f"{what} exited at start (code {child.returncode}); see its log")
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        time.sleep(0.1)
+    raise DevError(f"{what} did not start within {timeout:g} s")
+
+
+def start_redis(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise DevError(
+            "redis-server is not installed: sudo apt-get install redis-server "
+            "(or set VOUCH_REDIS_URL to a Redis you run)"
+        )
+    require_free(opts.redis_port, "redis-server", "--redis-port")
+    data = (opts.state_dir / "redis").resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    children.append(
+        subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(opts.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--logfile",
+                str(data / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    wait_until(lambda: not port_free(opts.redis_port), "redis-server", children[-1])
+    return f"redis://127.0.0.1:{opts.redis_port}/0"
+
+
+def start_moto(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> str:
+    try:
+        import moto.server  # noqa: F401, PLC0415 - optional: only the dev stack needs it
+    except ImportError as exc:
+        raise DevError(
+            "the local AWS emulator needs moto: uv sync (dev group) or "
+            "pip install 'moto[server]'; or pass --real-aws"
+        ) from exc
+    require_free(opts.aws_port, "the local AWS emulator", "--aws-port")
+    children.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(opts.aws_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    url = f"http://127.0.0.1:{opts.aws_port}"
+    wait_until(
+        lambda: urllib.request.urlopen(f"{url}/moto-api/", timeout=1).status == 200,  # noqa: S310
+        "moto server",
+        children[-1],
+        timeout=60,
+    )
+    return url
+
+
+@contextlib.contextmanager
+def dev_stack(opts: DevOptions) -> Iterator[dict[str, Any]]:
+    """Start the children and yield the settings overrides; stop the children on exit."""
+    children: list[subprocess.Popen[bytes]] = []
+    overrides: dict[str, Any] = {}
+    try:
+        if not os.environ.get("VOUCH_REDIS_URL"):
+            overrides["redis_url"] = start_redis(opts, children)
+        if not os.environ.get("VOUCH_AWS_ENDPOINT_URL") and not opts.real_aws:
+            os.environ.update({k: os.environ.get(k, v) for k, v in FAKE_AWS.items()})
+            overrides["aws_endpoint_url"] = start_moto(opts, children)
+        yield overrides
+    finally:
+        for child in reversed(children):
+            child.terminate()
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=10)
+            if child.poll() is None:
+                child.kill()
+
+
+def run_dev(opts: DevOptions) -> int:
+    """Run the stack until Ctrl-C. Raises: DevError, SettingsError."""
+    require_free(opts.port, "the broker", "--port")
+    keys = opts.state_dir / "keys"
+    if not keys.exists():
+        generate_key_dir(keys)
+    with dev_stack(opts) as overrides:
+        settings = load_settings(
+            issuer=os.environ.get("VOUCH_ISSUER", f"http://localhost:{opts.port}"),
+            signing_keys=os.environ.get("VOUCH_SIGNING_KEYS", str(keys)),
+            allow_software_keys=True,
+            **overrides,
+        )
+        catalog, org = load_policy(settings)
+        if "aws_endpoint_url" in overrides:
+            iam = boto3.client(
+                "iam", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region
+            )
+            aws_setup.apply(aws_setup.plan(settings, org, catalog), iam)
+        code = asyncio.run(_invite(settings.redis_url, sorted(org.admins)[0]))
+        _banner(settings.issuer, sorted(org.admins)[0], code, overrides)
+        uvicorn.run(
+            create_app(settings),
+            host="127.0.0.1",
+            port=opts.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    print("vouch dev stack stopped.", file=sys.stderr)
+    return 0
+
+
+async def _invite(redis_url: str, email: str) -> str:
+    redis = connect(redis_url, timeout_s=2.0)
+    try:
+        return await Invites(redis, ttl_s=24 * 3600).create(email)
+    finally:
+        await redis.aclose()
+
+
+def _banner(issuer: str, admin: str, code: str, overrides: dict[str, Any]) -> None:
+    aws = overrides.get("aws_endpoint_url", "real AWS (your credentials)")
+    print(
+        f"""
+Vouch broker (development) at {issuer}
+  redis: {overrides.get("redis_url", os.environ.get("VOUCH_REDIS_URL"))}
+  aws:   {aws}
+  org policy: policies/examples/org.toml (admins: {admin})
+
+Next, in another terminal (software key: for demos only, not hardware):
+  export VOUCH_SERVER={issuer} VOUCH_AUTHENTICATOR=soft:$HOME/.vouch-demo-key.json
+  vouch enroll --email {admin} --code {code}
+  vouch login
+  vouch delegate --agent demo --model us.claude-haiku-4-5 --out agent.jwt
+  vouch credential aws --token-file agent.jwt
+Ctrl-C stops the broker and its redis-server and AWS emulator.
+""",
+        file=sys.stderr,
+        flush=True,
+    )
