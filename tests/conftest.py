@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from tests.harness.services import MotoServer, RedisServer
+from tests.harness.sts_gate import StsGate
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +43,17 @@ def moto_server() -> Iterator[MotoServer]:
     server = MotoServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def sts_gate_server(moto_server: MotoServer) -> Iterator[StsGate]:
+    """The local STS: AWS's AssumeRoleWithWebIdentity checks in front of moto."""
+    with StsGate(moto_server) as gate:
+        yield gate
+
+
+@pytest.fixture
+def sts_gate(sts_gate_server: StsGate) -> StsGate:
+    """The STS gate with records, call counter, faults and JWKS cache reset for this test."""
+    sts_gate_server.reset()
+    return sts_gate_server

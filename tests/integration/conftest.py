@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from broker import aws_setup
 from broker.invites import Invites
+from broker.services import load_policy
 from broker.settings import Settings
 from broker.store import connect
 from tests.harness.broker import BrokerServer, broker_settings
 from tests.harness.people import Human
-from tests.harness.services import MotoServer
+from tests.harness.sts_gate import StsGate
 
 
 def make_invite(settings: Settings, email: str) -> str:
@@ -29,10 +31,18 @@ def make_invite(settings: Settings, email: str) -> str:
     return asyncio.run(create())
 
 
+def wire_aws(server: BrokerServer, gate: StsGate) -> None:
+    """Create the provider and role with the broker's own `aws-setup` code, in moto."""
+    catalog, org = load_policy(server.settings)
+    aws_setup.apply(aws_setup.plan(server.settings, org, catalog), gate.iam)
+
+
 @pytest.fixture
-def broker(tmp_path: Path, redis_url: str, moto_server: MotoServer) -> Iterator[BrokerServer]:
-    settings = broker_settings(tmp_path, redis_url, aws_endpoint_url=moto_server.url)
+def broker(tmp_path: Path, redis_url: str, sts_gate: StsGate) -> Iterator[BrokerServer]:
+    """A broker whose STS is the gate (AWS's checks in front of moto), AWS wired by aws-setup."""
+    settings = broker_settings(tmp_path, redis_url, aws_endpoint_url=sts_gate.url)
     server = BrokerServer(settings).start()
+    wire_aws(server, sts_gate)
     yield server
     server.stop()
 
