@@ -84,7 +84,7 @@ def start_redis(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> st
     data = (opts.state_dir / "redis").resolve()
     data.mkdir(parents=True, exist_ok=True)
     children.append(
-        subprocess.Popen(
+        subprocess.Popen(  # noqa: S603 - fixed argv: a resolved binary, our own arguments
             [
                 binary,
                 "--port",
@@ -120,7 +120,7 @@ def start_moto(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> str
         ) from exc
     require_free(opts.aws_port, "the local AWS emulator", "--aws-port")
     children.append(
-        subprocess.Popen(
+        subprocess.Popen(  # noqa: S603 - fixed argv: a resolved binary, our own arguments
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(opts.aws_port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

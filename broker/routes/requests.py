@@ -9,6 +9,7 @@ from litestar import Request, get, post
 from litestar.params import JSONBody, PathParameter
 
 from broker.auth import PersonDep, ServicesDep, bearer
+from broker.delegation_requests import POLL_INTERVAL_S
 from broker.errors import GrantInvalid
 from broker.grant import AGENT_NAME
 from broker.routes.delegations import ModelName
@@ -33,7 +34,7 @@ class RequestCreated(msgspec.Struct):
 
 class RequestStatus(msgspec.Struct, omit_defaults=True):
     status: str
-    interval: int = 2
+    interval: int
     token: str | None = None
     delegation_id: str | None = None
 
@@ -69,7 +70,9 @@ async def poll_request(
 ) -> RequestStatus:
     """The agent polls with its poll secret as bearer token; the token arrives once."""
     req = await services.requests.poll(req_id, bearer(request))
-    return RequestStatus(req.status, token=req.token, delegation_id=req.delegation_id)
+    return RequestStatus(
+        req.status, POLL_INTERVAL_S, token=req.token, delegation_id=req.delegation_id
+    )
 
 
 @post("/v1/delegation-requests/deny", status_code=200, tags=["delegation"])
@@ -81,7 +84,7 @@ async def deny_request(
     await services.audit.record(
         "request_denied", actor=person.email, agent=req.agent, subject=req.id
     )
-    return RequestStatus(req.status)
+    return RequestStatus(req.status, POLL_INTERVAL_S)
 
 
 ROUTES = [create_request, poll_request, deny_request]

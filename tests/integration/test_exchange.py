@@ -22,8 +22,10 @@ ACCOUNT, REGION = "123456789012", "us-east-1"
 HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 OPUS = "us.anthropic.claude-opus-4-5-20251101-v1:0"
-BROAD_ROLE = {"Version": "2012-10-17",
-              "Statement": [{"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"}]}
+BROAD_ROLE = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"}],
+}
 
 
 def invoke_allowed(policy: str, profile_id: str, action: str = "bedrock:InvokeModel") -> bool:
@@ -39,10 +41,15 @@ def invoke_allowed(policy: str, profile_id: str, action: str = "bedrock:InvokeMo
     return on_profile.outcome is Outcome.ALLOW and on_model.outcome is Outcome.ALLOW
 
 
-def exchange(broker: BrokerServer, token: str, body: dict[str, object] | None = None) -> dict[str, object]:
+def exchange(
+    broker: BrokerServer, token: str, body: dict[str, object] | None = None
+) -> dict[str, object]:
     with broker.client(token) as agent:
-        answer = agent.post("/v1/credentials/aws", json=body) if body else agent.post(
-            "/v1/credentials/aws")
+        answer = (
+            agent.post("/v1/credentials/aws", json=body)
+            if body
+            else agent.post("/v1/credentials/aws")
+        )
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
 
@@ -60,10 +67,15 @@ def test_policy_reaching_sts_allows_exactly_the_granted_models(
         assert invoke_allowed(call.policy, granted)
         assert invoke_allowed(call.policy, granted, "bedrock:InvokeModelWithResponseStream")
     assert not invoke_allowed(call.policy, OPUS)
-    bare = evaluate(Request("bedrock:InvokeModel", model_arn(REGION, Catalog.builtin().entry(HAIKU)
-                                                                   .model_id)), [BROAD_ROLE], [call.policy])
+    bare = evaluate(
+        Request("bedrock:InvokeModel", model_arn(REGION, Catalog.builtin().entry(HAIKU).model_id)),
+        [BROAD_ROLE],
+        [call.policy],
+    )
     assert bare.outcome is Outcome.IMPLICIT_DENY  # only through the granted profile
-    other = evaluate(Request("bedrock:CreateModelCustomizationJob", "*"), [BROAD_ROLE], [call.policy])
+    other = evaluate(
+        Request("bedrock:CreateModelCustomizationJob", "*"), [BROAD_ROLE], [call.policy]
+    )
     assert other.outcome is Outcome.IMPLICIT_DENY
 
 
@@ -76,8 +88,12 @@ def test_sts_assertion_carries_identity_tags_and_defaults(
     [call] = sts_gate.accepted
     assert call.session_name == "agent.researcher.alice@example.com"
     assert call.source_identity == "alice@example.com"
-    assert call.tags == {"vouch:User": "alice@example.com", "vouch:Agent": "researcher",
-                         "vouch:Delegation": done["delegation"]["id"], "vouch:AccessType": "agent"}
+    assert call.tags == {
+        "vouch:User": "alice@example.com",
+        "vouch:Agent": "researcher",
+        "vouch:Delegation": done["delegation"]["id"],
+        "vouch:AccessType": "agent",
+    }
     assert call.duration_s == 900  # issued credentials cannot be recalled: shortest by default
     assert call.audience == "sts.amazonaws.com"
     assert call.claims["exp"] - call.claims["iat"] <= 300
@@ -89,12 +105,19 @@ def test_agent_token_is_useless_at_sts(
 ) -> None:
     alice = human_factory()
     token = alice.delegate("researcher", ["us.claude-haiku-4-5"])["token"]
-    sts = boto3.client("sts", endpoint_url=sts_gate.url, region_name=REGION,
-                       aws_access_key_id="x", aws_secret_access_key="x")
+    sts = boto3.client(
+        "sts",
+        endpoint_url=sts_gate.url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
     with pytest.raises(ClientError) as caught:
         sts.assume_role_with_web_identity(
-            RoleArn=f"arn:aws:iam::{ACCOUNT}:role/vouch-agents", RoleSessionName="stolen",
-            WebIdentityToken=token)
+            RoleArn=f"arn:aws:iam::{ACCOUNT}:role/vouch-agents",
+            RoleSessionName="stolen",
+            WebIdentityToken=token,
+        )
     assert caught.value.response["Error"]["Code"] == "InvalidIdentityToken"
     assert "audience" in caught.value.response["Error"]["Message"].lower()
 
@@ -147,9 +170,7 @@ def test_sts_throttling_is_retried_then_503(
     assert "AccessKeyId" not in answer.text
 
 
-def test_rate_cap_per_delegation(
-    broker: BrokerServer, human_factory: Callable[..., Human]
-) -> None:
+def test_rate_cap_per_delegation(broker: BrokerServer, human_factory: Callable[..., Human]) -> None:
     alice = human_factory()
     token = alice.delegate("researcher", ["us.claude-haiku-4-5"], rate=2)["token"]
     assert jwt.decode(token, options={"verify_signature": False})["rate"] == 2

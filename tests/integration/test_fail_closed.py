@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def durable(tmp_path: Path, aof_redis: RedisServer, moto_server: MotoServer) -> Iterator[BrokerServer]:
+def durable(
+    tmp_path: Path, aof_redis: RedisServer, moto_server: MotoServer
+) -> Iterator[BrokerServer]:
     settings = broker_settings(tmp_path, aof_redis.url, aws_endpoint_url=moto_server.url)
     server = BrokerServer(settings).start()
     yield server
@@ -25,8 +27,9 @@ def durable(tmp_path: Path, aof_redis: RedisServer, moto_server: MotoServer) -> 
 
 
 def signed_in(server: BrokerServer, tmp_path: Path) -> Human:
-    alice = Human(f"http://127.0.0.1:{server.port}", server.url, "alice@example.com",
-                  tmp_path / "alice.json")
+    alice = Human(
+        f"http://127.0.0.1:{server.port}", server.url, "alice@example.com", tmp_path / "alice.json"
+    )
     alice.enroll(make_invite(server.settings, alice.email))
     alice.login()
     return alice

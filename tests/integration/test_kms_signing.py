@@ -21,8 +21,13 @@ pytestmark = pytest.mark.integration
 
 
 def kms_client(moto_server: MotoServer) -> Any:
-    return boto3.client("kms", endpoint_url=moto_server.url, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "kms",
+        endpoint_url=moto_server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def test_kms_signed_token_verifies_against_the_kms_public_key(moto_server: MotoServer) -> None:
@@ -30,8 +35,14 @@ def test_kms_signed_token_verifies_against_the_kms_public_key(moto_server: MotoS
     key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
     ring = kms_key_ring(kms, key_id)
     now = int(time.time())
-    claims = {"iss": "https://vouch.example", "aud": "https://vouch.example", "sub": "a@example.com",
-              "iat": now, "exp": now + 60, "jti": "x"}
+    claims = {
+        "iss": "https://vouch.example",
+        "aud": "https://vouch.example",
+        "sub": "a@example.com",
+        "iat": now,
+        "exp": now + 60,
+        "jti": "x",
+    }
     token = mint(claims, typ=SESSION_TYP, keys=ring)
     expect = Expectation(typ=SESSION_TYP, issuer=claims["iss"], audience=claims["aud"])
     assert verify(token, expect, keys=ring, now=now)["sub"] == "a@example.com"
@@ -54,8 +65,13 @@ def test_broker_serves_kms_key_in_jwks(
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(name, value)
     port = free_port()
-    settings = load_settings(env={}, issuer=f"http://localhost:{port}", redis_url=redis_url,
-                             kms_key_id=key_id, aws_endpoint_url=moto_server.url)
+    settings = load_settings(
+        env={},
+        issuer=f"http://localhost:{port}",
+        redis_url=redis_url,
+        kms_key_id=key_id,
+        aws_endpoint_url=moto_server.url,
+    )
     server = BrokerServer(settings).start()
     try:
         keys = httpx.get(f"http://127.0.0.1:{port}/.well-known/jwks.json").json()["keys"]

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from fido2.webauthn import (
     PublicKeyCredentialRpEntity,
     PublicKeyCredentialUserEntity,
 )
+from vouch_sdk.authenticators import DEFAULT_PIN, SoftwareAuthenticator
 
 from broker.keys import load_key_ring, public_jwk
 from broker.tokens import AGENT_TYP, SESSION_TYP, mint
@@ -28,7 +29,6 @@ from tests.harness.broker import BrokerServer, broker_settings
 from tests.harness.people import Human, to_json
 from tests.harness.services import MotoServer
 from tests.integration.conftest import make_invite
-from vouch_sdk.authenticators import DEFAULT_PIN, SoftwareAuthenticator
 
 pytestmark = pytest.mark.integration
 PROBLEM = "urn:vouch:problem:"
@@ -46,7 +46,9 @@ def begin_login(human: Human) -> dict[str, Any]:
 
 
 def complete_login(human: Human, challenge_id: str, credential: Any) -> httpx.Response:
-    return human.post("/v1/login/complete", {"challenge_id": challenge_id, "credential": credential})
+    return human.post(
+        "/v1/login/complete", {"challenge_id": challenge_id, "credential": credential}
+    )
 
 
 def test_replayed_assertion_is_refused(human_factory: Callable[..., Human]) -> None:
@@ -62,13 +64,20 @@ def test_replayed_assertion_is_refused(human_factory: Callable[..., Human]) -> N
     assert "challenge" in moved.json()["detail"].lower()
 
 
-def test_expired_challenge_is_refused(tmp_path: Path, redis_url: str, moto_server: MotoServer) -> None:
-    settings = broker_settings(tmp_path, redis_url, challenge_ttl_s=1,
-                               aws_endpoint_url=moto_server.url)
+def test_expired_challenge_is_refused(
+    tmp_path: Path, redis_url: str, moto_server: MotoServer
+) -> None:
+    settings = broker_settings(
+        tmp_path, redis_url, challenge_ttl_s=1, aws_endpoint_url=moto_server.url
+    )
     server = BrokerServer(settings).start()
     try:
-        alice = Human(f"http://127.0.0.1:{server.port}", server.url, "alice@example.com",
-                      tmp_path / "alice.json")
+        alice = Human(
+            f"http://127.0.0.1:{server.port}",
+            server.url,
+            "alice@example.com",
+            tmp_path / "alice.json",
+        )
         alice.enroll(make_invite(settings, alice.email))
         ceremony = begin_login(alice)
         credential = alice.sign_assertion(ceremony["options"])
@@ -87,6 +96,7 @@ def raw_client(device: SoftwareAuthenticator, origin: str) -> Fido2Client:
         def prompt_up(self) -> None: ...
         def request_pin(self, *_: Any) -> str:
             return DEFAULT_PIN
+
         def request_uv(self, *_: Any) -> bool:
             return True
 
@@ -107,8 +117,9 @@ def test_wrong_rp_id_is_refused(broker: BrokerServer, human_factory: Callable[..
     alice = human_factory()
     ceremony = begin_login(alice)
     credential = alice.sign_assertion(ceremony["options"])
-    auth_data = bytearray(base64.urlsafe_b64decode(
-        credential["response"]["authenticatorData"] + "=="))
+    auth_data = bytearray(
+        base64.urlsafe_b64decode(credential["response"]["authenticatorData"] + "==")
+    )
     auth_data[:32] = hashlib.sha256(b"evil.example").digest()  # signed for another RP
     credential["response"]["authenticatorData"] = b64(bytes(auth_data))
     answer = complete_login(alice, ceremony["challenge_id"], credential)
@@ -120,16 +131,23 @@ def test_assertion_from_unregistered_key_is_refused(
     broker: BrokerServer, human_factory: Callable[..., Human], tmp_path: Path
 ) -> None:
     human_factory()  # alice exists; mallory's key was never registered with this broker
-    mallory = Human(f"http://127.0.0.1:{broker.port}", broker.url, "mallory@example.com",
-                    tmp_path / "mallory.json")
+    mallory = Human(
+        f"http://127.0.0.1:{broker.port}",
+        broker.url,
+        "mallory@example.com",
+        tmp_path / "mallory.json",
+    )
     local_rp = Fido2Server(PublicKeyCredentialRpEntity(id="localhost", name="elsewhere"))
     options, _ = local_rp.register_begin(
         PublicKeyCredentialUserEntity(id=b"mallory", name="m", display_name="m"),
-        resident_key_requirement="required", user_verification="required")
+        resident_key_requirement="required",
+        user_verification="required",
+    )
     mallory.client().make_credential(options.public_key)
     ceremony = mallory.post("/v1/login/begin", {}).json()  # usernameless
-    answer = complete_login(mallory, ceremony["challenge_id"],
-                            mallory.sign_assertion(ceremony["options"]))
+    answer = complete_login(
+        mallory, ceremony["challenge_id"], mallory.sign_assertion(ceremony["options"])
+    )
     assert (answer.status_code, problem(answer)) == (401, "assertion-rejected")
     assert "not registered" in answer.json()["detail"]
 
@@ -166,11 +184,13 @@ def test_cloned_key_is_detected_and_flagged(
 
 def test_invite_code_is_single_use(broker: BrokerServer, tmp_path: Path) -> None:
     code = make_invite(broker.settings, "bob@example.com")
-    bob = Human(f"http://127.0.0.1:{broker.port}", broker.url, "bob@example.com",
-                tmp_path / "bob.json")
+    bob = Human(
+        f"http://127.0.0.1:{broker.port}", broker.url, "bob@example.com", tmp_path / "bob.json"
+    )
     bob.enroll(code)
-    other = Human(f"http://127.0.0.1:{broker.port}", broker.url, "bob@example.com",
-                  tmp_path / "bob2.json")
+    other = Human(
+        f"http://127.0.0.1:{broker.port}", broker.url, "bob@example.com", tmp_path / "bob2.json"
+    )
     with pytest.raises(httpx.HTTPStatusError) as caught:
         other.enroll(code)
     assert problem(caught.value.response) == "invite-invalid"
@@ -182,8 +202,9 @@ def test_expired_invite_is_refused(tmp_path: Path, redis_url: str) -> None:
     try:
         code = make_invite(settings, "bob@example.com")
         time.sleep(1.5)
-        bob = Human(f"http://127.0.0.1:{server.port}", server.url, "bob@example.com",
-                    tmp_path / "bob.json")
+        bob = Human(
+            f"http://127.0.0.1:{server.port}", server.url, "bob@example.com", tmp_path / "bob.json"
+        )
         with pytest.raises(httpx.HTTPStatusError) as caught:
             bob.enroll(code)
         assert problem(caught.value.response) == "invite-invalid"
@@ -238,8 +259,11 @@ def test_hs256_signed_with_the_public_key_is_refused(
 ) -> None:
     ring = load_key_ring(Path(broker.settings.signing_keys or ""))
     jwk = public_jwk(next(iter(ring.public_keys.values())))
-    token = forge({"alg": "HS256", "typ": SESSION_TYP, "kid": jwk["kid"]}, session_claims,
-                  key=json.dumps(jwk).encode())
+    token = forge(
+        {"alg": "HS256", "typ": SESSION_TYP, "kid": jwk["kid"]},
+        session_claims,
+        key=json.dumps(jwk).encode(),
+    )
     answer = call_with(broker, token)
     assert (answer.status_code, problem(answer)) == (401, "token-invalid")
     assert "algorithm" in answer.json()["detail"]
@@ -255,14 +279,26 @@ def test_unknown_kid_wrong_typ_iss_aud_and_expired_are_refused(
     cases = {
         "unknown kid": (mint(session_claims, typ=SESSION_TYP, keys=foreign_ring), "token-invalid"),
         "wrong typ": (mint(session_claims, typ=AGENT_TYP, keys=ring), "token-invalid"),
-        "wrong iss": (mint({**session_claims, "iss": "http://evil"}, typ=SESSION_TYP, keys=ring),
-                      "token-invalid"),
-        "wrong aud": (mint({**session_claims, "aud": "sts.amazonaws.com"}, typ=SESSION_TYP,
-                           keys=ring), "token-invalid"),
-        "expired": (mint({**session_claims, "iat": now - 7200, "nbf": now - 7200,
-                          "exp": now - 3600}, typ=SESSION_TYP, keys=ring), "token-expired"),
-        "not yet valid": (mint({**session_claims, "nbf": now + 3600, "iat": now}, typ=SESSION_TYP,
-                               keys=ring), "token-invalid"),
+        "wrong iss": (
+            mint({**session_claims, "iss": "http://evil"}, typ=SESSION_TYP, keys=ring),
+            "token-invalid",
+        ),
+        "wrong aud": (
+            mint({**session_claims, "aud": "sts.amazonaws.com"}, typ=SESSION_TYP, keys=ring),
+            "token-invalid",
+        ),
+        "expired": (
+            mint(
+                {**session_claims, "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600},
+                typ=SESSION_TYP,
+                keys=ring,
+            ),
+            "token-expired",
+        ),
+        "not yet valid": (
+            mint({**session_claims, "nbf": now + 3600, "iat": now}, typ=SESSION_TYP, keys=ring),
+            "token-invalid",
+        ),
     }
     for name, (token, expected) in cases.items():
         answer = call_with(broker, token)
@@ -276,8 +312,9 @@ def test_software_key_is_refused_unless_allowed(
     settings = broker_settings(tmp_path, redis_url, allow_software_keys=False)
     server = BrokerServer(settings).start()
     try:
-        bob = Human(f"http://127.0.0.1:{server.port}", server.url, "bob@example.com",
-                    tmp_path / "bob.json")
+        bob = Human(
+            f"http://127.0.0.1:{server.port}", server.url, "bob@example.com", tmp_path / "bob.json"
+        )
         with pytest.raises(httpx.HTTPStatusError) as caught:
             bob.enroll(make_invite(settings, bob.email))
         assert problem(caught.value.response) == "assertion-rejected"

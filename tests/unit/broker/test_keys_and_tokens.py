@@ -27,8 +27,12 @@ ISS = "https://vouch.example.com"
 
 def test_rfc7638_thumbprint_example() -> None:
     # RFC 7638 section 3.1 uses RSA; this EC vector is from RFC 8037-style canonical JSON.
-    jwk = {"crv": "P-256", "kty": "EC", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-           "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+    jwk = {
+        "crv": "P-256",
+        "kty": "EC",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    }
     assert thumbprint(jwk) == "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U"
 
 
@@ -70,8 +74,15 @@ def ring(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def claims(now: int, **extra: object) -> dict[str, object]:
-    return {"iss": ISS, "aud": ISS, "sub": "a@example.com", "iat": now, "exp": now + 60,
-            "jti": "j", **extra}
+    return {
+        "iss": ISS,
+        "aud": ISS,
+        "sub": "a@example.com",
+        "iat": now,
+        "exp": now + 60,
+        "jti": "j",
+        **extra,
+    }
 
 
 EXPECT = Expectation(typ=SESSION_TYP, issuer=ISS, audience=ISS, leeway_s=5)
@@ -80,8 +91,11 @@ EXPECT = Expectation(typ=SESSION_TYP, issuer=ISS, audience=ISS, leeway_s=5)
 def test_minted_token_has_explicit_header_and_verifies(ring) -> None:  # type: ignore[no-untyped-def]
     now = int(time.time())
     token = mint(claims(now), typ=SESSION_TYP, keys=ring)
-    assert jwt.get_unverified_header(token) == {"alg": "ES256", "typ": SESSION_TYP,
-                                                "kid": ring.signer.kid}
+    assert jwt.get_unverified_header(token) == {
+        "alg": "ES256",
+        "typ": SESSION_TYP,
+        "kid": ring.signer.kid,
+    }
     assert verify(token, EXPECT, keys=ring, now=now)["sub"] == "a@example.com"
 
 
@@ -94,8 +108,13 @@ def test_minted_token_has_explicit_header_and_verifies(ring) -> None:  # type: i
         (0, {"iat": "1"}, TokenInvalid, "integer"),
     ],
 )
-def test_time_claims(ring, shift: int, extra: dict[str, object], error: type[Exception],  # type: ignore[no-untyped-def]
-                     message: str) -> None:
+def test_time_claims(
+    ring,
+    shift: int,
+    extra: dict[str, object],
+    error: type[Exception],  # type: ignore[no-untyped-def]
+    message: str,
+) -> None:
     now = int(time.time())
     values = claims(now)
     for name, delta in extra.items():

@@ -1,0 +1,61 @@
+"""A broker as a separate OS process (`vouch-broker serve`), like a second replica."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from broker.settings import Settings
+from tests.harness.services import free_port, wait_for
+
+
+class BrokerProcess:
+    """`vouch-broker serve` on its own port with the same settings (keys, Redis, policy)."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.port = free_port()
+        self.settings = settings
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        values = {
+            "VOUCH_ISSUER": s.issuer,
+            "VOUCH_REDIS_URL": s.redis_url,
+            "VOUCH_SIGNING_KEYS": s.signing_keys or "",
+            "VOUCH_POLICY_FILE": s.policy_file,
+            "VOUCH_ORIGINS": ",".join(s.origins),
+            "VOUCH_ALLOW_SOFTWARE_KEYS": "true",
+            "VOUCH_AWS_ENDPOINT_URL": s.aws_endpoint_url or "",
+            "VOUCH_LOG_LEVEL": "WARNING",
+        }
+        return {**os.environ, **{k: v for k, v in values.items() if v}}
+
+    def start(self) -> BrokerProcess:
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "broker.cli", "serve", "--port", str(self.port)],
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(
+            lambda: urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1).status == 200,
+            timeout=30,
+            what="broker process",
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
