@@ -7,6 +7,7 @@ AWS error codes pass through as data, never the raw response (it carries secrets
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,6 +66,10 @@ class Sts:
         base_delay_s: float = 0.1,
         timeout_s: float = 5.0,
     ) -> None:
+        # botocore logs request bodies (the web identity token) and responses (secret keys)
+        # at DEBUG: keep it quiet whatever level the operator sets (invariant 8).
+        for name in ("botocore", "boto3", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         # Web-identity calls are unsigned: no AWS credentials are needed or used.
         self.client: Any = boto3.session.Session().client(
             "sts",

@@ -1,0 +1,49 @@
+"""No secret in logs or audit (invariant 8): tokens, keys and codes are never written."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.harness.broker import BrokerServer
+from tests.harness.people import Human
+from tests.harness.sts_gate import StsGate
+from tests.integration.conftest import make_invite
+
+pytestmark = pytest.mark.integration
+JWT = re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]{5,}")
+
+
+def test_a_whole_flow_writes_no_secret(
+    broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    code = make_invite(broker.settings, "alice@example.com")
+    alice = Human(f"http://127.0.0.1:{broker.port}", broker.url, "alice@example.com",
+                  broker_key(broker))
+    alice.enroll(code)
+    session = alice.login()
+    done = alice.delegate("researcher", ["us.claude-haiku-4-5"], purpose="token=abc secret")
+    with broker.client(done["token"]) as agent:
+        doc = agent.post("/v1/credentials/aws").json()
+        agent.post("/v1/credentials/aws", json={"models": ["us.claude-opus-4-5"]})  # refused
+    sts_gate.throttle_next(10)
+    with broker.client(alice.delegate("writer", ["us.claude-haiku-4-5"])["token"]) as agent:
+        assert agent.post("/v1/credentials/aws").status_code == 503
+    secrets = [code, session, done["token"], doc["SecretAccessKey"], doc["SessionToken"]]
+    audit = redis.Redis.from_url(broker.settings.redis_url).xrange("vouch:audit")
+    written = caplog.text + "\n".join(str(fields) for _, fields in audit)
+    assert len(audit) >= 4  # enrolled, login, delegated x2 at least: the check looked at something
+    for secret in secrets:
+        assert secret not in written
+    assert JWT.search(written) is None  # not even the STS assertion, which we never see here
+
+
+def broker_key(broker: BrokerServer) -> Path:
+    return Path(broker.settings.signing_keys or "").parent / "alice.key.json"
