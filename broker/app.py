@@ -11,6 +11,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from broker.auth import provide_person, provide_services
+from broker.middleware import observe
 from broker.problems import EXCEPTION_HANDLERS
 from broker.routes import admin, credentials, delegations, discovery, requests, signin
 from broker.services import Services, build_services
@@ -47,6 +48,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="Vouch broker", version="0.1.0", path="/schema"),
+        middleware=[observe],
         request_max_body_size=MAX_BODY_BYTES,
         response_cache_config=ResponseCacheConfig(),
         debug=False,
