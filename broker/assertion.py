@@ -110,8 +110,10 @@ class RelyingParty:
         uv: bool,
         challenge: bytes | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
+        # No list at all (not an empty one) when there is nothing to allow, so an unknown
+        # email looks exactly like a usernameless login.
         options, state = self.server.authenticate_begin(
-            list(credentials), user_verification=_uv(uv), challenge=challenge
+            list(credentials) or None, user_verification=_uv(uv), challenge=challenge
         )
         return dict(options), dict(state)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import jwt
@@ -10,6 +11,7 @@ import pytest
 
 from tests.harness.broker import BrokerServer
 from tests.harness.people import Human
+from tests.integration.conftest import make_invite
 
 pytestmark = pytest.mark.integration
 
@@ -34,3 +36,64 @@ def test_problem_json_for_unknown_route(broker: BrokerServer) -> None:
     assert answer.status_code == 404
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.json()["type"] == "urn:vouch:problem:not-found"
+
+
+def test_second_key_needs_a_session_from_an_existing_key(
+    broker: BrokerServer, human_factory: Callable[..., Human], tmp_path: Path
+) -> None:
+    alice = human_factory("alice@example.com")
+    spare = Human(str(alice.http.base_url), broker.url, alice.email, tmp_path / "spare.json")
+    refused = spare.post("/v1/enroll/begin", {"email": alice.email})
+    assert refused.status_code == 400
+    assert "invite code or a session" in refused.json()["detail"]
+    stranger = human_factory("bob@example.com")
+    other = spare.post("/v1/enroll/begin", {"email": alice.email}, stranger.session)
+    assert other.json()["type"] == "urn:vouch:problem:permission-denied"
+    spare.enroll(token=alice.session)  # the spare key joins alice's account
+    assert spare.login().count(".") == 2
+    begin = alice.post("/v1/login/begin", {"email": alice.email}).json()
+    assert len(begin["options"]["publicKey"]["allowCredentials"]) == 2
+
+
+def test_usernameless_login_with_a_discoverable_credential(
+    human_factory: Callable[..., Human],
+) -> None:
+    alice = human_factory("alice@example.com")
+    token = alice.login(email=None)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["sub"] == "alice@example.com"
+
+
+def test_unknown_email_gets_the_same_answer_as_usernameless(broker: BrokerServer) -> None:
+    answer = httpx.post(
+        f"http://127.0.0.1:{broker.port}/v1/login/begin", json={"email": "nobody@example.com"}
+    )
+    assert answer.status_code == 200
+    assert "allowCredentials" not in answer.json()["options"]["publicKey"]
+
+
+def test_revoked_person_and_revoked_key_cannot_sign_in(
+    broker: BrokerServer, human_factory: Callable[..., Human]
+) -> None:
+    admin = human_factory("admin@example.com")
+    alice = human_factory("alice@example.com")
+    bob = human_factory("bob@example.com")
+    assert (
+        admin.post("/v1/admin/revocations", {"user": alice.email}, admin.session).status_code == 201
+    )
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        alice.login()
+    assert caught.value.response.json()["type"] == "urn:vouch:problem:assertion-rejected"
+    bob_cid = jwt.decode(bob.session or "", options={"verify_signature": False})["cid"]
+    assert (
+        admin.post("/v1/admin/revocations", {"credential": bob_cid}, admin.session).status_code
+        == 201
+    )
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        bob.login()
+    assert "revoked" in caught.value.response.json()["detail"]
+    code = make_invite(broker.settings, alice.email)  # an admin re-admits alice with a new key
+    again = human_factory("alice@example.com", enrolled=False)
+    again.device = type(alice.device)(Path(str(alice.device.path) + ".fresh"))
+    again.enroll(code)
+    assert again.login().count(".") == 2
