@@ -1,0 +1,218 @@
+"""Agent token -> short-lived AWS credentials, cached and refreshed ahead of expiry.
+
+One exchange (POST /v1/credentials/aws) per refresh, never per use: callers share the
+cached credentials, and at most one refresh is in flight. Two situations make the next
+refresh wait instead of following `refresh_margin_s` literally: the broker handing back
+credentials already inside the margin (it caches them too), and a transient failure
+while the current credentials are still good. Either way the pause doubles, so a broker
+is never polled in a loop. Permanent refusals (revoked, expired, denied) raise at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ._errors import BrokerUnavailable, NetworkError, RateLimited, VouchError
+from ._token import TokenSource, claims_of, resolve_server, token_source
+from ._transport import Transport
+
+log = logging.getLogger("vouch_sdk")
+
+MIN_PAUSE_S = 1.0
+MAX_PAUSE_S = 60.0
+MIN_USABLE_S = 60.0  # below this, stale credentials are not worth serving through an outage
+_TRANSIENT = (NetworkError, BrokerUnavailable, RateLimited)
+
+
+@dataclass(frozen=True, repr=False)
+class AwsCredentials:
+    """Temporary AWS credentials from one exchange."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: datetime
+
+    @classmethod
+    def from_process_document(cls, doc: dict[str, Any]) -> AwsCredentials:
+        """Raises: VouchError when the broker's answer is not a credential_process document."""
+        try:
+            expiration = datetime.fromisoformat(str(doc["Expiration"]).replace("Z", "+00:00"))
+            return cls(
+                str(doc["AccessKeyId"]),
+                str(doc["SecretAccessKey"]),
+                str(doc["SessionToken"]),
+                expiration if expiration.tzinfo else expiration.replace(tzinfo=UTC),
+            )
+        except (KeyError, ValueError) as exc:
+            raise VouchError(f"the broker's credential document is malformed ({exc})") from None
+
+    def process_document(self) -> dict[str, Any]:
+        """The AWS `credential_process` JSON document (Version 1)."""
+        return {
+            "Version": 1,
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key,
+            "SessionToken": self.session_token,
+            "Expiration": _iso(self.expiration),
+        }
+
+    def environment(self) -> dict[str, str]:
+        """The AWS_* variables every AWS SDK reads."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_SESSION_TOKEN": self.session_token,
+            "AWS_CREDENTIAL_EXPIRATION": _iso(self.expiration),
+        }
+
+    def __repr__(self) -> str:  # a secret must not reach a log through repr()
+        return f"AwsCredentials({self.access_key_id[:4]}…, expires {_iso(self.expiration)})"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def pause_s(pauses: int) -> float:
+    """The wait after `pauses` consecutive refreshes that brought nothing new: 1, 2, 4 ... 60."""
+    return min(MIN_PAUSE_S * 2.0 ** min(pauses, 16), MAX_PAUSE_S)
+
+
+def next_refresh_at(now: float, expires_at: float, margin_s: float, pauses: int) -> float:
+    """When to exchange again: `margin_s` before expiry, or, if that moment has passed,
+    after `pause_s(pauses)` (but before the credentials run out)."""
+    planned = expires_at - margin_s
+    if planned > now:
+        return planned
+    return now + min(pause_s(pauses), max(0.0, expires_at - now) / 2)
+
+
+@dataclass(frozen=True)
+class _Cached:
+    credentials: AwsCredentials
+    refresh_at: float
+    pauses: int  # consecutive refreshes that brought nothing usable for long (0: on time)
+
+
+class AgentCredentials:
+    """AWS credentials for an agent token, exchanged with the broker and kept fresh.
+
+    The server is `server`, else VOUCH_SERVER, else the token's `iss`; the token is `token`,
+    else `token_file` (reread at each refresh), else VOUCH_AGENT_TOKEN or
+    VOUCH_AGENT_TOKEN_FILE. `models` narrows the grant, `duration_s` asks for a lifetime
+    (the broker clamps both). Thread-safe: at most one refresh runs at a time.
+
+    Raises:
+        ConfigError: no token or server, or an unsafe token file.
+    """
+
+    def __init__(
+        self,
+        server: str | None = None,
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
+        *,
+        refresh_margin_s: float = 300,
+        models: Sequence[str] | None = None,
+        duration_s: int | None = None,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._source: TokenSource = token_source(token, token_file, os.environ)
+        self.server = resolve_server(server, self._source.read(), os.environ)
+        self.refresh_margin_s = refresh_margin_s
+        self.models = list(models) if models else None
+        self.duration_s = duration_s
+        self.transport = transport or Transport()
+        self.clock = clock
+        self._cached: _Cached | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The agent token's claims (unverified): sub, dlg, models, exp, ..."""
+        return claims_of(self._source.read())
+
+    def get(self) -> AwsCredentials:
+        """Current credentials, exchanging for new ones when they are due.
+
+        Raises:
+            TokenRevoked, TokenExpired, TokenInvalid, PolicyDenied, GrantInvalid, ...: the
+                broker refused; NetworkError, BrokerUnavailable: it could not answer and
+                no still-valid credentials were at hand.
+        """
+        cached = self._cached
+        if cached is not None and self.clock() < cached.refresh_at:
+            return cached.credentials
+        with self._lock:
+            cached = self._cached  # another thread may have refreshed while we waited
+            if cached is not None and self.clock() < cached.refresh_at:
+                return cached.credentials
+            return self._refresh_locked(cached)
+
+    def refresh(self) -> AwsCredentials:
+        """Exchange now, whatever the cache holds (same errors as `get`)."""
+        with self._lock:
+            return self._refresh_locked(None)
+
+    def _refresh_locked(self, cached: _Cached | None) -> AwsCredentials:
+        try:
+            fresh = self._exchange()
+        except _TRANSIENT as exc:
+            if cached is None or not self._still_usable(cached.credentials):
+                raise
+            now = self.clock()
+            log.warning("vouch: refresh failed (%s); keeping current credentials", exc.detail)
+            retry_at = now + pause_s(cached.pauses)
+            self._cached = _Cached(cached.credentials, retry_at, cached.pauses + 1)
+            return cached.credentials
+        self._remember(fresh, cached)
+        return fresh
+
+    def _remember(self, fresh: AwsCredentials, previous: _Cached | None) -> None:
+        now = self.clock()
+        expires_at = fresh.expiration.timestamp()
+        prior = previous.pauses if previous is not None else 0
+        late = expires_at - self.refresh_margin_s <= now
+        refresh_at = next_refresh_at(now, expires_at, self.refresh_margin_s, prior)
+        self._cached = _Cached(fresh, refresh_at, prior + 1 if late else 0)
+
+    def _still_usable(self, credentials: AwsCredentials) -> bool:
+        return credentials.expiration.timestamp() - self.clock() > MIN_USABLE_S
+
+    def _exchange(self) -> AwsCredentials:
+        body: dict[str, Any] = {}
+        if self.models:
+            body["models"] = self.models
+        if self.duration_s is not None:
+            body["duration_s"] = self.duration_s
+        doc = self.transport.request(
+            "POST",
+            f"{self.server}/v1/credentials/aws",
+            token=self._source.read(),
+            body=body or None,
+            retry=True,  # the exchange is idempotent: the broker caches per grant
+        )
+        return AwsCredentials.from_process_document(doc)
+
+    def botocore_metadata(self) -> dict[str, str]:
+        """Current credentials in the shape botocore's RefreshableCredentials refreshes from."""
+        creds = self.get()
+        return {
+            "access_key": creds.access_key_id,
+            "secret_key": creds.secret_access_key,
+            "token": creds.session_token,
+            "expiry_time": _iso(creds.expiration),
+        }
+
+    def now(self) -> datetime:
+        """The clock as an aware datetime (botocore's time_fetcher)."""
+        return datetime.fromtimestamp(self.clock(), tz=UTC)

@@ -1,0 +1,112 @@
+"""The agent's side of an approval: ask a person for a delegation, wait for their tap.
+
+POST /v1/delegation-requests returns a user code for the person (`vouch delegate approve
+CODE`) and a poll secret for the agent; GET /v1/delegation-requests/{id} with that secret
+answers pending | approved (with the token, exactly once) | denied | expired.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._errors import Conflict, DelegationDenied, DelegationExpired, NotFound, VouchError
+from ._grant import parse_duration
+from ._transport import Transport, normalize_server
+
+log = logging.getLogger("vouch_sdk")
+
+BACKOFF = 1.2  # gentle: approvals take a human a minute, not an hour
+MAX_INTERVAL_S = 10.0
+
+
+def _announce(user_code: str, expires_at: int) -> None:
+    # Through logging rather than print: a library does not own stderr, but an unconfigured
+    # logger still shows warnings there, so the code is not lost when on_code is omitted.
+    left = max(0, int(expires_at - time.time()))
+    log.warning("vouch: ask your human to run `vouch delegate approve %s` (%ss)", user_code, left)
+
+
+def request_delegation(
+    server: str,
+    *,
+    email: str,
+    agent: str,
+    models: Sequence[str],
+    ttl: str | int = "2h",
+    message: str = "",
+    on_code: Callable[[str, int], None] | None = None,
+    timeout_s: float = 300,
+    transport: Transport | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Ask `email` to delegate `models` to `agent` for `ttl`; the agent token once approved.
+
+    `on_code(user_code, expires_at)` is called once with the code to relay to the person.
+
+    Raises:
+        DelegationDenied: the person refused. DelegationExpired: the request expired or
+        `timeout_s` passed. GrantInvalid, ConfigError, NetworkError, ...: as named.
+    """
+    http = transport or Transport()
+    base = normalize_server(server)
+    created = http.request(
+        "POST",
+        f"{base}/v1/delegation-requests",
+        body={
+            "email": email,
+            "agent": agent,
+            "models": list(models),
+            "ttl_s": parse_duration(ttl),
+            "message": message,
+        },
+    )
+    (on_code or _announce)(str(created["user_code"]), int(created["expires_at"]))
+    deadline = clock() + timeout_s
+    poll = _Poll(http, f"{base}/v1/delegation-requests/{created['request_id']}", created)
+    interval = float(created.get("interval") or 2)
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise DelegationExpired(f"no answer from {email} within {timeout_s:g} s")
+        sleep(min(interval, remaining))
+        token = poll.once()
+        if token is not None:
+            return token
+        interval = max(poll.server_interval, min(interval * BACKOFF, MAX_INTERVAL_S))
+
+
+class _Poll:
+    """One request's status, read with its poll secret."""
+
+    def __init__(self, http: Transport, url: str, created: dict[str, Any]) -> None:
+        self.http = http
+        self.url = url
+        self.secret = str(created["poll_secret"])
+        self.server_interval = float(created.get("interval") or 2)
+
+    def once(self) -> str | None:
+        """The token once approved; None while pending.
+
+        Raises: DelegationDenied, DelegationExpired, Conflict (token already delivered).
+        """
+        try:
+            answer = self.http.request("GET", self.url, token=self.secret)
+        except NotFound:
+            raise DelegationExpired("the delegation request expired") from None
+        status = answer.get("status")
+        self.server_interval = float(answer.get("interval") or self.server_interval)
+        if status == "pending":
+            return None
+        if status == "approved" and isinstance(answer.get("token"), str):
+            return str(answer["token"])
+        if status == "denied":
+            raise DelegationDenied("the person denied the delegation request")
+        if status == "expired":
+            raise DelegationExpired("the delegation request expired before anyone approved it")
+        if status == "delivered":
+            raise Conflict("the token for this request was already delivered to an earlier poll")
+        raise VouchError(f"unexpected delegation request status {status!r}")

@@ -1,0 +1,174 @@
+"""All HTTP the SDK and CLI do: one urllib3 pool, JSON in and out, problems as typed errors.
+
+Retries cover only requests that are safe to repeat (GET, and the exchange, which is
+idempotent) and only failures that may pass: no answer at all, or a 503. A Retry-After
+longer than the caller is willing to wait is not slept through; the error is raised.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import urllib3
+
+from ._errors import BrokerUnavailable, ConfigError, NetworkError, VouchError, from_problem
+from ._version import __version__
+
+USER_AGENT = f"vouch-sdk/{__version__}"
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_MAX_BODY = 1 << 20  # broker answers are small; refuse to buffer anything absurd
+
+
+def normalize_server(url: str) -> str:
+    """The broker base URL without a trailing slash.
+
+    Raises:
+        ConfigError: not an http(s) URL, or plain http to a host other than localhost
+            (bearer tokens must not cross a network in clear text).
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"broker URL must be http(s)://HOST[:PORT], not {url!r}")
+    if parts.scheme == "http" and parts.hostname not in _LOCAL_HOSTS:
+        raise ConfigError(f"broker URL must use https (plain http only for localhost): {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"broker URL must not carry a query or fragment: {url!r}")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def origin_of(server: str) -> str:
+    """The WebAuthn origin of a broker URL (scheme://host[:port])."""
+    parts = urlsplit(server)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class Transport:
+    """Sends JSON requests to a broker; swap or wrap it to observe or fake the network.
+
+    `attempts` bounds tries of retryable requests; waits grow from `backoff_s` with jitter,
+    or follow the broker's Retry-After when it is at most `max_wait_s`.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 10.0,
+        attempts: int = 3,
+        backoff_s: float = 0.5,
+        max_wait_s: float = 30.0,
+        pool: urllib3.PoolManager | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.pool = pool or urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s),
+            retries=False,  # this class decides what is safe to repeat
+            headers={"User-Agent": USER_AGENT},
+        )
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
+        self.max_wait_s = max_wait_s
+        self.sleep = sleep
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, str | int] | None = None,
+        retry: bool | None = None,
+    ) -> dict[str, Any]:
+        """The JSON object the broker answered.
+
+        `retry` defaults to True for GET only; pass True for other idempotent requests.
+
+        Raises:
+            NetworkError: no answer after the allowed attempts.
+            VouchError: the broker's problem as its typed subclass (see the error tree).
+        """
+        retryable = method == "GET" if retry is None else retry
+        target = f"{url}?{urlencode(query)}" if query else url
+        attempt = 1
+        while True:
+            try:
+                return self._send(method, target, token, body)
+            except (NetworkError, BrokerUnavailable) as exc:
+                wait = self._wait_before_retry(exc, attempt)
+                if not retryable or wait is None:
+                    raise
+                self.sleep(wait)
+            attempt += 1
+
+    def _wait_before_retry(self, exc: VouchError, attempt: int) -> float | None:
+        """Seconds to wait before another attempt, or None when there is none to make."""
+        if attempt >= self.attempts:
+            return None
+        backoff = self.backoff_s * 2.0 ** (attempt - 1) * random.uniform(0.5, 1.0)  # noqa: S311
+        hinted: float | None = getattr(exc, "retry_after", None)
+        if hinted is None:
+            return backoff
+        return None if hinted > self.max_wait_s else max(hinted, backoff)
+
+    def _send(
+        self, method: str, url: str, token: str | None, body: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json, application/problem+json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self.pool.request(
+                method, url, body=payload, headers=headers, preload_content=False
+            )
+            data = response.read(_MAX_BODY + 1, decode_content=True)
+            response.release_conn()
+        except urllib3.exceptions.HTTPError as exc:
+            raise NetworkError(f"cannot reach the broker at {_where(url)}: {_reason(exc)}") from exc
+        return _answer(response.status, response.headers, data)
+
+
+def _answer(status: int, headers: Mapping[str, str], data: bytes) -> dict[str, Any]:
+    """A success body as a dict, or the typed error an error body stands for."""
+    parsed = _json_object(data) if len(data) <= _MAX_BODY else None
+    if 200 <= status < 300:
+        if parsed is None:
+            raise VouchError(f"the broker answered HTTP {status} without a JSON object")
+        return parsed
+    problem = parsed if parsed is not None else {}
+    raise from_problem(status, problem, retry_after=_retry_after(headers.get("Retry-After")))
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(data) if data else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    # Only delta-seconds: the broker never sends HTTP dates, and a proxy's date would
+    # need a trustworthy clock to interpret.
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(getattr(exc, "reason", None) or exc)
+    # urllib3 prefixes the cause with a repr of the connection ("HTTPConnection(host=...): ").
+    return text.split("): ", 1)[-1] if text.startswith("HTTP") and "): " in text else text

@@ -1,0 +1,51 @@
+"""Exit codes, and the one mapping from errors to them.
+
+0 ok    1 other failure    2 not signed in    3 no key    4 network
+5 permission denied or revoked    6 config (bad arguments, environment, files)
+"""
+
+from __future__ import annotations
+
+from vouch_sdk._errors import (
+    BrokerUnavailable,
+    ConfigError,
+    DelegationDenied,
+    GrantMismatch,
+    InvalidRequest,
+    NetworkError,
+    PermissionDenied,
+    RateLimited,
+    Unauthenticated,
+    VouchError,
+)
+
+OK, FAILED, NOT_SIGNED_IN, NO_KEY, NETWORK, DENIED, CONFIG = 0, 1, 2, 3, 4, 5, 6
+
+
+class NotSignedIn(VouchError):
+    """No saved session for this broker, or the broker no longer accepts it."""
+
+    slug = "not-signed-in"
+
+
+class NoKey(VouchError):
+    """No usable security key, or the key failed the ceremony (PIN, touch, credential)."""
+
+    slug = "no-key"
+
+
+_CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int], ...] = (
+    (NotSignedIn, NOT_SIGNED_IN),
+    (NoKey, NO_KEY),
+    # A rate cap lifts with time like an outage does: scripts treat both as "retry later".
+    ((NetworkError, BrokerUnavailable, RateLimited), NETWORK),
+    ((Unauthenticated, PermissionDenied, GrantMismatch, DelegationDenied), DENIED),
+    ((ConfigError, InvalidRequest), CONFIG),
+)
+
+
+def exit_code(exc: BaseException) -> int:
+    for kinds, code in _CODES:
+        if isinstance(exc, kinds):
+            return code
+    return FAILED

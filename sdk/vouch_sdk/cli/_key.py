@@ -1,0 +1,98 @@
+"""The security key: open it, sign WebAuthn ceremonies with it, and say what went wrong.
+
+This is the one place the CLI calls fido2 (imported lazily: most commands never tap).
+Authenticator errors become `NoKey` (exit 3) or `ConfigError` (exit 6) here.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from vouch_sdk._errors import ConfigError
+from vouch_sdk.cli._exit import NoKey
+
+PIN_ENV = "VOUCH_PIN"
+AUTHENTICATOR_ENV = "VOUCH_AUTHENTICATOR"
+
+
+@contextmanager
+def _converted() -> Iterator[None]:
+    from fido2.client import ClientError
+
+    from vouch_sdk.authenticators import (
+        AuthenticatorError,
+        AuthenticatorSpecError,
+        KeyFileError,
+        from_client_error,
+    )
+
+    try:
+        yield
+    except ClientError as exc:
+        raise NoKey(str(from_client_error(exc))) from exc
+    except (AuthenticatorSpecError, KeyFileError) as exc:
+        raise ConfigError(str(exc)) from exc
+    except AuthenticatorError as exc:
+        raise NoKey(str(exc)) from exc
+
+
+class Key:
+    """A FIDO2 authenticator acting for `origin` (the broker URL this CLI talks to)."""
+
+    def __init__(self, spec: str, origin: str, env: Mapping[str, str], err: TextIO) -> None:
+        from vouch_sdk.authenticators import (
+            NOT_HARDWARE_WARNING,
+            NotHardwareWarning,
+            open_authenticator,
+        )
+
+        self.origin = origin
+        self.env = env
+        self.err = err
+        with _converted(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NotHardwareWarning)
+            self.device = open_authenticator(spec)
+        if any(issubclass(w.category, NotHardwareWarning) for w in caught):
+            # Loud on purpose: a file-backed key must never be mistaken for hardware.
+            bar = "!" * 78
+            err.write(f"{bar}\n!! {NOT_HARDWARE_WARNING}\n!! key file: {spec[5:]}\n{bar}\n")
+
+    def _pin(self) -> str | None:
+        if self.env.get(PIN_ENV):
+            return self.env[PIN_ENV]
+        return getpass.getpass("PIN for your security key: ", stream=self.err) or None
+
+    def _prompt(self, message: str) -> None:
+        self.err.write(f"{message}...\n")
+        self.err.flush()
+
+    def _client(self) -> Any:
+        from vouch_sdk.authenticators import make_client
+
+        return make_client(self.device, self.origin, pin=self._pin, on_prompt=self._prompt)
+
+    def register(self, options: Mapping[str, Any]) -> Any:
+        """The attestation response (JSON-ready) for a /v1/enroll/begin answer's options."""
+        from fido2.webauthn import PublicKeyCredentialCreationOptions
+
+        with _converted():
+            parsed = PublicKeyCredentialCreationOptions.from_dict(options["publicKey"])
+            return _as_json(self._client().make_credential(parsed))
+
+    def sign(self, options: Mapping[str, Any]) -> Any:
+        """The assertion response (JSON-ready) for login or delegation options."""
+        from fido2.webauthn import PublicKeyCredentialRequestOptions
+
+        with _converted():
+            parsed = PublicKeyCredentialRequestOptions.from_dict(options["publicKey"])
+            return _as_json(self._client().get_assertion(parsed).get_response(0))
+
+
+def _as_json(response: Any) -> Any:
+    # fido2's response objects are Mappings whose bytes already encode as base64url.
+    return json.loads(json.dumps(dict(response), default=dict))

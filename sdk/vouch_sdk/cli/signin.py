@@ -1,0 +1,128 @@
+"""enroll, login, logout, status: a person and their security key."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from vouch_sdk._errors import ConfigError
+from vouch_sdk.cli._context import Context, when
+from vouch_sdk.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
+from vouch_sdk.cli._store import SavedSession
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    enroll = commands.add_parser(
+        "enroll",
+        parents=[common],
+        help="register your security key with an invite code",
+        description="Register your security key with the broker, using an admin's invite code.",
+        epilog="example: vouch enroll --server https://vouch.example.com "
+        "--email alice@example.com --code ABCD-EFGH-IJKL-MNOP-QRST",
+    )
+    enroll.add_argument("--email", required=True, help="your email (the invite's address)")
+    enroll.add_argument("--code", required=True, help="the one-time invite code")
+    enroll.set_defaults(handler=run_enroll)
+
+    login = commands.add_parser(
+        "login",
+        parents=[common],
+        help="sign in with your security key (a session for 8 h)",
+        description="Sign in with a key tap; the session is saved (0600) for later commands.",
+    )
+    login.add_argument("--email", help="your email (default: the one saved at enroll/login)")
+    login.set_defaults(handler=run_login)
+
+    logout = commands.add_parser("logout", parents=[common], help="forget the saved session")
+    logout.set_defaults(handler=run_logout)
+
+    status = commands.add_parser(
+        "status", parents=[common], help="show who is signed in, where, and until when"
+    )
+    status.add_argument(
+        "--show-token", action="store_true", help="also print the session token (careful)"
+    )
+    status.set_defaults(handler=run_status)
+
+
+def run_enroll(ctx: Context) -> int:
+    key = ctx.key()
+    ceremony = ctx.call(
+        "POST",
+        "/v1/enroll/begin",
+        body={"email": ctx.args.email, "code": ctx.args.code},
+        signed_in=False,
+    )
+    credential = key.register(ceremony["options"])
+    done = ctx.call(
+        "POST",
+        "/v1/enroll/complete",
+        body={"challenge_id": ceremony["challenge_id"], "credential": credential},
+        signed_in=False,
+    )
+    ctx.store.save(SavedSession(server=ctx.server, email=done["email"] or ctx.args.email))
+    ctx.info(f"Enrolled key {done['credential']} for {done['email']} at {ctx.server}.")
+    ctx.info("Next: vouch login")
+    ctx.emit(done)
+    return OK
+
+
+def run_login(ctx: Context) -> int:
+    saved = ctx.saved if ctx.saved and ctx.saved.server == ctx.server else None
+    email = ctx.args.email or (saved.email if saved else None)
+    key = ctx.key()
+    ceremony = ctx.call("POST", "/v1/login/begin", body={"email": email}, signed_in=False)
+    assertion = key.sign(ceremony["options"])
+    done = ctx.call(
+        "POST",
+        "/v1/login/complete",
+        body={"challenge_id": ceremony["challenge_id"], "credential": assertion},
+        signed_in=False,
+    )
+    session = SavedSession(ctx.server, done["email"], done["token"], int(done["expires_at"]))
+    ctx.store.save(session)
+    ctx.info(f"Signed in to {ctx.server} as {done['email']} until {when(session.expires_at)}.")
+    ctx.emit({"server": ctx.server, "email": done["email"], "expires_at": session.expires_at})
+    return OK
+
+
+def run_logout(ctx: Context) -> int:
+    saved = ctx.saved
+    if saved is not None and saved.token:
+        # Server and email stay so that `vouch login` needs no arguments next time.
+        ctx.store.save(saved.without_token())
+        ctx.info(f"Signed out of {saved.server}.")
+    else:
+        ctx.info("Not signed in.")
+    ctx.emit({"signed_in": False})
+    return OK
+
+
+def run_status(ctx: Context) -> int:
+    saved = ctx.saved
+    report: dict[str, Any] = {
+        "server": None,
+        "email": saved.email if saved else None,
+        "signed_in": False,
+        "expires_at": None,
+    }
+    try:
+        report["server"] = ctx.server
+        session = ctx.session()
+    except (NotSignedIn, ConfigError) as exc:
+        ctx.emit(report, f"not signed in: {exc.detail}")
+        return NOT_SIGNED_IN
+    listed = ctx.call("GET", "/v1/delegations")
+    report.update(signed_in=True, email=session.email, expires_at=session.expires_at)
+    report["active_delegations"] = len(listed.get("delegations", []))
+    lines = [
+        f"server:      {ctx.server}",
+        f"signed in:   {session.email}",
+        f"session:     until {when(session.expires_at)}",
+        f"delegations: {report['active_delegations']} active",
+    ]
+    if ctx.args.show_token:
+        report["token"] = session.token
+        lines.append(f"token:       {session.token}")
+    ctx.emit(report, "\n".join(lines))
+    return OK

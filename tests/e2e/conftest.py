@@ -1,0 +1,127 @@
+"""End-to-end fixtures: a broker on real HTTP and the `vouch` CLI run as a subprocess.
+
+The broker gets its own redis-server: the shared one is flushed by other tests' fixtures,
+which would wipe enrolled keys and sessions from under a package-scoped broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from vouch_sdk.authenticators import DEFAULT_PIN
+
+from broker.invites import Invites
+from broker.settings import Settings
+from broker.store import connect
+from tests.harness.broker import BrokerServer, broker_settings
+from tests.harness.services import MotoServer, RedisServer
+
+HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+_SCRIPT = Path(sys.executable).with_name("vouch")
+VOUCH = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "vouch_sdk.cli"]
+
+
+def make_invite(settings: Settings, email: str) -> str:
+    """What `vouch-broker invite EMAIL` does on the server host."""
+
+    async def create() -> str:
+        redis = connect(settings.redis_url, timeout_s=2)
+        try:
+            return await Invites(redis, ttl_s=settings.invite_ttl_s).create(email)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(create())
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """This process's environment without any VOUCH_* or AWS_* setting, rooted at `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOUCH_", "AWS_"))}
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
+
+
+class Cli:
+    """One person at their terminal: own HOME, config dir and software key file."""
+
+    def __init__(self, broker: BrokerServer, home: Path, email: str) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.broker = broker
+        self.home = home
+        self.email = email
+        self.key_file = home / "key.json"
+        self.env = clean_env(home)
+        self.env.update(VOUCH_PIN=DEFAULT_PIN, VOUCH_AUTHENTICATOR=f"soft:{self.key_file}")
+
+    @property
+    def session_file(self) -> Path:
+        return self.home / ".config" / "vouch" / "session.json"
+
+    def run(
+        self, *args: str, code: int = 0, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `vouch ARGS`; fail the test unless it exits with `code`."""
+        proc = subprocess.run(
+            [*VOUCH, *args],
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == code, (
+            f"vouch {' '.join(args)} exited {proc.returncode}, wanted {code}\n"
+            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+        )
+        return proc
+
+    def delegate(self, out: Path, *models: str, agent: str = "researcher") -> Path:
+        """A fresh agent token for `models`, written to `out`."""
+        flags = [arg for model in models for arg in ("--model", model)]
+        self.run("delegate", "--agent", agent, *flags, "--ttl", "1h", "--out", str(out))
+        return out
+
+
+@pytest.fixture(scope="package")
+def e2e_broker(
+    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
+) -> Iterator[BrokerServer]:
+    redis = RedisServer(tmp_path_factory.mktemp("e2e-redis")).start()
+    settings = broker_settings(
+        tmp_path_factory.mktemp("e2e-broker"), redis.url, aws_endpoint_url=moto_server.url
+    )
+    server = BrokerServer(settings).start()
+    yield server
+    server.stop()
+    redis.stop()
+
+
+@pytest.fixture(scope="package")
+def person(
+    e2e_broker: BrokerServer, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Cli]:
+    """`person(email)`: enrolled and signed in through the CLI itself, once per worker."""
+    people: dict[str, Cli] = {}
+    root = tmp_path_factory.mktemp("people")
+
+    def get(email: str = "alice@example.com") -> Cli:
+        if email not in people:
+            cli = Cli(e2e_broker, root / email, email)
+            code = make_invite(e2e_broker.settings, email)
+            cli.run("enroll", "--server", e2e_broker.url, "--email", email, "--code", code)
+            cli.run("login")
+            people[email] = cli
+        return people[email]
+
+    return get

@@ -1,0 +1,135 @@
+"""The `vouch` CLI as people and scripts use it: a subprocess against a real broker."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.e2e.conftest import HAIKU, SONNET, Cli
+
+pytestmark = pytest.mark.e2e
+
+Person = Callable[..., Cli]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_enroll_login_status_keep_the_session_private(person: Person) -> None:
+    alice = person("alice@example.com")
+    assert mode(alice.session_file) == 0o600
+    saved = json.loads(alice.session_file.read_text())
+    assert saved["email"] == "alice@example.com"
+    status = alice.run("status", "--json")
+    report = json.loads(status.stdout)
+    assert report["signed_in"] is True
+    assert report["email"] == "alice@example.com"
+    assert report["server"] == alice.broker.url
+    assert saved["token"] not in status.stdout + status.stderr
+    assert "NOT a hardware security key" in alice.run("login").stderr
+
+
+def test_delegate_shows_the_grant_before_the_tap_and_writes_the_token_0600(
+    person: Person, tmp_path: Path
+) -> None:
+    alice = person()
+    out = tmp_path / "agent.token"
+    proc = alice.run(
+        "delegate",
+        "--agent",
+        "researcher",
+        "--model",
+        "us.claude-haiku-4-5",
+        "--model",
+        "us.claude-sonnet-4-5",
+        "--ttl",
+        "90m",
+        "--purpose",
+        "e2e run",
+        "--out",
+        str(out),
+    )
+    assert proc.stdout == ""
+    grant_at, tap_at = proc.stderr.index(SONNET), proc.stderr.index("Touch your security key")
+    assert proc.stderr.index(HAIKU) < tap_at and grant_at < tap_at
+    assert "lifetime: 1h30m" in proc.stderr and "e2e run" in proc.stderr
+    assert mode(out) == 0o600
+    claims = jwt.decode(out.read_text().strip(), options={"verify_signature": False})
+    assert claims["sub"] == "agent.researcher.alice@example.com"
+    assert claims["models"] == [HAIKU, SONNET]
+    assert claims["exp"] - claims["iat"] == 5400
+
+
+def test_delegate_without_out_prints_the_token_once_on_stdout(person: Person) -> None:
+    proc = person().run("delegate", "--agent", "printer", "--model", "us.claude-haiku-4-5")
+    token = proc.stdout.strip()
+    assert proc.stdout.count(token) == 1 and token.count(".") == 2
+    assert jwt.decode(token, options={"verify_signature": False})["models"] == [HAIKU]
+
+
+def test_credential_aws_and_exec_then_revoke_exits_5(person: Person, tmp_path: Path) -> None:
+    alice = person()
+    token_file = alice.delegate(tmp_path / "t", "us.claude-haiku-4-5", agent="exec-agent")
+    proc = alice.run("credential", "aws", "--token-file", str(token_file))
+    doc = json.loads(proc.stdout)
+    assert set(doc) == {"Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}
+    script = (
+        "import json, os; "
+        "print(json.dumps({k: v for k, v in os.environ.items() if k.startswith('AWS_')}))"
+    )
+    ran = alice.run("exec", "--token-file", str(token_file), "--", sys.executable, "-c", script)
+    seen = json.loads(ran.stdout)
+    assert seen["AWS_ACCESS_KEY_ID"] == doc["AccessKeyId"]
+    assert seen["AWS_SESSION_TOKEN"] == doc["SessionToken"]
+    assert seen["AWS_CREDENTIAL_EXPIRATION"] == doc["Expiration"]
+    failing = [sys.executable, "-c", "raise SystemExit(7)"]
+    alice.run("exec", "--token-file", str(token_file), "--", *failing, code=7)
+    dlg = jwt.decode(token_file.read_text().strip(), options={"verify_signature": False})["dlg"]
+    listed = json.loads(alice.run("delegate", "list", "--json").stdout)
+    assert dlg in {d["id"] for d in listed["delegations"]}
+    alice.run("delegate", "revoke", dlg)
+    refused = alice.run("credential", "aws", "--token-file", str(token_file), code=5)
+    assert refused.stdout == ""
+    assert refused.stderr.startswith("vouch: token revoked")
+
+
+def test_admin_invites_and_revokes_and_others_are_denied(person: Person, tmp_path: Path) -> None:
+    admin, alice = person("admin@example.com"), person()
+    code = admin.run("admin", "invite", "bob@example.com").stdout.split()[-1]
+    bob = Cli(admin.broker, tmp_path / "bob", "bob@example.com")
+    bob.run("enroll", "--server", admin.broker.url, "--email", bob.email, "--code", code)
+    bob.run("login", "--json")
+    denied = alice.run("admin", "invite", "eve@example.com", code=5)
+    assert "admin" in denied.stderr
+    bob_token = bob.delegate(tmp_path / "bob.token", "us.claude-haiku-4-5", agent="helper")
+    bob.run("credential", "aws", "--token-file", str(bob_token))
+    admin.run("admin", "revoke", "--agent", "agent.helper.bob@example.com", "--reason", "e2e")
+    bob.run("credential", "aws", "--token-file", str(bob_token), code=5)
+    events = json.loads(admin.run("admin", "audit", "--limit", "20", "--json").stdout)["events"]
+    assert any(e["event"] == "revoked" and e.get("reason") == "e2e" for e in events)
+
+
+def test_not_signed_in_exits_2_and_bad_configuration_exits_6(
+    person: Person, tmp_path: Path
+) -> None:
+    alice = person()
+    stranger = Cli(alice.broker, tmp_path / "stranger", "stranger@example.com")
+    stranger.run("status", code=2)
+    stranger.run("delegate", "list", "--server", alice.broker.url, code=2)
+    stranger.run("delegate", "--agent", "x", code=6)
+    stranger.run("frobnicate", code=6)
+    loose = tmp_path / "loose.token"
+    alice.delegate(loose, "us.claude-haiku-4-5", agent="loose")
+    loose.chmod(0o644)
+    refused = alice.run("credential", "aws", "--token-file", str(loose), code=6)
+    assert "chmod 600" in refused.stderr
+    alice.run("logout")
+    alice.run("status", code=2)
+    alice.run("login")

@@ -1,0 +1,46 @@
+"""vouch-sdk installs on its own: agents get boto3 and fido2, never the broker's server stack."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SDK_DIR = Path(__file__).resolve().parents[2] / "sdk"
+SERVER_STACK = {"litestar", "redis", "uvicorn", "msgspec", "vouch-broker", "prometheus-client"}
+
+
+def run(*args: str | Path) -> str:
+    proc = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert proc.returncode == 0, f"{args} failed\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_sdk_alone_in_a_fresh_venv_pulls_no_server_stack(tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    venv = tmp_path / "venv"
+    python = venv / "bin" / "python"
+    run(uv, "venv", "--quiet", "--python", sys.executable, venv)
+    run(uv, "pip", "install", "--quiet", "--python", python, SDK_DIR)
+    listed = json.loads(run(uv, "pip", "list", "--python", python, "--format", "json"))
+    names = {entry["name"].lower() for entry in listed}
+    assert {"vouch-sdk", "boto3", "fido2"} <= names
+    assert not names & SERVER_STACK
+    assert "vouch delegate" in run(venv / "bin" / "vouch", "--help")
+    imported = run(
+        python,
+        "-c",
+        "import sys, vouch_sdk, vouch_sdk.cli, vouch_sdk._boto; "
+        "print(sorted(m for m in ('litestar', 'redis', 'broker') if m in sys.modules))",
+    )
+    assert imported.strip() == "[]"
