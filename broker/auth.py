@@ -27,6 +27,11 @@ def bearer(request: Request[Any, Any, Any]) -> str:
     return token.strip()
 
 
+def client_address(request: Request[Any, Any, Any]) -> str:
+    """The peer address (behind a proxy, run uvicorn with --proxy-headers to see the client)."""
+    return request.client.host if request.client else "unknown"
+
+
 def provide_services(state: State) -> Services:
     services: Services = state.services
     return services

@@ -20,6 +20,7 @@ from broker.exchange import Exchange
 from broker.invites import Invites
 from broker.keys import KeyRing, SigningKeyError, kms_key_ring, load_key_ring
 from broker.metrics import Metrics
+from broker.ratelimit import RateLimits
 from broker.registry import Registry
 from broker.revocation import Revocations
 from broker.session import Person, session_expectation
@@ -46,6 +47,7 @@ class Services:
     delegations: Delegations
     requests: DelegationRequests
     exchange: Exchange
+    limits: RateLimits
     session_expect: Expectation
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -167,5 +169,15 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         delegations=delegations,
         requests=DelegationRequests(redis),
         exchange=exchange,
+        limits=RateLimits(
+            redis,
+            {
+                "login": settings.rate_login_per_min,
+                "enroll": settings.rate_login_per_min,
+                "request": settings.rate_requests_per_min,
+                "approval": settings.rate_approvals_per_min,
+                "poll": settings.rate_polls_per_min,
+            },
+        ),
         session_expect=session_expectation(settings.issuer, settings.clock_leeway_s),
     )

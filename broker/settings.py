@@ -63,6 +63,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Python logging level of the JSON logs."""
     audit_max_len: int = 100_000
     """Approximate cap on the audit stream length."""
+    rate_login_per_min: int = 30
+    """Login and enroll attempts per minute, per client address and per email."""
+    rate_requests_per_min: int = 20
+    """Agent delegation requests per minute, per client address and per email asked."""
+    rate_approvals_per_min: int = 10
+    """User-code lookups (approve or deny) per minute, per client address and per person."""
+    rate_polls_per_min: int = 120
+    """Delegation-request polls per minute, per client address and per request."""
 
 
 _ENV_NAMES = {f"{ENV_PREFIX}{name.upper()}": name for name in Settings.__struct_fields__}

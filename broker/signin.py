@@ -86,8 +86,8 @@ class SignIn:
         state = {"fido": state, "email": email, "invite": invite_key}
         return Ceremony(await self.challenges.put("enroll", state), options)
 
-    async def enroll_complete(self, challenge_id: str, response: Any) -> str:
-        """Register the key; returns its cid.
+    async def enroll_complete(self, challenge_id: str, response: Any) -> tuple[str, str]:
+        """Register the key; returns the email and the key's cid.
 
         Raises: ChallengeInvalid, AssertionRejected, InviteInvalid, Conflict.
         """
@@ -100,7 +100,7 @@ class SignIn:
         await self.audit.record(
             "enrolled", actor=email, cid=cid, aaguid=registered.aaguid, uv=registered.user_verified
         )
-        return cid
+        return email, cid
 
     async def login_begin(self, email: str | None) -> Ceremony:
         creds = []

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import delete, get, post
+from litestar import Request, delete, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from broker.auth import PersonDep, ServicesDep
+from broker.auth import PersonDep, ServicesDep, client_address
 from broker.delegation import Delegation
 from broker.routes.signin import ChallengeId
 
@@ -45,7 +45,10 @@ class AgentToken(msgspec.Struct):
 
 @post("/v1/delegations/begin", status_code=200, tags=["delegation"])
 async def delegation_begin(
-    data: JSONBody[DelegationBegin], services: ServicesDep, person: PersonDep
+    data: JSONBody[DelegationBegin],
+    services: ServicesDep,
+    person: PersonDep,
+    request: Request[Any, Any, Any],
 ) -> DelegationProposal:
     """Check a grant (or an agent's request, by user code) against the org policy.
 
@@ -53,6 +56,9 @@ async def delegation_begin(
     """
     extra = None
     if data.request_code:
+        await services.limits.hit(
+            "approval", address=client_address(request), identity=person.email
+        )
         req = await services.requests.for_approval(person, data.request_code)
         grant = services.delegations.propose(
             person, agent=req.agent, models=req.models, ttl_s=req.ttl_s, purpose=req.message

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Request, get, post
 from litestar.params import JSONBody, PathParameter
 
-from broker.auth import PersonDep, ServicesDep, bearer
+from broker.auth import PersonDep, ServicesDep, bearer, client_address
 from broker.delegation_requests import POLL_INTERVAL_S
 from broker.errors import GrantInvalid
 from broker.grant import AGENT_NAME
@@ -44,8 +44,11 @@ class RequestDeny(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @post("/v1/delegation-requests", status_code=201, tags=["delegation"])
-async def create_request(data: JSONBody[RequestCreate], services: ServicesDep) -> RequestCreated:
+async def create_request(
+    data: JSONBody[RequestCreate], services: ServicesDep, request: Request[Any, Any, Any]
+) -> RequestCreated:
     """An agent asks a person for a delegation; relay the user code to that person."""
+    await services.limits.hit("request", address=client_address(request), identity=data.email)
     if not AGENT_NAME.fullmatch(data.agent):
         raise GrantInvalid("agent name must match [a-z0-9][a-z0-9-]{0,31}")
     if any(ch < " " and ch != "\t" for ch in data.message):
@@ -69,6 +72,7 @@ async def poll_request(
     services: ServicesDep,
 ) -> RequestStatus:
     """The agent polls with its poll secret as bearer token; the token arrives once."""
+    await services.limits.hit("poll", address=client_address(request), identity=req_id)
     req = await services.requests.poll(req_id, bearer(request))
     return RequestStatus(
         req.status, POLL_INTERVAL_S, token=req.token, delegation_id=req.delegation_id
@@ -77,9 +81,13 @@ async def poll_request(
 
 @post("/v1/delegation-requests/deny", status_code=200, tags=["delegation"])
 async def deny_request(
-    data: JSONBody[RequestDeny], services: ServicesDep, person: PersonDep
+    data: JSONBody[RequestDeny],
+    services: ServicesDep,
+    person: PersonDep,
+    request: Request[Any, Any, Any],
 ) -> RequestStatus:
     """The person refuses an agent's request."""
+    await services.limits.hit("approval", address=client_address(request), identity=person.email)
     req = await services.requests.deny(person, data.user_code)
     await services.audit.record(
         "request_denied", actor=person.email, agent=req.agent, subject=req.id

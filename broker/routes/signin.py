@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import post
+from litestar import Request, post
 from litestar.di import Provide
 from litestar.params import JSONBody
 
-from broker.auth import OptionalPersonDep, ServicesDep, provide_optional_person
+from broker.auth import (
+    OptionalPersonDep,
+    ServicesDep,
+    client_address,
+    provide_optional_person,
+)
 
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
 ChallengeId = Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
@@ -53,9 +58,13 @@ class SessionIssued(msgspec.Struct):
     tags=["sign-in"],
 )
 async def enroll_begin(
-    data: JSONBody[EnrollBegin], services: ServicesDep, person: OptionalPersonDep
+    data: JSONBody[EnrollBegin],
+    services: ServicesDep,
+    person: OptionalPersonDep,
+    request: Request[Any, Any, Any],
 ) -> Ceremony:
     """Start registering a key: with an invite code, or a session to add another key."""
+    await services.limits.hit("enroll", address=client_address(request), identity=data.email)
     ceremony = await services.signin.enroll_begin(data.email, code=data.code, person=person)
     return Ceremony(ceremony.challenge_id, ceremony.options)
 
@@ -63,14 +72,16 @@ async def enroll_begin(
 @post("/v1/enroll/complete", status_code=200, tags=["sign-in"])
 async def enroll_complete(data: JSONBody[CeremonyComplete], services: ServicesDep) -> Enrolled:
     """Finish registering: the authenticator's attestation response."""
-    cid = await services.signin.enroll_complete(data.challenge_id, data.credential)
-    email = await services.registry.get(cid)
-    return Enrolled(email.email if email else "", cid)
+    email, cid = await services.signin.enroll_complete(data.challenge_id, data.credential)
+    return Enrolled(email, cid)
 
 
 @post("/v1/login/begin", status_code=200, tags=["sign-in"])
-async def login_begin(data: JSONBody[LoginBegin], services: ServicesDep) -> Ceremony:
+async def login_begin(
+    data: JSONBody[LoginBegin], services: ServicesDep, request: Request[Any, Any, Any]
+) -> Ceremony:
     """Start a login: by email, or usernameless with a discoverable credential."""
+    await services.limits.hit("login", address=client_address(request), identity=data.email)
     ceremony = await services.signin.login_begin(data.email)
     return Ceremony(ceremony.challenge_id, ceremony.options)
 
