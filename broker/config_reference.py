@@ -64,14 +64,23 @@ def start_checks(source: str) -> dict[str, list[str]]:
         for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.FunctionDef) and node.name == "_semantic_problems"
     )
+    in_fstrings: set[int] = set()  # f-string pieces hold a value we cannot show
     for node in ast.walk(function):
-        if not isinstance(node, ast.Constant) or not isinstance(node.value, str):
+        if isinstance(node, ast.JoinedStr):
+            in_fstrings.update(id(part) for part in node.values)
+        if (
+            not isinstance(node, ast.Constant)
+            or not isinstance(node.value, str)
+            or id(node) in in_fstrings
+        ):
             continue
         match = _CHECK.fullmatch(node.value)
         if match is None:
             continue
-        for name in match["fields"].split(" and "):
-            checks.setdefault(name, []).append(match["rule"])
+        names = match["fields"].split(" and ")
+        rule = match["rule"] if len(names) == 1 else f"{match['rule']} ({', '.join(names)})"
+        for name in names:
+            checks.setdefault(name, []).append(rule)
     return checks
 
 
