@@ -72,7 +72,8 @@ def test_botocore_credential_process_profile_calls_vouch(
     session = boto3.Session(profile_name="agent")
     identity = session.client("sts", endpoint_url=moto_server.url).get_caller_identity()
     assert identity["Arn"].endswith(":assumed-role/vouch-agents/agent.profiled.alice@example.com")
-    assert session.get_credentials().method == "custom-process"
+    credentials = session.get_credentials()
+    assert credentials is not None and credentials.method == "custom-process"
 
 
 def test_boto3_session_exchanges_once_per_refresh_until_revoked(

@@ -1,0 +1,152 @@
+"""CLI pieces without a broker: exit codes, argument handling, the session file, and the
+refusal to tap for a grant the challenge does not commit to."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vouch_sdk
+from vouch_sdk.cli import build_parser, main
+from vouch_sdk.cli._context import Context
+from vouch_sdk.cli._exit import NoKey, NotSignedIn, exit_code
+from vouch_sdk.cli._store import SavedSession, SessionStore, config_dir
+
+from tests.unit.sdk.fakes import FakeTransport
+
+pytestmark = pytest.mark.unit
+
+SERVER = "http://localhost:8080"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (NotSignedIn("login"), 2),
+        (NoKey("no key"), 3),
+        (vouch_sdk.NetworkError("down"), 4),
+        (vouch_sdk.StsUnavailable("throttled"), 4),
+        (vouch_sdk.TokenRevoked("revoked"), 5),
+        (vouch_sdk.PolicyDenied("no"), 5),
+        (vouch_sdk.PermissionDenied("no"), 5),
+        (vouch_sdk.GrantMismatch("swapped"), 5),
+        (vouch_sdk.ConfigError("bad"), 6),
+        (vouch_sdk.GrantInvalid("bad model"), 6),
+        (vouch_sdk.NotFound("gone"), 1),
+        (vouch_sdk.VouchError("internal"), 1),
+    ],
+)
+def test_exit_codes(error: Exception, code: int) -> None:
+    assert exit_code(error) == code
+
+
+def test_bad_arguments_exit_6_not_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["delegate", "--ttl"])
+    assert caught.value.code == 6
+    assert "vouch:" in capsys.readouterr().err
+    assert main([]) == 6
+
+
+def test_global_options_go_before_or_after_the_command() -> None:
+    parser = build_parser()
+    before = parser.parse_args(["--json", "--server", SERVER, "status"])
+    after = parser.parse_args(["status", "--json", "--server", SERVER])
+    nested = parser.parse_args(["delegate", "list", "--json"])
+    assert before.json and after.json and nested.json
+    assert before.server == after.server == SERVER
+    assert parser.parse_args(["status"]).json is False
+
+
+def test_exec_takes_everything_after_the_double_dash() -> None:
+    args = build_parser().parse_args(["exec", "--token-file", "t", "--", "ls", "-l", "--all"])
+    assert args.command[-3:] == ["ls", "-l", "--all"]
+    assert args.token_file == "t"
+
+
+def test_session_file_is_private_atomic_and_checked(tmp_path: Path) -> None:
+    store = SessionStore.from_env({"XDG_CONFIG_HOME": str(tmp_path)})
+    assert store.path == tmp_path / "vouch" / "session.json"
+    store.save(SavedSession(SERVER, "alice@example.com", "tok", int(time.time()) + 3600))
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
+    assert [p.name for p in store.path.parent.iterdir()] == ["session.json"]
+    loaded = store.load()
+    assert loaded is not None and loaded.signed_in()
+    assert not loaded.without_token().signed_in()
+    store.path.chmod(0o644)
+    with pytest.raises(vouch_sdk.ConfigError, match="group or others"):
+        store.load()
+
+
+def test_config_dir_defaults_to_home_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert config_dir({}) == Path("/home/someone/.config/vouch")
+    assert config_dir({"XDG_CONFIG_HOME": "relative"}) == Path("/home/someone/.config/vouch")
+
+
+def signed_in_context(tmp_path: Path, http: FakeTransport, *argv: str) -> Context:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "VOUCH_PIN": "123456"}
+    SessionStore.from_env(env).save(
+        SavedSession(SERVER, "alice@example.com", "session.jwt", int(time.time()) + 3600)
+    )
+    args = build_parser().parse_args(list(argv))
+    return Context(args, env, io.StringIO(), io.StringIO(), http=http)
+
+
+def swapped_proposal() -> dict[str, Any]:
+    """The broker shows a one-model grant but the challenge commits to a wider one."""
+    shown = {"agent": "researcher", "email": "alice@example.com", "models": ["m1"], "ttl_s": 7200}
+    signed = {**shown, "models": ["m1", "m2"]}
+    text = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(b"vouch-grant-v1\x00" + text).digest()
+    challenge = base64.urlsafe_b64encode(b"\0" * 16 + digest).decode().rstrip("=")
+    return {
+        "challenge_id": "c" * 32,
+        "grant": shown,
+        "grant_canonical": json.dumps(shown, sort_keys=True, separators=(",", ":")),
+        "options": {"publicKey": {"challenge": challenge}},
+    }
+
+
+def test_delegate_refuses_before_the_tap_when_the_challenge_is_for_another_grant(
+    tmp_path: Path,
+) -> None:
+    http = FakeTransport(swapped_proposal())
+    key_file = tmp_path / "key.json"
+    ctx = signed_in_context(
+        tmp_path,
+        http,
+        *("delegate", "--agent", "researcher", "--model", "m1"),
+        *("--authenticator", f"soft:{key_file}"),
+    )
+    with pytest.raises(vouch_sdk.GrantMismatch):
+        ctx.args.handler(ctx)
+    assert [r["url"] for r in http.requests] == [f"{SERVER}/v1/delegations/begin"]
+    assert not key_file.exists()  # the key was never even opened
+    assert http.requests[0]["token"] == "session.jwt"
+
+
+def test_a_session_the_broker_no_longer_accepts_means_not_signed_in(tmp_path: Path) -> None:
+    http = FakeTransport(vouch_sdk.TokenExpired("token expired"))
+    ctx = signed_in_context(tmp_path, http, "delegate", "list")
+    with pytest.raises(NotSignedIn):
+        ctx.args.handler(ctx)
+    revoked = signed_in_context(tmp_path, FakeTransport(vouch_sdk.TokenRevoked("r")), "status")
+    with pytest.raises(vouch_sdk.TokenRevoked):
+        revoked.args.handler(revoked)
+
+
+def test_status_reports_not_signed_in_with_exit_2(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["status", "--json", "--server", SERVER])
+    out = io.StringIO()
+    ctx = Context(args, {"XDG_CONFIG_HOME": str(tmp_path)}, out, io.StringIO())
+    assert args.handler(ctx) == 2
+    assert json.loads(out.getvalue())["signed_in"] is False

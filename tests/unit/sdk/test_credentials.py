@@ -1,0 +1,140 @@
+"""When AgentCredentials exchanges, with a clock the tests move and a scripted transport."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+import pytest
+from vouch_sdk import AgentCredentials, BrokerUnavailable, NetworkError, TokenRevoked
+from vouch_sdk._credentials import next_refresh_at, pause_s
+
+from tests.unit.sdk.fakes import Clock, FakeTransport, document, fake_jwt
+
+pytestmark = pytest.mark.unit
+
+TOKEN = fake_jwt({"iss": "https://vouch.example.com", "dlg": "dlg_1"})
+
+
+def credentials(http: FakeTransport, clock: Clock, **options: Any) -> AgentCredentials:
+    return AgentCredentials(token=TOKEN, transport=http, clock=clock, **options)
+
+
+def test_cached_until_the_margin_then_one_exchange() -> None:
+    clock = Clock()
+    http = FakeTransport(lambda: document(clock.now + 900))
+    creds = credentials(http, clock, refresh_margin_s=300)
+    first = creds.get()
+    clock.now += 599
+    assert creds.get() is first
+    assert len(http.requests) == 1
+    clock.now += 1
+    assert creds.get() is not first
+    assert len(http.requests) == 2
+
+
+def test_exchange_request_carries_token_models_and_duration() -> None:
+    clock = Clock()
+    http = FakeTransport(lambda: document(clock.now + 900))
+    credentials(http, clock, models=["us.claude-haiku-4-5"], duration_s=1800).get()
+    sent = http.requests[0]
+    assert sent["method"] == "POST"
+    assert sent["url"] == "https://vouch.example.com/v1/credentials/aws"
+    assert sent["token"] == TOKEN
+    assert sent["body"] == {"models": ["us.claude-haiku-4-5"], "duration_s": 1800}
+    assert sent["retry"] is True
+    credentials(http, clock).get()
+    assert http.requests[1]["body"] is None
+
+
+def test_credentials_already_inside_the_margin_pause_1_2_4_seconds() -> None:
+    clock = Clock()
+    expires = clock.now + 900
+    http = FakeTransport(lambda: document(expires))  # the broker's cache: same credentials
+    creds = credentials(http, clock, refresh_margin_s=899)
+    creds.get()
+    times: list[float] = []
+    while len(times) < 4:
+        clock.now += 0.25
+        before = len(http.requests)
+        creds.get()
+        if len(http.requests) > before:
+            times.append(clock.now)
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
+    assert times[0] == pytest.approx(expires - 900 + 1)
+    assert gaps == [1.0, 2.0, 4.0]
+
+
+def test_transient_failure_keeps_valid_credentials_and_backs_off() -> None:
+    clock = Clock()
+    good = document(clock.now + 900)
+    http = FakeTransport(good, NetworkError("down"))
+    creds = credentials(http, clock, refresh_margin_s=300)
+    first = creds.get()
+    clock.now += 700
+    assert creds.get() == first
+    assert creds.get() == first
+    assert len(http.requests) == 2  # the failed refresh waits a pause before trying again
+    clock.now += pause_s(0)
+    creds.get()
+    assert len(http.requests) == 3
+
+
+def test_transient_failure_with_nearly_expired_credentials_raises() -> None:
+    clock = Clock()
+    http = FakeTransport(document(clock.now + 900), BrokerUnavailable("store down"))
+    creds = credentials(http, clock)
+    creds.get()
+    clock.now += 870
+    with pytest.raises(BrokerUnavailable):
+        creds.get()
+
+
+def test_revocation_raises_at_the_next_refresh_even_with_valid_credentials() -> None:
+    clock = Clock()
+    http = FakeTransport(document(clock.now + 900), TokenRevoked("token revoked (dlg)"))
+    creds = credentials(http, clock, refresh_margin_s=300)
+    creds.get()
+    clock.now += 601
+    with pytest.raises(TokenRevoked):
+        creds.get()
+
+
+def test_concurrent_callers_share_one_refresh() -> None:
+    clock = Clock()
+    gate = threading.Event()
+
+    def slow() -> dict[str, Any]:
+        gate.wait(2)
+        return document(clock.now + 900)
+
+    http = FakeTransport(slow)
+    creds = credentials(http, clock)
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(creds.get())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert len(http.requests) == 1
+    assert len(results) == 8 and all(r is results[0] for r in results)
+
+
+def test_next_refresh_at_never_lands_past_expiry() -> None:
+    assert next_refresh_at(100.0, 1000.0, 300, 0) == 700.0
+    assert next_refresh_at(100.0, 103.0, 300, 5) == pytest.approx(101.5)
+    assert pause_s(30) == 60.0
+
+
+def test_secrets_stay_out_of_repr_and_documents_round_trip() -> None:
+    clock = Clock()
+    creds = credentials(FakeTransport(document(clock.now + 900, key="ASIAXYZ")), clock).get()
+    assert "secret" not in repr(creds) and "session" not in repr(creds)
+    assert creds.process_document() == document(clock.now + 900, key="ASIAXYZ")
+    env = creds.environment()
+    assert env["AWS_ACCESS_KEY_ID"] == "ASIAXYZ"
+    assert env["AWS_CREDENTIAL_EXPIRATION"].endswith("Z")

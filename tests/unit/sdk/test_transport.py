@@ -1,0 +1,131 @@
+"""The transport: JSON, problems as typed errors, and retries only where they are safe."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+import urllib3
+from vouch_sdk import BrokerUnavailable, ConfigError, NetworkError, TokenRevoked, Transport
+from vouch_sdk._transport import normalize_server, origin_of
+
+pytestmark = pytest.mark.unit
+
+URL = "https://vouch.example.com/v1/x"
+Reply = tuple[int, dict[str, str], bytes] | Exception
+
+
+class FakePool:
+    """Stands in for urllib3's PoolManager: scripted replies, recorded requests."""
+
+    def __init__(self, *replies: Reply) -> None:
+        self.replies = list(replies)
+        self.sent: list[dict[str, Any]] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> urllib3.HTTPResponse:
+        self.sent.append({"method": method, "url": url, **kwargs})
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        status, headers, body = reply
+        return urllib3.HTTPResponse(
+            body=io.BytesIO(body), status=status, headers=headers, preload_content=False
+        )
+
+
+def problem(slug: str, status: int, **extra: Any) -> tuple[int, dict[str, str], bytes]:
+    body = {"type": f"urn:vouch:problem:{slug}", "status": status, "detail": slug, **extra}
+    return status, {"Content-Type": "application/problem+json"}, json.dumps(body).encode()
+
+
+def ok(data: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "application/json"}, json.dumps(data).encode()
+
+
+def transport(pool: FakePool, sleeps: list[float], **options: Any) -> Transport:
+    return Transport(pool=pool, sleep=sleeps.append, **options)  # type: ignore[arg-type]
+
+
+def test_json_in_and_out_with_bearer_token() -> None:
+    pool = FakePool(ok({"fine": True}))
+    answer = transport(pool, []).request("POST", URL, token="t0k", body={"a": 1})
+    assert answer == {"fine": True}
+    sent = pool.sent[0]
+    assert sent["headers"]["Authorization"] == "Bearer t0k"
+    assert sent["headers"]["Content-Type"] == "application/json"
+    assert json.loads(sent["body"]) == {"a": 1}
+
+
+def test_problem_becomes_typed_error_and_is_not_retried() -> None:
+    pool = FakePool(problem("token-revoked", 401))
+    with pytest.raises(TokenRevoked, match="token-revoked"):
+        transport(pool, []).request("GET", URL)
+    assert len(pool.sent) == 1
+
+
+def test_get_retries_503_honouring_retry_after() -> None:
+    sleeps: list[float] = []
+    pool = FakePool(problem("store-unavailable", 503), ok({"n": 1}))
+    pool.replies[0] = (503, {"Retry-After": "2"}, pool.replies[0][2])  # type: ignore[index]
+    assert transport(pool, sleeps).request("GET", URL) == {"n": 1}
+    assert sleeps == [2.0]
+
+
+def test_post_is_not_retried_unless_the_caller_says_it_is_idempotent() -> None:
+    down = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    with pytest.raises(NetworkError, match="Connection refused"):
+        transport(FakePool(down), []).request("POST", URL)
+    sleeps: list[float] = []
+    pool = FakePool(down, ok({"n": 2}))
+    assert transport(pool, sleeps).request("POST", URL, retry=True) == {"n": 2}
+    assert len(sleeps) == 1 and 0 < sleeps[0] <= 0.5
+
+
+def test_gives_up_after_the_attempts_and_on_a_long_retry_after() -> None:
+    sleeps: list[float] = []
+    timeouts = [urllib3.exceptions.ReadTimeoutError(None, URL, "timed out")] * 3  # type: ignore[arg-type]
+    with pytest.raises(NetworkError):
+        transport(FakePool(*timeouts), sleeps, attempts=3).request("GET", URL)
+    assert len(sleeps) == 2 and sleeps[1] > sleeps[0] / 2
+    long_wait = problem("unavailable", 503, retry_after=120)
+    with pytest.raises(BrokerUnavailable) as caught:
+        transport(FakePool(long_wait), [], max_wait_s=30).request("GET", URL)
+    assert caught.value.retry_after == 120
+
+
+def test_non_json_error_from_a_proxy_falls_back_by_status() -> None:
+    pool = FakePool((502, {"Content-Type": "text/html"}, b"<html>Bad gateway</html>"))
+    with pytest.raises(BrokerUnavailable, match="HTTP 502"):
+        transport(pool, [], attempts=1).request("GET", URL)
+
+
+def test_query_parameters_are_encoded() -> None:
+    pool = FakePool(ok({}))
+    transport(pool, []).request("GET", URL, query={"limit": 5, "all": "true"})
+    assert pool.sent[0]["url"] == URL + "?limit=5&all=true"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("https://vouch.example.com/", "https://vouch.example.com"),
+        ("http://localhost:8080", "http://localhost:8080"),
+        ("http://127.0.0.1:9/base/", "http://127.0.0.1:9/base"),
+    ],
+)
+def test_server_urls_are_normalised(given: str, expected: str) -> None:
+    assert normalize_server(given) == expected
+
+
+@pytest.mark.parametrize(
+    "bad", ["vouch.example.com", "http://vouch.example.com", "ftp://x", "https://x/?a=1"]
+)
+def test_unsafe_or_malformed_server_urls_are_refused(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        normalize_server(bad)
+
+
+def test_webauthn_origin_is_scheme_host_and_port() -> None:
+    assert origin_of("https://vouch.example.com:8443/api") == "https://vouch.example.com:8443"
