@@ -36,7 +36,7 @@ from broker.keys import KeyRing
 from broker.revocation import Revocations
 from broker.session import Person
 from broker.signin import SignIn
-from broker.store import PREFIX, guard, text
+from broker.store import PREFIX, guard, read_many, text
 from broker.tokens import AGENT_TYP, mint
 from policies import OrgPolicy
 from policies.errors import GrantDenied, PoliciesError
@@ -211,7 +211,7 @@ class Delegations:
     async def _save(self, record: Delegation) -> None:
         ttl = record.expires_at - record.created_at + 60
         async with guard("recording the delegation"):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self.redis.pipeline(transaction=False)
             pipe.set(f"{PREFIX}dlg:{record.id}", msgspec.json.encode(record), ex=ttl)
             pipe.zadd(f"{PREFIX}user:{record.email}:dlgs", {record.id: record.expires_at})
             pipe.zadd(f"{PREFIX}dlgs", {record.id: record.expires_at})
@@ -237,7 +237,7 @@ class Delegations:
         async with guard("listing delegations"):
             await self.redis.zremrangebyscore(key, 0, now)
             ids: Any = await self.redis.zrange(key, 0, limit - 1)
-            bodies = await self.redis.mget([f"{PREFIX}dlg:{text(i)}" for i in ids]) if ids else []
+            bodies = await read_many(self.redis, [f"{PREFIX}dlg:{text(i)}" for i in ids])
         return [msgspec.json.decode(b, type=Delegation) for b in bodies if b]
 
     async def revoke(

@@ -90,7 +90,7 @@ class DelegationRequests:
         )
         code = new_user_code()
         async with guard("recording a delegation request"):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self.redis.pipeline(transaction=False)
             pipe.set(self._key(req.id), msgspec.json.encode(req), ex=self.ttl_s + 600)
             pipe.set(f"{PREFIX}dreq:code:{code}", req.id, ex=self.ttl_s)
             pipe.zadd(f"{PREFIX}user:{email}:dreqs", {req.id: req.expires_at})

@@ -80,7 +80,7 @@ class Registry:
         async with guard("registering a security key"):
             if not await self.redis.hsetnx(f"{PREFIX}cred:{cid}", "email", email):
                 raise Conflict("this security key is already registered")
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self.redis.pipeline(transaction=False)
             pipe.hset(f"{PREFIX}cred:{cid}", mapping=fields)  # type: ignore[arg-type]
             pipe.sadd(f"{PREFIX}user:{email}:creds", cid)
             pipe.hsetnx(f"{PREFIX}user:{email}", "created", now)
@@ -125,7 +125,7 @@ class Registry:
         """Stop a person signing in again (their keys are revoked too)."""
         creds = await self.credentials_of(email)
         async with guard("disabling a person"):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self.redis.pipeline(transaction=False)
             pipe.hset(f"{PREFIX}user:{email}", "disabled", str(int(time.time())))
             for cred in creds:
                 pipe.hset(f"{PREFIX}cred:{cred.cid}", "state", "revoked")

@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from broker.errors import RateLimited, TokenRevoked
-from broker.store import PREFIX, guard
+from broker.store import PREFIX, guard, set_replicated
 
 KINDS = ("agent", "user", "cred")
 
@@ -46,14 +46,32 @@ def handles_of_agent(claims: dict[str, Any]) -> list[str]:
 class Revocations:
     """Write revocations; check a token's handles in one MGET."""
 
-    def __init__(self, redis: aioredis.Redis, *, max_token_lifetime_s: int) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        max_token_lifetime_s: int,
+        replicas: int = 0,
+        wait_ms: int = 500,
+    ) -> None:
         self.redis = redis
         self.max_token_lifetime_s = max_token_lifetime_s
+        # Acknowledge a revocation only once this many replicas hold it (Redis WAIT), so a
+        # failover cannot drop it.
+        self.replicas = replicas
+        self.wait_ms = wait_ms
 
     async def revoke_delegation(self, dlg_id: str, *, expires_at: int, now: float) -> None:
         ttl = max(1, int(expires_at - now) + 60)
         async with guard("recording a revocation"):
-            await self.redis.set(delegation_key(dlg_id), b"1", ex=ttl)
+            await set_replicated(
+                self.redis,
+                delegation_key(dlg_id),
+                b"1",
+                ttl_s=ttl,
+                replicas=self.replicas,
+                timeout_ms=self.wait_ms,
+            )
 
     async def revoke_not_before(self, kind: str, value: str, *, now: float) -> None:
         """Kill every token issued to or approved by `value` before `now`."""
@@ -61,7 +79,14 @@ class Revocations:
             raise ValueError(f"unknown revocation kind {kind!r}")
         ttl = self.max_token_lifetime_s + 300
         async with guard("recording a revocation"):
-            await self.redis.set(not_before_key(kind, value), repr(now), ex=ttl)
+            await set_replicated(
+                self.redis,
+                not_before_key(kind, value),
+                repr(now),
+                ttl_s=ttl,
+                replicas=self.replicas,
+                timeout_ms=self.wait_ms,
+            )
 
     async def check(
         self, handles: Sequence[str], *, issued_at: int, rate: tuple[str, int] | None = None
@@ -76,22 +101,22 @@ class Revocations:
             StoreUnavailable: Redis cannot answer (fail closed).
         """
         now = time.time()
+        window = int(now // 3600)
         async with guard("checking revocation"):
-            if rate is None:
-                values = await self.redis.mget(list(handles))
-            else:
-                window = int(now // 3600)
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.mget(list(handles))
+            pipe = self.redis.pipeline(transaction=False)
+            for key in handles:
+                pipe.get(key)
+            if rate is not None:
                 pipe.incr(f"{PREFIX}rate:{rate[0]}:{window}")
                 pipe.expire(f"{PREFIX}rate:{rate[0]}:{window}", 3700)
-                values, used, _ = await pipe.execute()
+            results = await pipe.execute()
+        values = results[: len(handles)]
         for key, value in zip(handles, values, strict=True):
             if value is None:
                 continue
             if key.startswith(f"{PREFIX}rev:dlg:") or issued_at < float(value):
                 raise TokenRevoked(f"token revoked ({key.removeprefix(PREFIX).split(':')[1]})")
-        if rate is not None and used > rate[1]:
+        if rate is not None and results[len(handles)] > rate[1]:
             raise RateLimited(
                 f"this delegation allows {rate[1]} exchanges per hour",
                 retry_after=3600 - int(now % 3600),

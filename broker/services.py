@@ -114,7 +114,10 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
     registry = Registry(redis)
     invites = Invites(redis, ttl_s=settings.invite_ttl_s)
     revocations = Revocations(
-        redis, max_token_lifetime_s=max(settings.session_ttl_s, org.max_token_lifetime_s)
+        redis,
+        max_token_lifetime_s=max(settings.session_ttl_s, org.max_token_lifetime_s),
+        replicas=settings.revocation_replicas,
+        wait_ms=settings.revocation_wait_ms,
     )
     challenges = Challenges(redis, ttl_s=settings.challenge_ttl_s)
     signin = SignIn(

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import msgspec
 
 ENV_PREFIX = "VOUCH_"
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "redis+cluster"})
 EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policies" / "examples" / "org.toml"
 
 
@@ -25,6 +26,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """The OIDC issuer URL (`iss` of every token); https except for localhost development."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Where all broker state lives (redis://, rediss://, redis+sentinel://)."""
+    revocation_replicas: int = 0
+    """Replicas that must hold a revocation (Redis WAIT) before the API acknowledges it."""
+    revocation_wait_ms: int = 500
+    """How long to wait for those replicas before answering 503 (the revocation stands)."""
     redis_timeout_s: float = 0.5
     """Upper bound on one Redis round trip; past it the request fails closed with 503."""
     signing_keys: str | None = None
@@ -163,8 +168,8 @@ def _semantic_problems(s: Settings) -> list[str]:
         problems.append("clock_leeway_s: must be between 0 and 300 seconds")
     if not 0 < s.redis_timeout_s <= 30:
         problems.append("redis_timeout_s: must be above 0 and at most 30 seconds")
-    if urlparse(s.redis_url).scheme not in {"redis", "rediss", "unix", "redis+sentinel"}:
-        problems.append("redis_url: scheme must be redis, rediss, unix or redis+sentinel")
+    if urlparse(s.redis_url).scheme not in REDIS_SCHEMES:
+        problems.append(f"redis_url: scheme must be one of {', '.join(sorted(REDIS_SCHEMES))}")
     if not Path(s.policy_file).is_file():
         problems.append(f"policy_file: no such file {s.policy_file}")
     if s.catalog_file and not Path(s.catalog_file).is_file():

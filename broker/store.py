@@ -2,15 +2,28 @@
 
 Every Redis call goes through `guard()`, so an unreachable or slow Redis answers
 `StoreUnavailable` and the broker fails closed instead of serving stale state.
+
+URL forms (VOUCH_REDIS_URL):
+- ``redis://[:password@]host:port/db``, ``rediss://...``, ``unix:///path?db=0``: one Redis;
+- ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``: the master of
+  `service` as Sentinel reports it, re-resolved after a failover;
+- ``redis+cluster://[:password@]host:port[,host:port...]``: a Redis Cluster (startup nodes).
+
+Every multi-key read is a non-transactional pipeline (one round trip on one Redis, one per
+node on a cluster), so no code path needs its keys in one hash slot.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
@@ -24,18 +37,102 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
+    password, _, hosts = netloc.rpartition("@")
+    pairs = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        pairs.append((host or "127.0.0.1", int(port or 6379)))
+    return (unquote(password.partition(":")[2] or password) or None), pairs
+
+
 def connect(url: str, *, timeout_s: float, max_connections: int = 64) -> aioredis.Redis:
-    """A pooled client whose every round trip is bounded by `timeout_s`."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
+    """A pooled client whose every round trip is bounded by `timeout_s`.
+
+    A cluster client is returned as `aioredis.Redis`: it speaks the same commands, and the
+    stores use only commands that work on both.
+    """
+    common: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
         # One immediate retry replaces a pooled connection that died with a Redis restart.
-        retry=Retry(NoBackoff(), 1),
-        max_connections=max_connections,
-        decode_responses=False,
-        health_check_interval=30,
+        "retry": Retry(NoBackoff(), 1),
+        "decode_responses": False,
+    }
+    parts = urlsplit(url)
+    if parts.scheme == "redis+sentinel":
+        password, sentinels = _hosts(parts.netloc)
+        service, _, db = parts.path.strip("/").partition("/")
+        sentinel = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": timeout_s}, **common)  # type: ignore[no-untyped-call]
+        master: aioredis.Redis = sentinel.master_for(
+            service, password=password, db=int(db or 0), max_connections=max_connections
+        )
+        return master
+    if parts.scheme == "redis+cluster":
+        password, nodes = _hosts(parts.netloc)
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in nodes],
+            password=password,
+            max_connections=max_connections,
+            **common,
+        )
+        return cast(aioredis.Redis, cluster)
+    return aioredis.Redis.from_url(
+        url, max_connections=max_connections, health_check_interval=30, **common
     )
+
+
+async def read_many(redis: aioredis.Redis, keys: list[str]) -> list[bytes | None]:
+    """GET of several keys in one pipeline (works across cluster slots, unlike MGET)."""
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.get(key)
+    return cast(list[bytes | None], await pipe.execute())
+
+
+async def set_replicated(
+    redis: aioredis.Redis,
+    key: str,
+    value: bytes | str,
+    *,
+    ttl_s: int,
+    replicas: int,
+    timeout_ms: int,
+) -> None:
+    """SET, then WAIT until `replicas` replicas have it, on the same connection as WAIT needs.
+
+    Raises:
+        StoreUnavailable: fewer replicas acknowledged in time (the write stands on the
+            master and is enforced; retrying is safe).
+    """
+    if replicas <= 0:
+        await redis.set(key, value, ex=ttl_s)
+        return
+    target, cluster = redis, _as_cluster(redis)
+    if cluster is not None:  # WAIT must run on the node that owns the key
+        node = cluster.get_node_from_key(key)
+        if node is None:
+            raise StoreUnavailable("no cluster node owns the key yet", retry_after=1)
+        password = cluster.get_connection_kwargs().get("password")
+        target = aioredis.Redis(host=node.host, port=int(node.port), password=password)
+    try:
+        pipe = target.pipeline(transaction=False)
+        pipe.set(key, value, ex=ttl_s)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        _, acked = await pipe.execute()
+    finally:
+        if target is not redis:
+            await target.aclose()
+    if int(acked) < replicas:
+        raise StoreUnavailable(
+            f"written but acknowledged by {acked} of {replicas} replicas in {timeout_ms} ms;"
+            " it is enforced, retry to make it durable",
+            retry_after=1,
+        )
+
+
+def _as_cluster(client: object) -> RedisCluster | None:
+    return client if isinstance(client, RedisCluster) else None
 
 
 @asynccontextmanager
