@@ -20,13 +20,16 @@ JWT = re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]{5,}")
 
 
 def test_a_whole_flow_writes_no_secret(
-    broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate,
+    broker: BrokerServer,
+    human_factory: Callable[..., Human],
+    sts_gate: StsGate,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     code = make_invite(broker.settings, "alice@example.com")
-    alice = Human(f"http://127.0.0.1:{broker.port}", broker.url, "alice@example.com",
-                  broker_key(broker))
+    alice = Human(
+        f"http://127.0.0.1:{broker.port}", broker.url, "alice@example.com", broker_key(broker)
+    )
     alice.enroll(code)
     session = alice.login()
     done = alice.delegate("researcher", ["us.claude-haiku-4-5"], purpose="token=abc secret")

@@ -23,8 +23,10 @@ def strict(tmp_path: Path, redis_url: str) -> Iterator[BrokerServer]:
 
 def test_login_begin_is_limited_per_address_and_email(strict: BrokerServer) -> None:
     base = f"http://127.0.0.1:{strict.port}"
-    codes = [httpx.post(f"{base}/v1/login/begin", json={"email": "a@example.com"}).status_code
-             for _ in range(4)]
+    codes = [
+        httpx.post(f"{base}/v1/login/begin", json={"email": "a@example.com"}).status_code
+        for _ in range(4)
+    ]
     assert codes == [200, 200, 200, 429]
     limited = httpx.post(f"{base}/v1/login/begin", json={"email": "b@example.com"})
     assert limited.status_code == 429  # same address, another email: still this address's budget
