@@ -12,7 +12,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._errors import Conflict, DelegationDenied, DelegationExpired, NotFound, VouchError
+from ._errors import (
+    BrokerUnavailable,
+    Conflict,
+    DelegationDenied,
+    DelegationExpired,
+    NetworkError,
+    NotFound,
+    VouchError,
+)
 from ._grant import parse_duration
 from ._transport import Transport, normalize_server
 
@@ -53,30 +61,20 @@ def request_delegation(
     """
     http = transport or Transport()
     base = normalize_server(server)
-    created = http.request(
-        "POST",
-        f"{base}/v1/delegation-requests",
-        body={
-            "email": email,
-            "agent": agent,
-            "models": list(models),
-            "ttl_s": parse_duration(ttl),
-            "message": message,
-        },
-    )
+    body = {
+        "email": email,
+        "agent": agent,
+        "models": list(models),
+        "ttl_s": parse_duration(ttl),
+        "message": message,
+    }
+    created = http.request("POST", f"{base}/v1/delegation-requests", body=body)
     (on_code or _announce)(str(created["user_code"]), int(created["expires_at"]))
-    deadline = clock() + timeout_s
     poll = _Poll(http, f"{base}/v1/delegation-requests/{created['request_id']}", created)
-    interval = float(created.get("interval") or 2)
-    while True:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise DelegationExpired(f"no answer from {email} within {timeout_s:g} s")
-        sleep(min(interval, remaining))
-        token = poll.once()
-        if token is not None:
-            return token
-        interval = max(poll.server_interval, min(interval * BACKOFF, MAX_INTERVAL_S))
+    token = poll.until_answered(clock() + timeout_s, clock, sleep)
+    if token is None:
+        raise DelegationExpired(f"no answer from {email} within {timeout_s:g} s")
+    return token
 
 
 class _Poll:
@@ -87,6 +85,24 @@ class _Poll:
         self.url = url
         self.secret = str(created["poll_secret"])
         self.server_interval = float(created.get("interval") or 2)
+
+    def until_answered(
+        self, deadline: float, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> str | None:
+        """The token once approved, or None at `deadline` (raises on a final refusal)."""
+        interval = self.server_interval
+        while (remaining := deadline - clock()) > 0:
+            sleep(min(interval, remaining))
+            try:
+                token = self.once()
+            except (NetworkError, BrokerUnavailable) as exc:
+                # The person may be tapping right now: an outage only delays the answer.
+                log.warning("vouch: polling the delegation request failed: %s", exc.detail)
+                token = None
+            if token is not None:
+                return token
+            interval = max(self.server_interval, min(interval * BACKOFF, MAX_INTERVAL_S))
+        return None
 
     def once(self) -> str | None:
         """The token once approved; None while pending.

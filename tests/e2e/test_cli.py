@@ -59,7 +59,7 @@ def test_delegate_shows_the_grant_before_the_tap_and_writes_the_token_0600(
     assert proc.stdout == ""
     grant_at, tap_at = proc.stderr.index(SONNET), proc.stderr.index("Touch your security key")
     assert proc.stderr.index(HAIKU) < tap_at and grant_at < tap_at
-    assert "lifetime: 1h30m" in proc.stderr and "e2e run" in proc.stderr
+    assert "lifetime: 1h30m, until about" in proc.stderr and "e2e run" in proc.stderr
     assert mode(out) == 0o600
     claims = jwt.decode(out.read_text().strip(), options={"verify_signature": False})
     assert claims["sub"] == "agent.researcher.alice@example.com"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +44,10 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     delegate.add_argument("--rate", type=int, metavar="N", help="cap exchanges per hour")
     delegate.add_argument("--out", metavar="FILE", help="write the token here (0600), not stdout")
     delegate.set_defaults(handler=run_delegate)
+    _register_actions(delegate, common)
+
+
+def _register_actions(delegate: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     actions = delegate.add_subparsers(title="subcommands", metavar="{approve,deny,list,revoke}")
     approve = actions.add_parser(
         "approve", parents=[common], help="approve an agent's request by its user code (a tap)"
@@ -117,7 +122,7 @@ def show_grant(ctx: Context, grant: dict[str, Any], heading: str) -> None:
         f"  agent:    {_printable(grant.get('agent'))}",
         f"  models:   {_printable(models[0]) if models else '(none)'}",
         *(f"            {_printable(m)}" for m in models[1:]),
-        f"  lifetime: {format_duration(ttl)}",
+        f"  lifetime: {format_duration(ttl)}, until about {when(time.time() + ttl)}",
     ]
     if grant.get("purpose"):
         lines.append(f"  purpose:  {_printable(grant['purpose'])}")

@@ -23,7 +23,10 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     enroll.add_argument("--email", required=True, help="your email (the invite's address)")
     enroll.add_argument("--code", required=True, help="the one-time invite code")
     enroll.set_defaults(handler=run_enroll)
+    _register_session_commands(commands, common)
 
+
+def _register_session_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     login = commands.add_parser(
         "login",
         parents=[common],

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from vouch_sdk import Conflict, DelegationDenied, DelegationExpired, NotFound, request_delegation
+from vouch_sdk import (
+    BrokerUnavailable,
+    Conflict,
+    DelegationDenied,
+    DelegationExpired,
+    NetworkError,
+    NotFound,
+    request_delegation,
+)
 
 from tests.unit.sdk.fakes import Clock, FakeTransport
 
@@ -82,6 +90,17 @@ def test_polling_backs_off_gently_from_the_server_interval() -> None:
 def test_final_answers_raise(answer: Any, error: type[Exception]) -> None:
     result, _ = ask(FakeTransport(CREATED, answer), Clock())
     assert isinstance(result, error), result
+
+
+def test_an_outage_while_waiting_only_delays_the_answer() -> None:
+    http = FakeTransport(
+        CREATED,
+        NetworkError("down"),
+        BrokerUnavailable("store"),
+        {"status": "approved", "token": "t"},
+    )
+    token, _ = ask(http, Clock())
+    assert token == "t"
 
 
 def test_integer_ttl_is_seconds() -> None:
