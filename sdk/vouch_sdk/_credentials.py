@@ -169,13 +169,19 @@ class AgentCredentials:
         except _TRANSIENT as exc:
             if cached is None or not self._still_usable(cached.credentials):
                 raise
-            now = self.clock()
             log.warning("vouch: refresh failed (%s); keeping current credentials", exc.detail)
-            retry_at = now + pause_s(cached.pauses)
-            self._cached = _Cached(cached.credentials, retry_at, cached.pauses + 1)
+            self._cached = _Cached(
+                cached.credentials, self._retry_at(cached, exc), cached.pauses + 1
+            )
             return cached.credentials
         self._remember(fresh, cached)
         return fresh
+
+    def _retry_at(self, cached: _Cached, exc: VouchError) -> float:
+        """After a pause, or the broker's Retry-After, but while the credentials still work."""
+        hinted = getattr(exc, "retry_after", None) or 0.0
+        wait = max(pause_s(cached.pauses), hinted)
+        return min(self.clock() + wait, cached.credentials.expiration.timestamp() - MIN_USABLE_S)
 
     def _remember(self, fresh: AwsCredentials, previous: _Cached | None) -> None:
         now = self.clock()

@@ -181,7 +181,7 @@ def test_request_delegation_approved_from_another_process(
     assert claims["models"] == [HAIKU]
     assert claims["exp"] - claims["iat"] == 1800
     shown = started["result"]["proc"].stderr
-    assert "nightly report" in shown and HAIKU in shown
+    assert "message:  nightly report" in shown and HAIKU in shown
     assert shown.index("nightly report") < shown.index("Touch your security key")
     assert AgentCredentials(token=token).get().access_key_id
 

@@ -112,7 +112,7 @@ def _deliver(ctx: Context, done: dict[str, Any]) -> None:
         ctx.emit({"delegation": record, "token": token}, token)
 
 
-def show_grant(ctx: Context, grant: dict[str, Any], heading: str) -> None:
+def show_grant(ctx: Context, grant: dict[str, Any], heading: str, *, why: str = "purpose") -> None:
     """The signed grant, field by field, on stderr (stdout may be a token file)."""
     models = list(grant.get("models") or [])
     ttl = int(grant.get("ttl_s") or 0)
@@ -125,7 +125,7 @@ def show_grant(ctx: Context, grant: dict[str, Any], heading: str) -> None:
         f"  lifetime: {format_duration(ttl)}, until about {when(time.time() + ttl)}",
     ]
     if grant.get("purpose"):
-        lines.append(f"  purpose:  {_printable(grant['purpose'])}")
+        lines.append(f"  {why + ':':<9} {_printable(grant['purpose'])}")
     if grant.get("max_sts_s"):
         lines.append(f"  AWS credentials live at most {format_duration(int(grant['max_sts_s']))}")
     if grant.get("rate"):
@@ -145,7 +145,8 @@ def run_approve(ctx: Context) -> int:
     proposal = ctx.call("POST", "/v1/delegations/begin", body={"request_code": ctx.args.user_code})
     grant = verified_grant(proposal)
     check_grant_matches(grant, {"email": session.email})
-    show_grant(ctx, grant, f"Agent request {ctx.args.user_code} (your key tap approves this):")
+    heading = f"Agent request {ctx.args.user_code} (your key tap approves this):"
+    show_grant(ctx, grant, heading, why="message")
     done = _complete(ctx, key.sign(proposal["options"]), proposal)
     record = done["delegation"]
     ctx.info(f"Approved: delegation {record['id']}; the agent receives its token directly.")

@@ -8,7 +8,13 @@ import time
 from typing import Any
 
 import pytest
-from vouch_sdk import AgentCredentials, BrokerUnavailable, NetworkError, TokenRevoked
+from vouch_sdk import (
+    AgentCredentials,
+    BrokerUnavailable,
+    NetworkError,
+    RateLimited,
+    TokenRevoked,
+)
 from vouch_sdk._credentials import next_refresh_at, pause_s
 
 from tests.unit.sdk.fakes import Clock, FakeTransport, document, fake_jwt
@@ -80,6 +86,21 @@ def test_transient_failure_keeps_valid_credentials_and_backs_off() -> None:
     clock.now += pause_s(0)
     creds.get()
     assert len(http.requests) == 3
+
+
+def test_retry_after_is_honoured_but_never_past_the_credentials_life() -> None:
+    clock = Clock()
+    http = FakeTransport(document(clock.now + 900), RateLimited("cap", retry_after=3600))
+    creds = credentials(http, clock, refresh_margin_s=300)
+    creds.get()
+    clock.now += 700
+    creds.get()
+    clock.now += 100  # 800 s in: 100 s of life left, above the 60 s floor
+    creds.get()
+    assert len(http.requests) == 2
+    clock.now += 41  # past expiry minus 60 s: try again rather than serve dying credentials
+    with pytest.raises(RateLimited):
+        creds.get()
 
 
 def test_transient_failure_with_nearly_expired_credentials_raises() -> None:
