@@ -35,6 +35,7 @@ class DelegationRequest(msgspec.Struct, kw_only=True):
     created_at: int
     expires_at: int
     secret_hash: str
+    code: str
     status: str = "pending"  # pending | approved | denied | delivered
     token: str | None = None
     delegation_id: str | None = None
@@ -77,6 +78,7 @@ class DelegationRequests:
         now = int(time.time())
         await self._check_pending(email, now)
         secret = secrets.token_urlsafe(32)
+        code = new_user_code()
         req = DelegationRequest(
             id="dreq_" + secrets.token_urlsafe(12),
             email=email,
@@ -87,8 +89,8 @@ class DelegationRequests:
             created_at=now,
             expires_at=now + self.ttl_s,
             secret_hash=_hash(secret),
+            code=code,
         )
-        code = new_user_code()
         async with guard("recording a delegation request"):
             pipe = self.redis.pipeline(transaction=False)
             pipe.set(self._key(req.id), msgspec.json.encode(req), ex=self.ttl_s + 600)
@@ -138,12 +140,22 @@ class DelegationRequests:
             raise NotFound("the delegation request is gone or already decided")
         req.status, req.token, req.delegation_id = "approved", token, delegation_id
         await self._save(req)
+        await self._settle(req)
 
     async def deny(self, person: Person, code: str) -> DelegationRequest:
         req = await self.for_approval(person, code)
         req.status = "denied"
         await self._save(req)
+        await self._settle(req)
         return req
+
+    async def _settle(self, req: DelegationRequest) -> None:
+        """A decided request no longer counts as pending, and its code stops working."""
+        async with guard("updating a delegation request"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrem(f"{PREFIX}user:{req.email}:dreqs", req.id)
+            pipe.delete(f"{PREFIX}dreq:code:{req.code}")
+            await pipe.execute()
 
     async def poll(self, req_id: str, secret: str) -> DelegationRequest:
         """The request's state for its agent; an approved token is delivered exactly once.

@@ -170,7 +170,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         revocations=revocations,
         signin=signin,
         delegations=delegations,
-        requests=DelegationRequests(redis),
+        requests=DelegationRequests(redis, ttl_s=settings.request_ttl_s),
         exchange=exchange,
         limits=RateLimits(
             redis,

@@ -58,6 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Lifetime of a human session token."""
     challenge_ttl_s: int = 120
     """Lifetime of a WebAuthn challenge (at most 120 s)."""
+    request_ttl_s: int = 300
+    """How long an agent's delegation request waits for the person to approve it."""
     invite_ttl_s: int = 24 * 3600
     """Lifetime of a one-time invite code."""
     clock_leeway_s: int = 30
@@ -158,6 +160,8 @@ def _semantic_problems(s: Settings) -> list[str]:
         problems.append("issuer: must be a bare URL without query or fragment")
     if s.signing_keys and s.kms_key_id:
         problems.append("signing_keys and kms_key_id: set one, not both")
+    if not 1 <= s.request_ttl_s <= 3600:
+        problems.append("request_ttl_s: must be between 1 and 3600 seconds")
     if not 1 <= s.challenge_ttl_s <= 120:
         problems.append("challenge_ttl_s: must be between 1 and 120 seconds")
     if not 30 <= s.sts_assertion_ttl_s <= 300:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.harness.broker import BrokerServer
+from tests.harness.broker import BrokerServer, broker_settings
 from tests.harness.people import Human
 
 pytestmark = pytest.mark.integration
@@ -226,3 +228,26 @@ def test_request_message_rejects_control_characters(broker: BrokerServer) -> Non
         },
     )
     assert (answer.status_code, slug(answer)) == (400, "grant-invalid")
+
+
+def test_decided_requests_free_their_slot_and_code(
+    broker: BrokerServer, human_factory: Callable[..., Human]
+) -> None:
+    alice = human_factory()
+    for _ in range(6):  # more than the pending cap: each decided request frees its slot
+        request = ask(broker)
+        denied = alice.post(
+            "/v1/delegation-requests/deny", {"user_code": request["user_code"]}, alice.session
+        )
+        assert denied.status_code == 200
+
+
+def test_unapproved_request_expires(tmp_path: Path, redis_url: str) -> None:
+    settings = broker_settings(tmp_path, redis_url, request_ttl_s=1)
+    server = BrokerServer(settings).start()
+    try:
+        request = ask(server)
+        time.sleep(1.5)
+        assert poll(server, request).json()["status"] == "expired"
+    finally:
+        server.stop()
