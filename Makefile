@@ -30,6 +30,9 @@ test: lint check-redis
 run: sync check-redis
 	$(UV) run vouch-broker dev
 
+demo: sync check-redis
+	$(UV) run vouch-broker demo
+
 bench: sync check-redis
 	$(UV) run python -m tests.bench
 

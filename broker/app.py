@@ -51,5 +51,6 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         middleware=[observe],
         request_max_body_size=MAX_BODY_BYTES,
         response_cache_config=ResponseCacheConfig(),
+        logging_config=None,  # logs are configured once by the process (broker.logs: JSON)
         debug=False,
     )

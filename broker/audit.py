@@ -39,7 +39,7 @@ class Audit:
 
     async def record(self, event: str, **fields: Any) -> None:
         entry = {"event": event, "ts": f"{time.time():.3f}", **scrub(fields)}
-        log.info("audit", extra={"audit": entry})
+        log.info("audit %s", event, extra={"audit": entry})
         async with guard("writing the audit trail"):
             await self.redis.xadd(STREAM, entry, maxlen=self.max_len, approximate=True)  # type: ignore[arg-type]
 

@@ -117,6 +117,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from broker.demo import run_demo
+    from broker.dev import DevError
+
+    try:
+        return run_demo()
+    except DevError as exc:
+        print(f"vouch-broker demo: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_aws_setup(args: argparse.Namespace) -> int:
     import json
 
@@ -177,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--aws-port", type=int, default=5001, help="AWS emulator port (default 5001)")
     dev.add_argument("--real-aws", action="store_true", help="use real AWS, not the emulator")
     dev.set_defaults(func=cmd_dev)
+
+    demo = sub.add_parser(
+        "demo", help="the whole story on a private dev stack, checked step by step"
+    )
+    demo.set_defaults(func=cmd_demo)
 
     setup = sub.add_parser("aws-setup", help="print (or --apply) the IAM OIDC provider and role")
     setup.add_argument("--apply", action="store_true", help="create or update them through boto3")

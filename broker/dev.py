@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -29,8 +30,9 @@ from broker import aws_setup
 from broker.app import create_app
 from broker.invites import Invites
 from broker.keys import generate_key_dir
+from broker.logs import configure
 from broker.services import load_policy
-from broker.settings import load_settings
+from broker.settings import Settings, load_settings
 from broker.store import connect
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -111,13 +113,11 @@ def start_redis(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> st
 
 
 def start_moto(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> str:
-    try:
-        import moto.server  # noqa: F401, PLC0415 - optional: only the dev stack needs it
-    except ImportError as exc:
+    if importlib.util.find_spec("moto") is None:  # the child imports it; we only check
         raise DevError(
             "the local AWS emulator needs moto: uv sync (dev group) or "
             "pip install 'moto[server]'; or pass --real-aws"
-        ) from exc
+        )
     require_free(opts.aws_port, "the local AWS emulator", "--aws-port")
     children.append(
         subprocess.Popen(  # noqa: S603 - fixed argv: a resolved binary, our own arguments
@@ -158,27 +158,39 @@ def dev_stack(opts: DevOptions) -> Iterator[dict[str, Any]]:
                 child.kill()
 
 
-def run_dev(opts: DevOptions) -> int:
-    """Run the stack until Ctrl-C. Raises: DevError, SettingsError."""
-    require_free(opts.port, "the broker", "--port")
+def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> Settings:
+    """Settings for the dev stack: a local key, software keys allowed, AWS wired if emulated.
+
+    Raises:
+        SettingsError, PoliciesError.
+    """
     keys = opts.state_dir / "keys"
     if not keys.exists():
         generate_key_dir(keys)
-    with dev_stack(opts) as overrides:
-        settings = load_settings(
-            issuer=os.environ.get("VOUCH_ISSUER", f"http://localhost:{opts.port}"),
-            signing_keys=os.environ.get("VOUCH_SIGNING_KEYS", str(keys)),
-            allow_software_keys=True,
-            **overrides,
-        )
+    settings = load_settings(
+        issuer=os.environ.get("VOUCH_ISSUER", f"http://localhost:{opts.port}"),
+        signing_keys=os.environ.get("VOUCH_SIGNING_KEYS", str(keys)),
+        allow_software_keys=True,
+        **overrides,
+    )
+    if "aws_endpoint_url" in overrides:
         catalog, org = load_policy(settings)
-        if "aws_endpoint_url" in overrides:
-            iam = boto3.client(
-                "iam", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region
-            )
-            aws_setup.apply(aws_setup.plan(settings, org, catalog), iam)
-        code = asyncio.run(_invite(settings.redis_url, sorted(org.admins)[0]))
-        _banner(settings.issuer, sorted(org.admins)[0], code, overrides)
+        iam = boto3.client(
+            "iam", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region
+        )
+        aws_setup.apply(aws_setup.plan(settings, org, catalog), iam)
+    return settings
+
+
+def run_dev(opts: DevOptions) -> int:
+    """Run the stack until Ctrl-C. Raises: DevError, SettingsError."""
+    require_free(opts.port, "the broker", "--port")
+    with dev_stack(opts) as overrides:
+        settings = dev_settings(opts, overrides)
+        admin = sorted(load_policy(settings)[1].admins)[0]
+        code = asyncio.run(invite(settings.redis_url, admin))
+        _banner(settings.issuer, admin, code, overrides)
+        configure(settings.log_level)
         uvicorn.run(
             create_app(settings),
             host="127.0.0.1",
@@ -191,7 +203,7 @@ def run_dev(opts: DevOptions) -> int:
     return 0
 
 
-async def _invite(redis_url: str, email: str) -> str:
+async def invite(redis_url: str, email: str) -> str:
     redis = connect(redis_url, timeout_s=2.0)
     try:
         return await Invites(redis, ttl_s=24 * 3600).create(email)

@@ -1,0 +1,223 @@
+"""`vouch-broker demo` (make demo): the whole story, step by step, checked as it goes.
+
+It starts its own dev stack on free ports (redis-server, the AWS emulator, the broker), then
+plays a person with a software key through the real `vouch` CLI: invite and enroll, login,
+delegate two models, exchange, check one allowed and one denied model with the IAM
+evaluator, revoke, and show the next exchange refused. Any step that misbehaves ends the
+demo with a non-zero exit, so CI runs it as a smoke test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from broker.app import create_app
+from broker.dev import DevOptions, dev_settings, dev_stack, invite
+from broker.logs import configure
+from broker.services import load_policy
+from broker.settings import Settings
+from policies import Catalog, Outcome, Request, compile_session_policy, evaluate
+from policies.session_policy import model_arn, profile_arn
+
+MODELS = ("us.claude-haiku-4-5", "us.claude-sonnet-4-5")
+DENIED = "us.claude-opus-4-5"
+BROAD_ROLE = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"}],
+}
+
+
+class DemoFailed(RuntimeError):
+    """A step did not do what the story says."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Narrator:
+    """Prints each step and each command as a person would type it."""
+
+    env: dict[str, str]
+    step: int = 0
+    log: list[str] = field(default_factory=list)
+
+    def say(self, title: str, text: str = "") -> None:
+        self.step += 1
+        print(f"\n== {self.step}. {title}", flush=True)
+        if text:
+            print(text, flush=True)
+
+    def vouch(self, *args: str, expect: int = 0) -> str:
+        print(f"$ vouch {' '.join(args)}", flush=True)
+        done = subprocess.run(  # noqa: S603 - this interpreter, our own CLI
+            [sys.executable, "-m", "vouch_sdk.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        # The software key's loud banner is shown once, at the start, not at every tap.
+        shown = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("!!"))
+        if shown.strip():
+            print(_indent(shown), flush=True)
+        if done.returncode != expect:
+            raise DemoFailed(f"`vouch {args[0]}` exited {done.returncode}, expected {expect}")
+        return done.stdout
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"   {line}" for line in text.rstrip().splitlines())
+
+
+@contextmanager
+def serving(settings: Settings, port: int) -> Iterator[None]:
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise DemoFailed("the broker did not start")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def story(settings: Settings, work: Path, narrator: Narrator) -> None:
+    catalog, org = load_policy(settings)
+    admin = sorted(org.admins)[0]
+    code = asyncio.run(invite(settings.redis_url, admin))
+    narrator.say("An admin invites a person", f"$ vouch-broker invite {admin}\n   {code}")
+    narrator.say(
+        "The person registers their key (tap + PIN)",
+        "   (a SOFTWARE authenticator keeps its key in a file: for demos only, not hardware)",
+    )
+    narrator.vouch("enroll", "--email", admin, "--code", code)
+    narrator.say("Login: a fresh tap gives an 8 h human session")
+    narrator.vouch("login")
+    token_file = work / "agent.jwt"
+    narrator.say(
+        "Delegate two models to an agent: the broker shows the exact grant, the tap signs it"
+    )
+    narrator.vouch(
+        "delegate",
+        "--agent",
+        "demo",
+        *[a for m in MODELS for a in ("--model", m)],
+        "--ttl",
+        "1h",
+        "--purpose",
+        "vouch demo",
+        "--out",
+        str(token_file),
+    )
+    claims = _claims(token_file.read_text().strip())
+    policy = compile_session_policy(
+        claims["models"], catalog, region=org.region, account_id=org.account_id
+    )
+    narrator.say(
+        "The session policy STS will receive (only these models)",
+        _indent(json.dumps(json.loads(policy), indent=2)),
+    )
+    narrator.say("The agent exchanges its token for AWS credentials")
+    doc = json.loads(narrator.vouch("credential", "aws", "--token-file", str(token_file)))
+    print(f"   AccessKeyId {doc['AccessKeyId'][:4]}…  expires {doc['Expiration']}")
+    narrator.say("What those credentials may call (IAM evaluation: role ∩ session policy)")
+    for name, want in ((MODELS[0], Outcome.ALLOW), (DENIED, Outcome.IMPLICIT_DENY)):
+        outcome = _invoke(policy, catalog.resolve(name), catalog, org.region, org.account_id)
+        print(f"   bedrock:InvokeModel {name}: {outcome.value}")
+        if outcome is not want:
+            raise DemoFailed(f"{name}: expected {want.value}, got {outcome.value}")
+    listing = json.loads(narrator.vouch("--json", "delegate", "list"))
+    dlg = claims["dlg"]
+    if dlg not in json.dumps(listing):
+        raise DemoFailed("the delegation is not listed")
+    narrator.say("The person revokes the delegation")
+    narrator.vouch("delegate", "revoke", dlg)
+    narrator.say("The next exchange is refused (exit code 5: revoked)")
+    narrator.vouch("credential", "aws", "--token-file", str(token_file), expect=5)
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def _invoke(policy: str, canonical: str, catalog: Catalog, region: str, account: str) -> Outcome:
+    entry = catalog.entry(canonical)
+    profile = profile_arn(entry, region, account)
+    on_profile = evaluate(Request("bedrock:InvokeModel", profile), [BROAD_ROLE], [policy])
+    routed = Request(
+        "bedrock:InvokeModel",
+        model_arn(region, entry.model_id),
+        {"bedrock:InferenceProfileArn": profile},
+    )
+    on_model = evaluate(routed, [BROAD_ROLE], [policy])
+    allowed = on_profile.outcome is Outcome.ALLOW and on_model.outcome is Outcome.ALLOW
+    return Outcome.ALLOW if allowed else on_profile.outcome
+
+
+def run_demo() -> int:
+    """Raises: DevError when the stack cannot start."""
+    try:
+        import vouch_sdk  # noqa: F401, PLC0415 - the demo plays the person with the real CLI
+    except ImportError:
+        print("vouch-broker demo needs vouch-sdk installed (pip install ./sdk)", file=sys.stderr)
+        return 6
+    with tempfile.TemporaryDirectory(prefix="vouch-demo-") as tmp:
+        work = Path(tmp)
+        opts = DevOptions(
+            work / "state", port=free_port(), redis_port=free_port(), aws_port=free_port()
+        )
+        env = {
+            **os.environ,
+            "VOUCH_SERVER": f"http://localhost:{opts.port}",
+            "VOUCH_AUTHENTICATOR": f"soft:{work / 'key.json'}",
+            "VOUCH_PIN": "123456",
+            "XDG_CONFIG_HOME": str(work / "config"),
+            "XDG_STATE_HOME": str(work / "state"),
+        }
+        with dev_stack(opts) as overrides:
+            settings = dev_settings(opts, overrides)
+            configure("WARNING")  # the story is the output; the broker's logs would bury it
+            with serving(settings, opts.port):
+                try:
+                    story(settings, work, Narrator(env))
+                except DemoFailed as exc:
+                    print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
+                    return 1
+    print("\nDemo complete: every step did what it should.")
+    return 0
