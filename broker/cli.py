@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -73,21 +72,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
-    from broker.invites import Invites
+    from broker.invites import invite_from_host
     from broker.signin import normalize_email
-    from broker.store import connect
 
     settings = _settings(args)
     email = normalize_email(args.email)
-
-    async def create() -> str:
-        redis = connect(settings.redis_url, timeout_s=max(settings.redis_timeout_s, 2.0))
-        try:
-            return await Invites(redis, ttl_s=settings.invite_ttl_s).create(email)
-        finally:
-            await redis.aclose()
-
-    code = asyncio.run(create())
+    code = invite_from_host(settings.redis_url, email, ttl_s=settings.invite_ttl_s)
     hours = settings.invite_ttl_s / 3600
     print(f"One-time invite for {email}, valid {hours:g} h. Enroll with:")
     print(f"  vouch enroll --server {settings.issuer} --email {email} --code {code}")

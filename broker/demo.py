@@ -9,7 +9,6 @@ demo with a non-zero exit, so CI runs it as a smoke test.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -28,7 +27,8 @@ from typing import Any
 import uvicorn
 
 from broker.app import create_app
-from broker.dev import DevOptions, dev_settings, dev_stack, invite
+from broker.dev import DevOptions, dev_settings, dev_stack
+from broker.invites import invite_from_host
 from broker.logs import configure
 from broker.services import load_policy
 from broker.settings import Settings
@@ -119,7 +119,7 @@ def serving(settings: Settings, port: int) -> Iterator[None]:
 def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     catalog, org = load_policy(settings)
     admin = sorted(org.admins)[0]
-    code = asyncio.run(invite(settings.redis_url, admin))
+    code = invite_from_host(settings.redis_url, admin, ttl_s=settings.invite_ttl_s)
     narrator.say("An admin invites a person", f"$ vouch-broker invite {admin}\n   {code}")
     narrator.say(
         "The person registers their key (tap + PIN)",

@@ -8,7 +8,6 @@ development signing key, the example org policy, and the broker on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import os
@@ -28,12 +27,11 @@ import uvicorn
 
 from broker import aws_setup
 from broker.app import create_app
-from broker.invites import Invites
+from broker.invites import invite_from_host
 from broker.keys import generate_key_dir
 from broker.logs import configure
 from broker.services import load_policy
 from broker.settings import Settings, load_settings
-from broker.store import connect
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -188,7 +186,7 @@ def run_dev(opts: DevOptions) -> int:
     with dev_stack(opts) as overrides:
         settings = dev_settings(opts, overrides)
         admin = sorted(load_policy(settings)[1].admins)[0]
-        code = asyncio.run(invite(settings.redis_url, admin))
+        code = invite_from_host(settings.redis_url, admin, ttl_s=settings.invite_ttl_s)
         _banner(settings.issuer, admin, code, overrides)
         configure(settings.log_level)
         uvicorn.run(
@@ -201,14 +199,6 @@ def run_dev(opts: DevOptions) -> int:
         )
     print("vouch dev stack stopped.", file=sys.stderr)
     return 0
-
-
-async def invite(redis_url: str, email: str) -> str:
-    redis = connect(redis_url, timeout_s=2.0)
-    try:
-        return await Invites(redis, ttl_s=24 * 3600).create(email)
-    finally:
-        await redis.aclose()
 
 
 def _banner(issuer: str, admin: str, code: str, overrides: dict[str, Any]) -> None:

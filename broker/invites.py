@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -9,7 +10,7 @@ import secrets
 import redis.asyncio as aioredis
 
 from broker.errors import InviteInvalid
-from broker.store import PREFIX, guard, text
+from broker.store import PREFIX, connect, guard, text
 
 
 def _key(code: str) -> str:
@@ -59,3 +60,16 @@ class Invites:
             owner = await self.redis.getdel(key)
         if owner is None or text(owner) != email:
             raise InviteInvalid("invite code is unknown, used, expired or for another email")
+
+
+def invite_from_host(redis_url: str, email: str, *, ttl_s: int) -> str:
+    """What `vouch-broker invite` does on the server host: one code, straight into Redis."""
+
+    async def create() -> str:
+        redis = connect(redis_url, timeout_s=2.0)
+        try:
+            return await Invites(redis, ttl_s=ttl_s).create(email)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(create())

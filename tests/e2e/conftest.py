@@ -6,7 +6,6 @@ which would wipe enrolled keys and sessions from under a package-scoped broker.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -16,29 +15,13 @@ from pathlib import Path
 import pytest
 from vouch_sdk.authenticators import DEFAULT_PIN
 
-from broker.invites import Invites
-from broker.settings import Settings
-from broker.store import connect
-from tests.harness.broker import BrokerServer, broker_settings
+from tests.harness.broker import BrokerServer, broker_settings, make_invite
 from tests.harness.services import MotoServer, RedisServer
 
 HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 _SCRIPT = Path(sys.executable).with_name("vouch")
 VOUCH = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "vouch_sdk.cli"]
-
-
-def make_invite(settings: Settings, email: str) -> str:
-    """What `vouch-broker invite EMAIL` does on the server host."""
-
-    async def create() -> str:
-        redis = connect(settings.redis_url, timeout_s=2)
-        try:
-            return await Invites(redis, ttl_s=settings.invite_ttl_s).create(email)
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(create())
 
 
 def clean_env(home: Path) -> dict[str, str]:

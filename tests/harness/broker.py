@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 
 from broker.app import create_app
+from broker.invites import invite_from_host
 from broker.keys import generate_key_dir
 from broker.settings import Settings, load_settings
 from tests.harness.services import free_port, wait_for
@@ -71,3 +72,8 @@ class BrokerServer:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=headers, timeout=10)
+
+
+def make_invite(settings: Settings, email: str) -> str:
+    """What `vouch-broker invite EMAIL` does on the server host."""
+    return invite_from_host(settings.redis_url, email, ttl_s=settings.invite_ttl_s)

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from broker import aws_setup
-from broker.invites import Invites
 from broker.services import load_policy
-from broker.settings import Settings
-from broker.store import connect
-from tests.harness.broker import BrokerServer, broker_settings
+from tests.harness.broker import BrokerServer, broker_settings, make_invite
 from tests.harness.people import Human
 from tests.harness.sts_gate import StsGate
 
-
-def make_invite(settings: Settings, email: str) -> str:
-    """What `vouch-broker invite EMAIL` does on the server host."""
-
-    async def create() -> str:
-        redis = connect(settings.redis_url, timeout_s=2)
-        try:
-            return await Invites(redis, ttl_s=settings.invite_ttl_s).create(email)
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(create())
+__all__ = ["make_invite", "wire_aws"]
 
 
 def wire_aws(server: BrokerServer, gate: StsGate) -> None:
