@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint fmt sync check-redis bench fuzz demo clean
+.PHONY: run test lint fmt sync check-redis bench fuzz demo docs docker-check clean
 
 $(UV):
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv
@@ -29,6 +29,12 @@ test: lint check-redis
 
 run: sync check-redis
 	$(UV) run vouch-broker dev
+
+docs: sync
+	$(UV) run python -m broker.config_reference > docs/configuration.md
+
+docker-check: sync
+	$(UV) tool run check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
 demo: sync check-redis
 	$(UV) run vouch-broker demo

@@ -215,6 +215,8 @@ class Delegations:
             pipe.set(f"{PREFIX}dlg:{record.id}", msgspec.json.encode(record), ex=ttl)
             pipe.zadd(f"{PREFIX}user:{record.email}:dlgs", {record.id: record.expires_at})
             pipe.zadd(f"{PREFIX}dlgs", {record.id: record.expires_at})
+            # Prune expired ids as new ones arrive so the global index stays bounded.
+            pipe.zremrangebyscore(f"{PREFIX}dlgs", 0, record.created_at)
             await pipe.execute()
 
     async def _check_active_count(self, email: str, limit: int) -> None:

@@ -109,6 +109,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
     """Wire the stores, ceremonies and the exchange; Redis connects lazily on first use."""
     keys = keys or load_keys(settings)
     catalog, org = load_policy(settings)
+    metrics = Metrics()
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     audit = Audit(redis, max_len=settings.audit_max_len)
     registry = Registry(redis)
@@ -154,7 +155,11 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         catalog=catalog,
         org=org,
         revocations=revocations,
-        sts=Sts(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url),
+        sts=Sts(
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            on_call=lambda outcome: metrics.sts_calls.labels(outcome).inc(),
+        ),
         sts_audience=org.sts_audience,
         assertion_ttl_s=settings.sts_assertion_ttl_s,
     )
@@ -183,4 +188,5 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
             },
         ),
         session_expect=session_expectation(settings.issuer, settings.clock_leeway_s),
+        metrics=metrics,
     )

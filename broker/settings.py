@@ -25,7 +25,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     issuer: str = "http://localhost:8080"
     """The OIDC issuer URL (`iss` of every token); https except for localhost development."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Where all broker state lives (redis://, rediss://, redis+sentinel://)."""
+    """Where all broker state lives: redis://, rediss://, unix://, redis+sentinel://, redis+cluster://."""
     revocation_replicas: int = 0
     """Replicas that must hold a revocation (Redis WAIT) before the API acknowledges it."""
     revocation_wait_ms: int = 500

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,6 +66,7 @@ class Sts:
         attempts: int = 3,
         base_delay_s: float = 0.1,
         timeout_s: float = 5.0,
+        on_call: Callable[[str], None] = lambda _outcome: None,
     ) -> None:
         # botocore logs request bodies (the web identity token) and responses (secret keys)
         # at DEBUG: keep it quiet whatever level the operator sets (invariant 8).
@@ -77,7 +79,7 @@ class Sts:
             endpoint_url=endpoint_url,
             config=Config(
                 signature_version=UNSIGNED,
-                retries={"max_attempts": 1, "mode": "standard"},
+                retries={"total_max_attempts": 1, "mode": "standard"},  # we retry ourselves
                 connect_timeout=timeout_s,
                 read_timeout=timeout_s,
                 max_pool_connections=32,
@@ -85,6 +87,7 @@ class Sts:
         )
         self.attempts = attempts
         self.base_delay_s = base_delay_s
+        self.on_call = on_call  # counts each AWS call by outcome (metrics)
 
     async def assume(
         self, *, role_arn: str, session_name: str, token: str, policy: str, duration_s: int
@@ -103,12 +106,15 @@ class Sts:
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
                 message = str(exc.response.get("Error", {}).get("Message", ""))[:300]
+                self.on_call("retryable" if code in RETRYABLE else "rejected")
                 if code not in RETRYABLE:
                     raise StsRejected(f"STS refused: {code}: {message}", aws_code=code) from None
                 last = code
             except BotoCoreError as exc:
+                self.on_call("unreachable")
                 last = type(exc).__name__
             else:
+                self.on_call("ok")
                 c = answer["Credentials"]
                 return AwsCredentials(
                     c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], c["Expiration"]

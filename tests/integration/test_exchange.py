@@ -164,10 +164,17 @@ def test_sts_throttling_is_retried_then_503(
     with broker.client(other) as agent:
         answer = agent.post("/v1/credentials/aws")
     assert answer.status_code == 503
+    assert sts_gate.calls == 5, (sts_gate.calls, sts_gate.rejected)
     assert answer.json()["type"] == "urn:vouch:problem:sts-unavailable"
     assert answer.json()["aws_code"] == "Throttling"
     assert int(answer.headers["retry-after"]) >= 1
     assert "AccessKeyId" not in answer.text
+    with broker.client() as http:
+        metrics = http.get("/metrics").text
+    assert 'vouch_sts_calls_total{outcome="ok"} 1.0' in metrics
+    assert 'vouch_sts_calls_total{outcome="retryable"} 4.0' in metrics, [
+        line for line in metrics.splitlines() if "sts_calls_total" in line
+    ]
 
 
 def test_rate_cap_per_delegation(broker: BrokerServer, human_factory: Callable[..., Human]) -> None:
