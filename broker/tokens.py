@@ -1,17 +1,27 @@
 """JWS tokens: mint with the active key, verify with an explicit type and algorithm allow-list.
 
 Signing is written here (a few lines over `Signer.sign`) so one code path serves local keys and
-KMS alike; verification is PyJWT's, with times checked against a `now` the caller passes in.
+KMS alike. Verification has two paths with one meaning. The fast path (one split, msgspec,
+one `cryptography` verify) only ever accepts: it takes a token when every check PyJWT would
+make passes, and hands anything unusual or wrong to PyJWT, whose answer and error message are
+then final. Every exchange verifies a token, and PyJWT's generic parsing cost as much as the
+signature check itself. Times are checked against a `now` the caller passes in.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import jwt
 import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import TokenExpired, TokenInvalid
 from broker.keys import ALGORITHM, KeyRing, b64url
@@ -22,6 +32,9 @@ STS_TYP: Final = "JWT"
 
 _REGISTERED = ("iss", "aud", "sub", "iat", "exp", "jti")
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_FAST_HEADER = frozenset({"alg", "typ", "kid"})
 
 
 def mint(claims: Mapping[str, Any], *, typ: str, keys: KeyRing) -> str:
@@ -49,6 +62,15 @@ def verify(token: str, expect: Expectation, *, keys: KeyRing, now: float) -> dic
         TokenInvalid: bad format, type, algorithm, key, signature, issuer, audience or claims.
         TokenExpired: expired (beyond the leeway).
     """
+    claims = _verify_fast(token, expect, keys)
+    if claims is None:
+        claims = _verify_pyjwt(token, expect, keys)
+    _check_times(claims, now, expect.leeway_s)
+    return claims
+
+
+def _verify_pyjwt(token: str, expect: Expectation, keys: KeyRing) -> dict[str, Any]:
+    """The reference path: PyJWT decides, and its error is the one the caller sees."""
     header = _header(token)
     if header.get("typ") != expect.typ:
         raise TokenInvalid(f"token type {header.get('typ')!r} is not {expect.typ!r}")
@@ -73,8 +95,85 @@ def verify(token: str, expect: Expectation, *, keys: KeyRing, now: float) -> dic
         )
     except jwt.PyJWTError as exc:
         raise TokenInvalid(f"token rejected: {exc}") from None
-    _check_times(claims, now, expect.leeway_s)
     return claims
+
+
+def _verify_fast(token: str, expect: Expectation, keys: KeyRing) -> dict[str, Any] | None:
+    """The claims when the token passes every check PyJWT makes; None means "ask PyJWT".
+
+    Accepting here implies PyJWT accepts with the same claims: segments are canonical
+    unpadded base64url (as PyJWT 2.10+ demands), the header holds only alg/typ/kid, the key
+    is P-256, the signature is 64 raw bytes, and iss/aud/required/sub/jti are PyJWT's rules.
+    """
+    if not isinstance(token, str) or len(token) > 16_384 or not token.isascii():
+        return None
+    parts = token.encode("ascii").split(b".")
+    if len(parts) != 3:
+        return None
+    key = _fast_key(parts[0], expect, keys)
+    signature = _segment(parts[2])
+    if key is None or signature is None or len(signature) != 64:
+        return None
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    try:
+        key.verify(encode_dss_signature(r, s), b".".join(parts[:2]), _ECDSA_SHA256)
+    except InvalidSignature:
+        return None
+    claims = _json_segment(parts[1])
+    return claims if isinstance(claims, dict) and _claims_pass(claims, expect) else None
+
+
+def _fast_key(
+    segment: bytes, expect: Expectation, keys: KeyRing
+) -> ec.EllipticCurvePublicKey | None:
+    """The P-256 key named by a plain {alg, typ, kid} header of the expected type, else None."""
+    header = _json_segment(segment)
+    if not isinstance(header, dict) or not _FAST_HEADER.issuperset(header):
+        return None
+    kid = header.get("kid")
+    if (
+        header.get("typ") != expect.typ
+        or header.get("alg") != ALGORITHM
+        or not isinstance(kid, str)
+    ):
+        return None
+    key = keys.public_keys.get(kid)
+    return key if key is not None and key.curve.name == "secp256r1" else None
+
+
+def _claims_pass(claims: dict[str, Any], expect: Expectation) -> bool:
+    """PyJWT's claim rules with our options: required, iss, aud (str or list), sub, jti."""
+    if any(claims.get(name) is None for name in expect.required):
+        return False
+    aud = claims.get("aud")
+    aud_ok = aud == expect.audience or (
+        isinstance(aud, list) and expect.audience in aud and all(isinstance(a, str) for a in aud)
+    )
+    return (
+        aud_ok
+        and claims.get("iss") == expect.issuer
+        and isinstance(claims.get("sub", ""), str)
+        and isinstance(claims.get("jti", ""), str)
+    )
+
+
+def _segment(segment: bytes) -> bytes | None:
+    """A canonical unpadded base64url segment decoded, else None."""
+    try:
+        data = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return data if base64.urlsafe_b64encode(data).rstrip(b"=") == segment else None
+
+
+def _json_segment(segment: bytes) -> Any:
+    data = _segment(segment)
+    if data is None:
+        return None
+    try:
+        return _decode(data)
+    except (ValueError, RecursionError):  # msgspec.DecodeError, or UTF-8 that is not
+        return None
 
 
 def _header(token: str) -> dict[str, Any]:
