@@ -12,6 +12,7 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -74,17 +75,21 @@ class Exchange:
     sts_audience: str
     assertion_ttl_s: int
     cache: CredentialCache = field(default_factory=CredentialCache)
+    clock: Callable[[], float] = time.time  # injected by simulations of hours of refreshes
 
     def __post_init__(self) -> None:
         self.expect = agent_expectation(self.issuer, self.leeway_s)
+        # The org policy and catalog are fixed for the process's life, so what they answer
+        # for a (person, agent, models) or a model set is computed once, not per request.
         self._policy = lru_cache(maxsize=4096)(self._compile)
+        self._org_ceiling = lru_cache(maxsize=4096)(self._authorize)
 
     async def exchange(
         self, token: str, *, models: list[str] | None = None, duration_s: int | None = None
     ) -> AwsCredentials:
         """Raises: TokenInvalid, TokenExpired, TokenRevoked, GrantInvalid, PolicyDenied,
         RateLimited, StoreUnavailable, StsRejected, StsUnavailable."""
-        now = time.time()
+        now = self.clock()
         claims = verify(token, self.expect, keys=self.keys, now=now)
         await self.revocations.check(
             handles_of_agent(claims),
@@ -95,8 +100,8 @@ class Exchange:
         chosen = self._narrow(granted, models)
         limits = self._limits(claims, chosen)
         duration = _clamp(duration_s, limits)
-        policy = self._policy(chosen)
-        key = (claims["dlg"], hashlib.sha256(policy.encode()).hexdigest()[:16], str(duration))
+        policy, digest = self._policy(chosen)
+        key = (claims["dlg"], digest, str(duration))
         cached = self.cache.get(key, now)
         if cached is not None:
             return cached
@@ -120,24 +125,27 @@ class Exchange:
 
     def _limits(self, claims: dict[str, Any], models: tuple[str, ...]) -> int:
         """The longest STS duration allowed now: org policy (re-checked) and the grant."""
-        email = claims["act"]["sub"]
-        agent = claims["sub"].split(".", 2)[1]
-        try:
-            allowed = self.org.authorize(email, agent, list(models), 1)
-        except PoliciesError as exc:
-            raise PolicyDenied(f"the org policy no longer allows this grant: {exc}") from None
-        ceiling = allowed.max_sts_s
+        ceiling = self._org_ceiling(claims["act"]["sub"], claims["sub"].split(".", 2)[1], models)
         if claims.get("max_sts_s"):
             ceiling = min(ceiling, int(claims["max_sts_s"]))
         return ceiling
 
-    def _compile(self, models: tuple[str, ...]) -> str:
+    def _authorize(self, email: str, agent: str, models: tuple[str, ...]) -> int:
+        """Raises: PolicyDenied (not cached: a refusal is recomputed every time)."""
         try:
-            return compile_session_policy(
+            return self.org.authorize(email, agent, list(models), 1).max_sts_s
+        except PoliciesError as exc:
+            raise PolicyDenied(f"the org policy no longer allows this grant: {exc}") from None
+
+    def _compile(self, models: tuple[str, ...]) -> tuple[str, str]:
+        """The session policy for a model set and its short digest (the cache key part)."""
+        try:
+            policy = compile_session_policy(
                 models, self.catalog, region=self.org.region, account_id=self.org.account_id
             )
         except PoliciesError as exc:
             raise GrantInvalid(str(exc)) from None
+        return policy, hashlib.sha256(policy.encode()).hexdigest()[:16]
 
     async def _single_flight(self, key: tuple[str, ...], make: Any) -> AwsCredentials:
         pending = self.cache.inflight.get(key)
@@ -169,7 +177,7 @@ class Exchange:
 
     def sts_assertion(self, claims: dict[str, Any]) -> str:
         """The short-lived token STS sees: agent sub, person as source identity, tags."""
-        now = int(time.time())
+        now = int(self.clock())
         email, agent = claims["act"]["sub"], claims["sub"].split(".", 2)[1]
         tags = {
             "vouch:User": [email],
