@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -50,7 +51,13 @@ def app_from_env() -> object:
 
     settings = load_settings()
     configure(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    # Everything built at start (the app, boto3's service models, policies) lives as long as
+    # the process: freezing it keeps the collector from re-scanning it, which otherwise
+    # shows up as ~80 ms pauses in the exchange's tail latency.
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
