@@ -11,7 +11,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from broker.auth import provide_person, provide_services
-from broker.middleware import observe
+from broker.middleware import observe, security_headers
 from broker.problems import EXCEPTION_HANDLERS
 from broker.routes import admin, credentials, delegations, discovery, requests, signin
 from broker.services import Services, build_services
@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="Vouch broker", version="0.1.0", path="/schema"),
         middleware=[observe],
+        before_send=[security_headers],  # unlike middleware, also on the router's 404/405
         request_max_body_size=MAX_BODY_BYTES,
         response_cache_config=ResponseCacheConfig(),
         logging_config=None,  # logs are configured once by the process (broker.logs: JSON)

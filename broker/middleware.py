@@ -1,4 +1,4 @@
-"""ASGI middleware: request metrics and security headers on every routed response."""
+"""Request metrics per route (middleware) and security headers on every response (a hook)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,22 @@ SECURITY_HEADERS = [
 ]
 
 
+def security_headers(message: Message, scope: Scope) -> None:
+    """Litestar `before_send` hook: runs for every response, the router's 404 and 405 too.
+
+    Answers carry tokens and credentials, so nothing may cache one unless its handler says
+    otherwise (discovery documents do).
+    """
+    if message["type"] != "http.response.start":
+        return
+    headers = list(message.get("headers", []))
+    if not any(name.lower() == b"cache-control" for name, _ in headers):
+        headers.append((b"cache-control", b"no-store"))
+    message["headers"] = [*headers, *SECURITY_HEADERS]
+
+
 def observe(app: ASGIApp) -> ASGIApp:
-    """Count requests by route template and status, time them, add security headers."""
+    """Count requests by route template and status and time them."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -25,15 +39,14 @@ def observe(app: ASGIApp) -> ASGIApp:
             return
         started, status = time.perf_counter(), 500
 
-        async def send_with_headers(message: Message) -> None:
+        async def send_observed(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
         try:
-            await app(scope, receive, send_with_headers)
+            await app(scope, receive, send_observed)
         finally:
             _record(scope, status, time.perf_counter() - started)
 

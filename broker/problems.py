@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from litestar import Request, Response
@@ -77,6 +78,14 @@ def on_http_exception(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return problem_response(request, cls(detail, **extra))
 
 
+def on_recursion(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """JSON nested deeper than the decoder goes is bad input (400); any other recursion a bug."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames and frames[-1].name == "decode_json":  # the request body decoder gave up
+        return problem_response(request, InvalidRequest("request body is nested too deeply"))
+    return on_unexpected(request, exc)
+
+
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """A bug: log it (type only, the message may hold input) and answer a bare 500."""
     log.error("unexpected %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
@@ -107,5 +116,6 @@ def _summary(extra: Any) -> str:
 EXCEPTION_HANDLERS = {
     VouchError: on_vouch_error,
     HTTPException: on_http_exception,
+    RecursionError: on_recursion,
     Exception: on_unexpected,
 }

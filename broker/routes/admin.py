@@ -11,6 +11,8 @@ from litestar.params import JSONBody, QueryParameter
 
 from broker.auth import ServicesDep, provide_admin
 from broker.errors import InvalidRequest
+from broker.grant import AGENT_NAME, agent_sub
+from broker.routes.delegations import check_free_text
 from broker.session import Person
 from broker.signin import normalize_email
 
@@ -47,6 +49,8 @@ async def read_audit(
     before: Annotated[str, QueryParameter(max_length=40, pattern=r"^(\+|\d+(-\d+)?)$")] = "+",
 ) -> dict[str, object]:
     """Audit events, newest first."""
+    if before != "+" and any(int(part) >= 2**64 for part in before.split("-")):
+        raise InvalidRequest("before: a stream id is <ms>[-<seq>], each below 2**64")
     return {"events": await services.audit.read(count=limit, before=before)}
 
 
@@ -72,6 +76,9 @@ async def create_revocation(
 ) -> RevocationDone:
     """Revoke by handle; acknowledged only once written, enforced on the next request."""
     handle, value = single_handle(data)
+    check_free_text(data.reason, "reason", InvalidRequest)
+    if handle == "agent":
+        value = canonical_agent(value)
     revoked_at = await services.revoke(admin, handle, value, reason=data.reason)
     return RevocationDone(handle, value, revoked_at)
 
@@ -86,6 +93,19 @@ def single_handle(data: JSONBody[RevocationCreate]) -> tuple[str, str]:
     if len(given) != 1:
         raise InvalidRequest("name exactly one of delegation, agent, user or credential")
     return given[0]
+
+
+def canonical_agent(value: str) -> str:
+    """The one spelling of an agent sub, `agent.<name>.<email>` with the email normalised,
+    so a revocation can only name an agent that could exist, and names it as its tokens do.
+
+    Raises: InvalidRequest: not an agent sub.
+    """
+    prefix, _, rest = value.strip().partition(".")
+    name, _, email = rest.partition(".")
+    if prefix != "agent" or not AGENT_NAME.fullmatch(name):
+        raise InvalidRequest("agent: an agent sub is agent.<agent-name>.<email>")
+    return agent_sub(name, normalize_email(email))
 
 
 ROUTES = [create_invite, read_audit, create_revocation]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any
 
 import msgspec
@@ -10,9 +11,30 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from broker.auth import PersonDep, ServicesDep, client_address
 from broker.delegation import Delegation
+from broker.errors import GrantInvalid, InvalidRequest
 from broker.routes.signin import ChallengeId
 
 ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# Control (but tab), format (zero-width, bidi overrides) and line or paragraph separators:
+# they forge log lines and approval screens, or hide what a person is asked to sign.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def hidden_character(text: str) -> str | None:
+    """The first character of `text` that must not appear in free text, as U+XXXX."""
+    for ch in text:
+        if ch != "\t" and unicodedata.category(ch) in _HIDDEN:
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def check_free_text(text: str, name: str, error: type[InvalidRequest] = GrantInvalid) -> None:
+    """Raises: `error` (GrantInvalid by default) when `text` holds a hidden character."""
+    found = hidden_character(text)
+    if found is not None:
+        raise error(
+            f"{name} must not contain control, format or line-separator characters ({found})"
+        )
 
 
 class DelegationBegin(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,6 +87,7 @@ async def delegation_begin(
         )
         extra = {"request_id": req.id}
     else:
+        check_free_text(data.purpose, "purpose")
         grant = services.delegations.propose(
             person,
             agent=data.agent or "",

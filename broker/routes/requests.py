@@ -12,8 +12,9 @@ from broker.auth import PersonDep, ServicesDep, bearer, client_address
 from broker.delegation_requests import POLL_INTERVAL_S
 from broker.errors import GrantInvalid
 from broker.grant import AGENT_NAME
-from broker.routes.delegations import ModelName
+from broker.routes.delegations import ModelName, check_free_text
 from broker.signin import normalize_email
+from policies.errors import PoliciesError
 
 
 class RequestCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -51,8 +52,12 @@ async def create_request(
     await services.limits.hit("request", address=client_address(request), identity=data.email)
     if not AGENT_NAME.fullmatch(data.agent):
         raise GrantInvalid("agent name must match [a-z0-9][a-z0-9-]{0,31}")
-    if any(ch < " " and ch != "\t" for ch in data.message):
-        raise GrantInvalid("message must not contain control characters")
+    check_free_text(data.message, "message")
+    try:  # refuse what could never be granted now, not when the person tries to approve it
+        for name in data.models:
+            services.catalog.resolve(name)
+    except PoliciesError as exc:
+        raise GrantInvalid(str(exc)) from None
     created = await services.requests.create(
         email=normalize_email(data.email),
         agent=data.agent,
