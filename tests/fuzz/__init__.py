@@ -1,0 +1,1 @@
+"""Schema-driven fuzzing of the broker's HTTP API (schemathesis); see README.md here."""
