@@ -16,11 +16,12 @@ SECURITY_HEADERS = [
 ]
 
 
-def security_headers(message: Message, scope: Scope) -> None:
+async def security_headers(message: Message, scope: Scope) -> None:
     """Litestar `before_send` hook: runs for every response, the router's 404 and 405 too.
 
     Answers carry tokens and credentials, so nothing may cache one unless its handler says
-    otherwise (discovery documents do).
+    otherwise (discovery documents do). Async on purpose: Litestar runs a sync hook in a
+    worker thread, once per ASGI message.
     """
     if message["type"] != "http.response.start":
         return

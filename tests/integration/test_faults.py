@@ -315,6 +315,43 @@ def test_sts_timeouts_on_every_attempt_end_in_a_bounded_503(
     figures("sts-timeout", sts_calls=calls, refused_after_s=round(elapsed, 2), served_wrongly=0)
 
 
+def test_a_slow_sts_does_not_stall_unrelated_requests(
+    broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate
+) -> None:
+    people = [human_factory("alice@example.com"), human_factory("bob@example.com")]
+    tokens = [p.delegate(f"agent-{i}", [HAIKU])["token"] for p in people for i in range(4)]
+    sts_gate.delay_next(len(tokens), 2.0)  # each distinct delegation needs its own STS call
+    base = local(broker)
+
+    def timed(call: Callable[[], httpx.Response]) -> tuple[int, float]:
+        started = time.monotonic()
+        answer = call()
+        return answer.status_code, time.monotonic() - started
+
+    with concurrent.futures.ThreadPoolExecutor(len(tokens)) as pool:
+        stalled = [pool.submit(timed, lambda t=t: exchange(base, t, timeout=30)) for t in tokens]
+        time.sleep(0.5)  # the exchanges now wait on STS
+        probes = {
+            path: timed(lambda p=path, a=auth: httpx.get(base + p, headers=a, timeout=30))
+            for path, auth in (
+                ("/healthz", {}),
+                ("/.well-known/jwks.json", {}),  # what STS itself fetches meanwhile
+                ("/v1/delegations", {"Authorization": f"Bearer {people[0].session}"}),
+            )
+        }
+        exchanges = [future.result() for future in stalled]
+    assert all(status == 200 for status, _ in exchanges)
+    for path, (status, seconds) in probes.items():
+        assert status == 200 and seconds < 0.5, (path, seconds)
+    figures(
+        "sts-slow-concurrent",
+        distinct_exchanges=len(tokens),
+        sts_delay_s=2.0,
+        exchange_seconds=sorted(round(seconds, 2) for _, seconds in exchanges),
+        unrelated_request_seconds={p: round(s, 3) for p, (_, s) in probes.items()},
+    )
+
+
 # --- Broker processes restarted mid-traffic ----------------------------------------------------
 
 
