@@ -4,8 +4,8 @@ Each setup starts `vouch-broker serve --workers N` as its own process, warms it 
 exchange per worker is the one STS call), then measures with wrk from another process:
 /healthz at saturation (the trivial-endpoint limit), the exchange at saturation, and the
 exchange at a fixed moderate rate. wrk, Redis and the fake STS share the machine's two cores
-with the broker; the `1w-pinned` setup gives the broker core 1 alone (taskset) and puts wrk,
-Redis and the fake STS on core 0, which is the cleanest per-core figure this machine allows.
+with the broker; the `1w-pinned` setup pins the broker to core 1 and wrk to core 0 (taskset;
+Redis and the fake STS float), the cleanest per-core figure this machine allows.
 """
 
 from __future__ import annotations
