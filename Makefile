@@ -36,6 +36,9 @@ docs: sync
 docker-check: sync
 	$(UV) tool run check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
+fuzz: sync check-redis
+	$(UV) run python -m tests.fuzz --examples 2000
+
 demo: sync check-redis
 	$(UV) run vouch-broker demo
 

@@ -59,13 +59,16 @@ def field_docs(source: str) -> dict[str, tuple[str, str]]:
 def start_checks(source: str) -> dict[str, list[str]]:
     """The rules `_semantic_problems` enforces, by field (plain-string messages only)."""
     checks: dict[str, list[str]] = {}
-    function = next(
+    functions = [
         node
         for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.FunctionDef) and node.name == "_semantic_problems"
-    )
+        if isinstance(node, ast.FunctionDef)
+        and node.name in {"_semantic_problems", "_url_problems"}
+    ]
+    for name in settings_module.BOUNDS:
+        checks.setdefault(name, []).append(settings_module.bound_rule(name))
     in_fstrings: set[int] = set()  # f-string pieces hold a value we cannot show
-    for node in ast.walk(function):
+    for node in (inner for function in functions for inner in ast.walk(function)):
         if isinstance(node, ast.JoinedStr):
             in_fstrings.update(id(part) for part in node.values)
         if (

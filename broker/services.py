@@ -53,6 +53,7 @@ class Services:
 
     async def close(self) -> None:
         await self.redis.aclose()
+        self.exchange.sts.pool.shutdown(wait=False, cancel_futures=True)
 
     async def revoke(self, actor: Person, handle: str, value: str, *, reason: str) -> float:
         """Revoke by handle (delegation, agent, user, credential); returns the revocation time.
@@ -158,6 +159,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         sts=Sts(
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,
+            timeout_s=settings.sts_timeout_s,
             on_call=lambda outcome: metrics.sts_calls.labels(outcome).inc(),
         ),
         sts_audience=org.sts_audience,

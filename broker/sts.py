@@ -10,8 +10,10 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import boto3
@@ -21,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from broker.errors import StsRejected, StsUnavailable
 
+POOL = 32  # concurrent STS calls per worker: threads and HTTP connections alike
 RETRYABLE = frozenset(
     {
         "Throttling",
@@ -65,7 +68,7 @@ class Sts:
         endpoint_url: str | None,
         attempts: int = 3,
         base_delay_s: float = 0.1,
-        timeout_s: float = 5.0,
+        timeout_s: float = 2.5,
         on_call: Callable[[str], None] = lambda _outcome: None,
     ) -> None:
         # botocore logs request bodies (the web identity token) and responses (secret keys)
@@ -82,12 +85,15 @@ class Sts:
                 retries={"total_max_attempts": 1, "mode": "standard"},  # we retry ourselves
                 connect_timeout=timeout_s,
                 read_timeout=timeout_s,
-                max_pool_connections=32,
+                max_pool_connections=POOL,
             ),
         )
         self.attempts = attempts
         self.base_delay_s = base_delay_s
         self.on_call = on_call  # counts each AWS call by outcome (metrics)
+        # Our own threads: asyncio's default pool is small (cores + 4) and also resolves host
+        # names for new Redis connections, so a slow STS must not be able to starve it.
+        self.pool = ThreadPoolExecutor(POOL, thread_name_prefix="vouch-sts")
 
     async def assume(
         self, *, role_arn: str, session_name: str, token: str, policy: str, duration_s: int
@@ -95,13 +101,16 @@ class Sts:
         """Raises: StsUnavailable (throttled or down after retries), StsRejected (refused)."""
         for attempt in range(self.attempts):
             try:
-                answer = await asyncio.to_thread(
-                    self.client.assume_role_with_web_identity,
-                    RoleArn=role_arn,
-                    RoleSessionName=session_name,
-                    WebIdentityToken=token,
-                    Policy=policy,
-                    DurationSeconds=duration_s,
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    self.pool,
+                    partial(
+                        self.client.assume_role_with_web_identity,
+                        RoleArn=role_arn,
+                        RoleSessionName=session_name,
+                        WebIdentityToken=token,
+                        Policy=policy,
+                        DurationSeconds=duration_s,
+                    ),
                 )
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
