@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from broker.keys import SigningKeyError, generate_key_dir, read_key_dir, rotate_key_dir
 from broker.settings import Settings, SettingsError, load_settings
 from policies.errors import PoliciesError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 EXIT_CONFIG = 6
 
@@ -29,18 +34,65 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from broker.logs import configure
 
     configure(settings.log_level)
-    uvicorn.run(
-        "broker.cli:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_config": None,
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "server_header": False,
+    }
+    if args.workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        return _serve_workers(uvicorn.Config("broker.cli:app_from_env", **options))
+    uvicorn.run("broker.cli:app_from_env", **options)
+    return 0
+
+
+class _WorkerListener(socket.socket):
+    """An address each worker binds for itself, in one SO_REUSEPORT group.
+
+    uvicorn's workers share the socket their parent bound, and whichever worker wakes first
+    accepts every pending connection: with keep-alive clients (a proxy's pool, a load
+    generator) one of two workers served everything (measured: 100% / 0% of their CPU).
+    Pickled into a worker (spawn), this becomes that worker's own socket, and the kernel
+    spreads new connections over the workers.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self.address = (host, port)
+
+    def __reduce__(self) -> tuple[object, tuple[socket.AddressFamily, tuple[str, int]]]:
+        return (_bind_reuseport, (self.family, self.address))
+
+
+def _bind_reuseport(family: socket.AddressFamily, address: tuple[str, int]) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve_workers(config: uvicorn.Config) -> int:
+    from uvicorn.supervisors import Multiprocess
+
+    listener = _WorkerListener(config.host, config.port)
+    try:  # fail here, once, if the address is taken (the probe leaves no socket behind)
+        _bind_reuseport(listener.family, listener.address).close()
+    except OSError as exc:
+        print(f"vouch-broker: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        Multiprocess(config, sockets=[listener]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.close()
     return 0
 
 
