@@ -15,8 +15,9 @@ from tests.harness.services import free_port, wait_for
 class BrokerProcess:
     """`vouch-broker serve` on its own port with the same settings (keys, Redis, policy)."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: Settings, log: Path, *, workers: int = 1) -> None:
         self.port = free_port()
+        self.workers = workers
         self.settings = settings
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -42,7 +43,16 @@ class BrokerProcess:
     def start(self) -> BrokerProcess:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "broker.cli", "serve", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "broker.cli",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                ],
                 env=self.env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
