@@ -1,7 +1,8 @@
 """Revocation handles and the one-round-trip check every token passes.
 
 Handles (DESIGN.md section 5):
-- ``vouch:rev:dlg:<id>``: a delegation is dead; the key expires with the delegation.
+- ``vouch:rev:<id>``: a delegation is dead; the key expires with the delegation. (Ids start
+  with ``dlg_``; a key of at most 30 characters is the smallest Redis allocation class.)
 - ``vouch:nbf:<kind>:<value>`` for kind agent, user, cred: a "not before" time; any token
   issued to or approved by that handle before it is dead. These keys live as long as the
   longest token could, then vanish: by then every token they kill has expired anyway.
@@ -23,7 +24,7 @@ KINDS = ("agent", "user", "cred")
 
 
 def delegation_key(dlg_id: str) -> str:
-    return f"{PREFIX}rev:dlg:{dlg_id}"
+    return f"{PREFIX}rev:{dlg_id}"
 
 
 def not_before_key(kind: str, value: str) -> str:
@@ -109,8 +110,12 @@ class Revocations:
         for key, value in zip(handles, values, strict=True):
             if value is None:
                 continue
-            if key.startswith(f"{PREFIX}rev:dlg:") or issued_at < float(value):
-                raise TokenRevoked(f"token revoked ({key.removeprefix(PREFIX).split(':')[1]})")
+            if key.startswith(f"{PREFIX}rev:"):
+                raise TokenRevoked("token revoked: its delegation was revoked", handle="delegation")
+            if issued_at < float(value):
+                kind = key.removeprefix(PREFIX).split(":")[1]
+                handle = {"cred": "credential"}.get(kind, kind)
+                raise TokenRevoked(f"token revoked: its {handle} was revoked", handle=handle)
         if rate is not None and used > rate[1]:
             raise RateLimited(
                 f"this delegation allows {rate[1]} exchanges per hour",

@@ -77,9 +77,16 @@ def connect(url: str, *, timeout_s: float, max_connections: int = 64) -> aioredi
             **common,
         )
         return cast(aioredis.Redis, cluster)
-    return aioredis.Redis.from_url(
-        url, max_connections=max_connections, health_check_interval=30, **common
+    # A blocking pool: past `max_connections` in flight a request waits (up to the timeout)
+    # for a connection instead of failing at once with a 503.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout_s,
+        health_check_interval=30,
+        **common,
     )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 async def read_many(redis: aioredis.Redis, keys: list[str]) -> list[bytes | None]:

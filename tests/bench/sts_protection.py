@@ -21,7 +21,7 @@ import uvloop
 
 from broker.errors import TokenRevoked
 from broker.exchange import CredentialCache, Exchange
-from broker.revocation import Revocations
+from broker.revocation import Revocations, delegation_key
 from broker.services import load_policy
 from broker.settings import load_settings
 from broker.store import connect
@@ -99,7 +99,7 @@ async def _simulate(world: World, duration_s: int | None, interval_s: int) -> di
             refused = False
         except TokenRevoked:
             refused = True
-        await redis.delete(f"vouch:rev:dlg:{world.agent_claims['dlg']}")
+        await redis.delete(delegation_key(world.agent_claims["dlg"]))
     finally:
         await redis.aclose()
     lifetime = max(900, duration_s or 900)

@@ -60,6 +60,11 @@ def test_admin_revocation_by_each_handle_is_enforced_on_every_replica(
     assert answer.status_code == 201, answer.text
     assert exchange_status(local, token) == (401, "token-revoked")
     assert exchange_status(replica.base_url, token) == (401, "token-revoked")
+    refused = httpx.post(
+        f"{local}/v1/credentials/aws", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).json()
+    assert refused["handle"] == handle
+    assert refused["detail"] == f"token revoked: its {handle} was revoked"
     revoked = [e for e in audit_events(broker) if e[b"event"] == b"revoked"]
     assert revoked[-1][b"handle"] == handle.encode()
     assert revoked[-1][b"subject"] == value.encode()

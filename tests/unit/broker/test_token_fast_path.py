@@ -1,0 +1,109 @@
+"""The fast verification path only ever accepts what PyJWT accepts, with the same claims."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from broker.errors import TokenInvalid
+from broker.keys import KeyRing, generate_key_dir, load_key_ring
+from broker.tokens import AGENT_TYP, Expectation, _verify_fast, _verify_pyjwt, mint
+
+pytestmark = pytest.mark.unit
+ISS = "https://vouch.example.com"
+EXPECT = Expectation(typ=AGENT_TYP, issuer=ISS, audience=ISS)
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory: pytest.TempPathFactory) -> KeyRing:
+    directory: Path = tmp_path_factory.mktemp("keys") / "k"
+    generate_key_dir(directory)
+    return load_key_ring(directory)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token_for(ring: KeyRing, **changes: Any) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISS,
+        "aud": ISS,
+        "sub": "agent.a.b@example.com",
+        "iat": now,
+        "exp": now + 60,
+        "jti": "j",
+        "dlg": "dlg_x",
+        "models": ["m"],
+    }
+    claims.update(changes)
+    return mint({k: v for k, v in claims.items() if v is not None}, typ=AGENT_TYP, keys=ring)
+
+
+def pyjwt_answer(token: str, ring: KeyRing) -> dict[str, Any] | None:
+    try:
+        return _verify_pyjwt(token, EXPECT, ring)
+    except TokenInvalid:
+        return None
+
+
+def mutate(token: str, part: int, position: int, byte: int) -> str:
+    pieces = token.split(".")
+    raw = bytearray(pieces[part].encode())
+    if raw:
+        raw[position % len(raw)] = byte
+    pieces[part] = raw.decode("latin-1")
+    return ".".join(pieces)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(part=st.integers(0, 2), position=st.integers(0, 400), byte=st.integers(32, 126))
+def test_fast_path_never_accepts_what_pyjwt_refuses(
+    ring: KeyRing, part: int, position: int, byte: int
+) -> None:
+    token = mutate(token_for(ring), part, position, byte)
+    fast = _verify_fast(token, EXPECT, ring)
+    if fast is not None:
+        assert fast == pyjwt_answer(token, ring)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"aud": "sts.amazonaws.com"},
+        {"iss": "https://evil"},
+        {"aud": [ISS, "x"]},
+        {"jti": None},
+        {"sub": None},
+        {"iat": "1"},
+        {"aud": [ISS]},
+    ],
+)
+def test_fast_path_agrees_with_pyjwt_on_claim_variants(
+    ring: KeyRing, changes: dict[str, Any]
+) -> None:
+    token = token_for(ring, **changes)
+    fast = _verify_fast(token, EXPECT, ring)
+    if fast is not None:
+        assert fast == pyjwt_answer(token, ring)
+    if not changes:
+        assert fast is not None  # the common case must take the fast path at all
+
+
+def test_extra_header_members_leave_the_fast_path(ring: KeyRing) -> None:
+    token = token_for(ring)
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    odd = b64(json.dumps({**header, "crit": ["x"]}).encode())
+    forged = ".".join([odd, *token.split(".")[1:]])
+    assert _verify_fast(forged, EXPECT, ring) is None
