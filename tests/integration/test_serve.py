@@ -28,15 +28,17 @@ def test_two_workers_serve_exchanges_and_spread_connections(
                 timeout=10,
             )
             assert answer.status_code == 200, answer.text
-        # Each worker keeps its own metrics registry: two workers answering /metrics with
-        # different exchange counts shows both took connections.
+        # Each worker keeps its own metrics registry. Had one worker taken every connection
+        # it would report all 40 exchanges; any worker reporting between 1 and 39 shows the
+        # 40 were split.
         counts = set()
         for _ in range(20):
             text = httpx.get(f"{served.base_url}/metrics", timeout=10).text
             prefix = 'vouch_http_requests_total{route="/v1/credentials/aws"'
             line = next((x for x in text.splitlines() if x.startswith(prefix)), "none 0")
             counts.add(float(line.rsplit(" ", 1)[1]))
-        assert len(counts) >= 2, counts
+        assert any(0 < count < 40 for count in counts), counts
+        assert 40.0 not in counts, counts
     finally:
         served.stop()
     log = (tmp_path / "serve.log").read_text()
