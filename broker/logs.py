@@ -9,7 +9,11 @@ import time
 import msgspec
 
 _encode = msgspec.json.Encoder().encode
-_STD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of msg with terminal colours
+}
 
 
 class JsonFormatter(logging.Formatter):
