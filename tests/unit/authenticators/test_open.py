@@ -34,11 +34,12 @@ def _usb_key_present() -> bool:
         return True  # a key is there but cannot be opened: the message differs
 
 
-_USB_KEY_PRESENT = _usb_key_present()
-
-
-@pytest.mark.skipif(_USB_KEY_PRESENT, reason="a USB FIDO key is plugged in")
-def test_usb_without_a_key_raises_no_authenticator() -> None:
+def test_usb_opens_the_plugged_in_key_or_says_there_is_none() -> None:
+    # CI machines have no USB key, so there this is the NoAuthenticator path, for real; on a
+    # developer's machine with a key plugged in, the same call must open that key.
+    if _usb_key_present():
+        assert isinstance(open_authenticator("usb"), CtapHidDevice)
+        return
     with pytest.raises(NoAuthenticator, match="no FIDO2 security key found on USB") as caught:
         open_authenticator("usb")
     assert isinstance(caught.value, AuthenticatorError)
