@@ -10,6 +10,8 @@ import httpx
 from fido2.webauthn import PublicKeyCredentialCreationOptions, PublicKeyCredentialRequestOptions
 from vouch_sdk.authenticators import DEFAULT_PIN, SoftwareAuthenticator, make_client
 
+from tests.harness.broker import BrokerServer, make_invite
+
 
 def to_json(obj: Any) -> Any:
     """A fido2 response object as plain JSON data (bytes already base64url)."""
@@ -100,3 +102,16 @@ class Human:
         )
         done.raise_for_status()
         return dict(done.json())
+
+
+def person_at(server: BrokerServer, email: str, key_file: Path) -> Human:
+    """A person with a fresh software key, talking to `server` (origin = its issuer)."""
+    return Human(f"http://127.0.0.1:{server.port}", server.url, email, key_file)
+
+
+def signed_in(server: BrokerServer, email: str, key_file: Path) -> Human:
+    """`person_at`, enrolled with a server-side invite and logged in."""
+    human = person_at(server, email, key_file)
+    human.enroll(make_invite(server.settings, email))
+    human.login()
+    return human

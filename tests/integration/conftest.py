@@ -10,7 +10,7 @@ import pytest
 from broker import aws_setup
 from broker.services import load_policy
 from tests.harness.broker import BrokerServer, broker_settings, make_invite
-from tests.harness.people import Human
+from tests.harness.people import Human, person_at
 from tests.harness.sts_gate import StsGate
 
 __all__ = ["make_invite", "wire_aws"]
@@ -37,9 +37,7 @@ def human_factory(broker: BrokerServer, tmp_path: Path) -> Callable[..., Human]:
     """Make a person with a fresh software key; `enrolled=True` also enrolls and logs in."""
 
     def make(email: str = "alice@example.com", *, enrolled: bool = True) -> Human:
-        human = Human(
-            f"http://127.0.0.1:{broker.port}", broker.url, email, tmp_path / f"{email}.key.json"
-        )
+        human = person_at(broker, email, tmp_path / f"{email}.key.json")
         if enrolled:
             human.enroll(make_invite(broker.settings, email))
             human.login()

@@ -9,9 +9,8 @@ import httpx
 import pytest
 
 from tests.harness.broker import BrokerServer, broker_settings
-from tests.harness.people import Human
+from tests.harness.people import signed_in
 from tests.harness.services import MotoServer, RedisServer
-from tests.integration.conftest import make_invite
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +25,6 @@ def durable(
     server.stop()
 
 
-def signed_in(server: BrokerServer, tmp_path: Path) -> Human:
-    alice = Human(
-        f"http://127.0.0.1:{server.port}", server.url, "alice@example.com", tmp_path / "alice.json"
-    )
-    alice.enroll(make_invite(server.settings, alice.email))
-    alice.login()
-    return alice
-
-
 def slug(answer: httpx.Response) -> str:
     return str(answer.json()["type"]).rsplit(":", 1)[1]
 
@@ -42,7 +32,7 @@ def slug(answer: httpx.Response) -> str:
 def test_redis_down_refuses_everything_then_recovers(
     durable: BrokerServer, aof_redis: RedisServer, tmp_path: Path
 ) -> None:
-    alice = signed_in(durable, tmp_path)
+    alice = signed_in(durable, "alice@example.com", tmp_path / "alice.json")
     agent_token = alice.delegate("researcher", ["us.claude-haiku-4-5"])["token"]
     aof_redis.stop(kill=True)
     with durable.client(alice.session) as person, durable.client(agent_token) as agent:
@@ -64,7 +54,7 @@ def test_redis_down_refuses_everything_then_recovers(
 def test_revocation_survives_redis_restart(
     durable: BrokerServer, aof_redis: RedisServer, tmp_path: Path
 ) -> None:
-    alice = signed_in(durable, tmp_path)
+    alice = signed_in(durable, "alice@example.com", tmp_path / "alice.json")
     done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
     with durable.client(alice.session) as person:
         assert person.delete(f"/v1/delegations/{done['delegation']['id']}").status_code == 200

@@ -30,11 +30,11 @@ from broker.sts import Sts
 from broker.tokens import AGENT_TYP, SESSION_TYP, mint
 from tests.harness.broker import BrokerServer, broker_settings
 from tests.harness.load import Call, Traffic, tally
-from tests.harness.people import Human
+from tests.harness.people import Human, signed_in
 from tests.harness.processes import BrokerProcess
 from tests.harness.services import RedisServer, wait_for
 from tests.harness.sts_gate import StsGate
-from tests.integration.conftest import make_invite, wire_aws
+from tests.integration.conftest import wire_aws
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +52,7 @@ def slug(answer: httpx.Response) -> str:
 
 
 def sign_in(server: BrokerServer, tmp_path: Path, email: str) -> Human:
-    human = Human(
-        f"http://127.0.0.1:{server.port}", server.url, email, tmp_path / f"{email}.key.json"
-    )
-    human.enroll(make_invite(server.settings, email))
-    human.login()
-    return human
+    return signed_in(server, email, tmp_path / f"{email}.key.json")
 
 
 def local(server: BrokerServer) -> str:

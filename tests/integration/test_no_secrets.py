@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.harness.broker import BrokerServer
-from tests.harness.people import Human
+from tests.harness.people import Human, person_at
 from tests.harness.sts_gate import StsGate
 from tests.integration.conftest import make_invite
 
@@ -27,9 +27,7 @@ def test_a_whole_flow_writes_no_secret(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     code = make_invite(broker.settings, "alice@example.com")
-    alice = Human(
-        f"http://127.0.0.1:{broker.port}", broker.url, "alice@example.com", broker_key(broker)
-    )
+    alice = person_at(broker, "alice@example.com", broker_key(broker))
     alice.enroll(code)
     session = alice.login()
     done = alice.delegate("researcher", ["us.claude-haiku-4-5"], purpose="token=abc secret")

@@ -11,7 +11,7 @@ import pytest
 
 from broker.revocation import delegation_key
 from tests.harness.broker import BrokerServer, broker_settings
-from tests.harness.people import Human
+from tests.harness.people import person_at, signed_in
 from tests.harness.sts_gate import StsGate
 from tests.harness.topology import LocalCluster, LocalSentinel
 from tests.integration.conftest import make_invite, wire_aws
@@ -51,11 +51,7 @@ def eventually_ok(server: BrokerServer, token: str, tries: int = 40) -> None:
 
 
 def run_scenario(server: BrokerServer, tmp_path: Path, fail_over: Callable[[str], None]) -> None:
-    alice = Human(
-        f"http://127.0.0.1:{server.port}", server.url, "alice@example.com", tmp_path / "alice.json"
-    )
-    alice.enroll(make_invite(server.settings, alice.email))
-    alice.login()
+    alice = signed_in(server, "alice@example.com", tmp_path / "alice.json")
     revoked = alice.delegate("researcher", ["us.claude-haiku-4-5"])
     kept = alice.delegate("writer", ["us.claude-haiku-4-5"])
     assert exchange(server, revoked["token"])[0] == 200
@@ -116,12 +112,7 @@ def test_revocation_without_enough_replicas_is_not_acknowledged_but_enforced(
     server = BrokerServer(settings).start()
     wire_aws(server, sts_gate)
     try:
-        alice = Human(
-            f"http://127.0.0.1:{server.port}",
-            server.url,
-            "alice@example.com",
-            tmp_path / "alice.json",
-        )
+        alice = person_at(server, "alice@example.com", tmp_path / "alice.json")
         alice.enroll(make_invite(settings, alice.email))
         alice.login()
         done = alice.delegate("researcher", ["us.claude-haiku-4-5"])

@@ -26,7 +26,7 @@ from vouch_sdk.authenticators import DEFAULT_PIN, SoftwareAuthenticator
 from broker.keys import load_key_ring, public_jwk
 from broker.tokens import AGENT_TYP, SESSION_TYP, mint
 from tests.harness.broker import BrokerServer, broker_settings
-from tests.harness.people import Human, to_json
+from tests.harness.people import Human, person_at, to_json
 from tests.harness.services import MotoServer
 from tests.integration.conftest import make_invite
 
@@ -72,12 +72,7 @@ def test_expired_challenge_is_refused(
     )
     server = BrokerServer(settings).start()
     try:
-        alice = Human(
-            f"http://127.0.0.1:{server.port}",
-            server.url,
-            "alice@example.com",
-            tmp_path / "alice.json",
-        )
+        alice = person_at(server, "alice@example.com", tmp_path / "alice.json")
         alice.enroll(make_invite(settings, alice.email))
         ceremony = begin_login(alice)
         credential = alice.sign_assertion(ceremony["options"])
@@ -131,12 +126,7 @@ def test_assertion_from_unregistered_key_is_refused(
     broker: BrokerServer, human_factory: Callable[..., Human], tmp_path: Path
 ) -> None:
     human_factory()  # alice exists; mallory's key was never registered with this broker
-    mallory = Human(
-        f"http://127.0.0.1:{broker.port}",
-        broker.url,
-        "mallory@example.com",
-        tmp_path / "mallory.json",
-    )
+    mallory = person_at(broker, "mallory@example.com", tmp_path / "mallory.json")
     local_rp = Fido2Server(PublicKeyCredentialRpEntity(id="localhost", name="elsewhere"))
     options, _ = local_rp.register_begin(
         PublicKeyCredentialUserEntity(id=b"mallory", name="m", display_name="m"),
@@ -184,13 +174,9 @@ def test_cloned_key_is_detected_and_flagged(
 
 def test_invite_code_is_single_use(broker: BrokerServer, tmp_path: Path) -> None:
     code = make_invite(broker.settings, "bob@example.com")
-    bob = Human(
-        f"http://127.0.0.1:{broker.port}", broker.url, "bob@example.com", tmp_path / "bob.json"
-    )
+    bob = person_at(broker, "bob@example.com", tmp_path / "bob.json")
     bob.enroll(code)
-    other = Human(
-        f"http://127.0.0.1:{broker.port}", broker.url, "bob@example.com", tmp_path / "bob2.json"
-    )
+    other = person_at(broker, "bob@example.com", tmp_path / "bob2.json")
     with pytest.raises(httpx.HTTPStatusError) as caught:
         other.enroll(code)
     assert problem(caught.value.response) == "invite-invalid"
@@ -202,9 +188,7 @@ def test_expired_invite_is_refused(tmp_path: Path, redis_url: str) -> None:
     try:
         code = make_invite(settings, "bob@example.com")
         time.sleep(1.5)
-        bob = Human(
-            f"http://127.0.0.1:{server.port}", server.url, "bob@example.com", tmp_path / "bob.json"
-        )
+        bob = person_at(server, "bob@example.com", tmp_path / "bob.json")
         with pytest.raises(httpx.HTTPStatusError) as caught:
             bob.enroll(code)
         assert problem(caught.value.response) == "invite-invalid"
@@ -312,9 +296,7 @@ def test_software_key_is_refused_unless_allowed(
     settings = broker_settings(tmp_path, redis_url, allow_software_keys=False)
     server = BrokerServer(settings).start()
     try:
-        bob = Human(
-            f"http://127.0.0.1:{server.port}", server.url, "bob@example.com", tmp_path / "bob.json"
-        )
+        bob = person_at(server, "bob@example.com", tmp_path / "bob.json")
         with pytest.raises(httpx.HTTPStatusError) as caught:
             bob.enroll(make_invite(settings, bob.email))
         assert problem(caught.value.response) == "assertion-rejected"
