@@ -26,7 +26,7 @@ from fido2.webauthn import (
 from broker.errors import AssertionRejected
 
 ES256, EDDSA = -7, -8
-# The model id vouch_sdk's software authenticator reports (kept here: the broker does not
+# The model id vouch_delegate's software authenticator reports (kept here: the broker does not
 # depend on the SDK). Self-reported under attestation "none": a guard against mistakes.
 SOFTWARE_AAGUID = "790e0a4e-8962-48d8-bea7-ad25caab203f"
 

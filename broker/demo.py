@@ -70,7 +70,7 @@ class Narrator:
     def vouch(self, *args: str, expect: int = 0) -> str:
         print(f"$ vouch {' '.join(args)}", flush=True)
         done = subprocess.run(  # noqa: S603 - this interpreter, our own CLI
-            [sys.executable, "-m", "vouch_sdk.cli", *args],
+            [sys.executable, "-m", "vouch_delegate.cli", *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -193,9 +193,11 @@ def _invoke(policy: str, canonical: str, catalog: Catalog, region: str, account:
 def run_demo() -> int:
     """Raises: DevError when the stack cannot start."""
     try:
-        import vouch_sdk  # noqa: F401, PLC0415 - the demo plays the person with the real CLI
+        import vouch_delegate  # noqa: F401, PLC0415 - the demo plays the person with the real CLI
     except ImportError:
-        print("vouch-broker demo needs vouch-sdk installed (pip install ./sdk)", file=sys.stderr)
+        print(
+            "vouch-broker demo needs vouch-delegate installed (pip install ./sdk)", file=sys.stderr
+        )
         return 6
     with tempfile.TemporaryDirectory(prefix="vouch-demo-") as tmp:
         work = Path(tmp)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from vouch_sdk.authenticators import DEFAULT_PIN
+from vouch_delegate.authenticators import DEFAULT_PIN
 
 from tests.harness.broker import BrokerServer, broker_settings, make_invite
 from tests.harness.services import MotoServer, RedisServer
@@ -21,7 +21,7 @@ from tests.harness.services import MotoServer, RedisServer
 HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 _SCRIPT = Path(sys.executable).with_name("vouch")
-VOUCH = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "vouch_sdk.cli"]
+VOUCH = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "vouch_delegate.cli"]
 
 
 def clean_env(home: Path) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""vouch-sdk installs on its own: agents get boto3 and fido2, never the broker's server stack."""
+"""vouch-delegate installs alone: agents get boto3 and fido2, never the broker's server stack."""
 
 from __future__ import annotations
 
@@ -36,13 +36,13 @@ def test_sdk_alone_in_a_fresh_venv_pulls_no_server_stack(tmp_path: Path) -> None
     run(uv, "pip", "install", "--quiet", "--python", python, SDK_DIR)
     listed = json.loads(run(uv, "pip", "list", "--python", python, "--format", "json"))
     names = {entry["name"].lower() for entry in listed}
-    assert {"vouch-sdk", "boto3", "fido2"} <= names
+    assert {"vouch-delegate", "boto3", "fido2"} <= names
     assert not names & SERVER_STACK
     assert "vouch delegate" in run(venv / "bin" / "vouch", "--help")
     imported = run(
         python,
         "-c",
-        "import sys, vouch_sdk, vouch_sdk.cli, vouch_sdk._boto; "
+        "import sys, vouch_delegate, vouch_delegate.cli, vouch_delegate._boto; "
         "print(sorted(m for m in ('litestar', 'redis', 'broker') if m in sys.modules))",
     )
     assert imported.strip() == "[]"

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import jwt
 import pytest
-from vouch_sdk import (
+from vouch_delegate import (
     AgentCredentials,
     DelegationDenied,
     DelegationExpired,

@@ -9,7 +9,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from vouch_sdk.authenticators import NotHardwareWarning
+from vouch_delegate.authenticators import NotHardwareWarning
 
 from tests.fuzz.runner import MODES, SETTINGS, credentials, fuzz
 from tests.harness.broker import BrokerServer, broker_settings

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 from fido2.webauthn import PublicKeyCredentialCreationOptions, PublicKeyCredentialRequestOptions
-from vouch_sdk.authenticators import DEFAULT_PIN, SoftwareAuthenticator, make_client
+from vouch_delegate.authenticators import DEFAULT_PIN, SoftwareAuthenticator, make_client
 
 from tests.harness.broker import BrokerServer, make_invite
 

@@ -23,7 +23,7 @@ import httpx
 import jwt
 import pytest
 import redis
-from vouch_sdk import AgentCredentials, Transport, VouchError, boto3_session
+from vouch_delegate import AgentCredentials, Transport, VouchError, boto3_session
 
 from broker.keys import load_key_ring
 from broker.sts import Sts

@@ -21,7 +21,7 @@ from fido2.webauthn import (
     PublicKeyCredentialRpEntity,
     PublicKeyCredentialUserEntity,
 )
-from vouch_sdk.authenticators import DEFAULT_PIN, SoftwareAuthenticator
+from vouch_delegate.authenticators import DEFAULT_PIN, SoftwareAuthenticator
 
 from broker.keys import load_key_ring, public_jwk
 from broker.tokens import AGENT_TYP, SESSION_TYP, mint

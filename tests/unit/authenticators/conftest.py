@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fido2.client import Fido2Client
-from vouch_sdk.authenticators import DEFAULT_PIN, SoftwareAuthenticator
+from vouch_delegate.authenticators import DEFAULT_PIN, SoftwareAuthenticator
 
 from tests.unit.authenticators.relying_party import (
     Person,

@@ -25,7 +25,7 @@ from fido2.webauthn import (
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
-from vouch_sdk.authenticators import make_client
+from vouch_delegate.authenticators import make_client
 
 ORIGIN = "https://vouch.example.com"
 RP_ID = "vouch.example.com"

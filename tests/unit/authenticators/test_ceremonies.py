@@ -10,7 +10,7 @@ from fido2.ctap import CtapError
 from fido2.ctap2.base import Ctap2
 from fido2.ctap2.pin import ClientPin
 from fido2.webauthn import AuthenticatorData
-from vouch_sdk.authenticators import (
+from vouch_delegate.authenticators import (
     SOFTWARE_AAGUID,
     TOUCH_PROMPT,
     CredentialExcluded,
@@ -31,7 +31,7 @@ from tests.unit.authenticators.relying_party import (
 
 pytestmark = [
     pytest.mark.unit,
-    pytest.mark.filterwarnings("ignore::vouch_sdk.authenticators.NotHardwareWarning"),
+    pytest.mark.filterwarnings("ignore::vouch_delegate.authenticators.NotHardwareWarning"),
 ]
 
 FLAG = AuthenticatorData.FLAG

@@ -12,13 +12,13 @@ from fido2 import cbor
 from fido2.ctap import CtapError
 from fido2.ctap2.base import Ctap2
 from fido2.hid import CTAPHID
-from vouch_sdk.authenticators import SoftwareAuthenticator
+from vouch_delegate.authenticators import SoftwareAuthenticator
 
 from tests.unit.authenticators.relying_party import RP_ID
 
 pytestmark = [
     pytest.mark.unit,
-    pytest.mark.filterwarnings("ignore::vouch_sdk.authenticators.NotHardwareWarning"),
+    pytest.mark.filterwarnings("ignore::vouch_delegate.authenticators.NotHardwareWarning"),
 ]
 
 ERR = CtapError.ERR

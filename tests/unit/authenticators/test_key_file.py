@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fido2.client import Fido2Client
-from vouch_sdk.authenticators import (
+from vouch_delegate.authenticators import (
     NOT_HARDWARE_WARNING,
     KeyFileError,
     NotHardwareWarning,
@@ -27,7 +27,7 @@ from tests.unit.authenticators.relying_party import (
 
 pytestmark = [
     pytest.mark.unit,
-    pytest.mark.filterwarnings("ignore::vouch_sdk.authenticators.NotHardwareWarning"),
+    pytest.mark.filterwarnings("ignore::vouch_delegate.authenticators.NotHardwareWarning"),
 ]
 
 

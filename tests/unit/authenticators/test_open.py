@@ -8,7 +8,7 @@ import pytest
 from fido2.client import Fido2Client
 from fido2.hid import CtapHidDevice
 from fido2.webauthn import AuthenticatorData
-from vouch_sdk.authenticators import (
+from vouch_delegate.authenticators import (
     DEFAULT_PIN,
     TOUCH_PROMPT,
     AuthenticatorError,
@@ -23,7 +23,7 @@ from tests.unit.authenticators.relying_party import RelyingParty, person
 
 pytestmark = [
     pytest.mark.unit,
-    pytest.mark.filterwarnings("ignore::vouch_sdk.authenticators.NotHardwareWarning"),
+    pytest.mark.filterwarnings("ignore::vouch_delegate.authenticators.NotHardwareWarning"),
 ]
 
 

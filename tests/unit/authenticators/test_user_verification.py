@@ -10,7 +10,7 @@ from fido2.ctap import CtapError
 from fido2.ctap2.base import Ctap2
 from fido2.ctap2.pin import ClientPin, PinProtocol, PinProtocolV1
 from fido2.webauthn import AuthenticatorData
-from vouch_sdk.authenticators import (
+from vouch_delegate.authenticators import (
     DEFAULT_PIN,
     PinError,
     SoftwareAuthenticator,
@@ -29,7 +29,7 @@ from tests.unit.authenticators.relying_party import (
 
 pytestmark = [
     pytest.mark.unit,
-    pytest.mark.filterwarnings("ignore::vouch_sdk.authenticators.NotHardwareWarning"),
+    pytest.mark.filterwarnings("ignore::vouch_delegate.authenticators.NotHardwareWarning"),
 ]
 
 ERR = CtapError.ERR

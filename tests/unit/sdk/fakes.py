@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from vouch_sdk import Transport
+from vouch_delegate import Transport
 
 Answer = dict[str, Any] | Exception | Callable[[], dict[str, Any]]
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import vouch_sdk
-from vouch_sdk.cli import build_parser, main
-from vouch_sdk.cli._context import Context
-from vouch_sdk.cli._exit import NoKey, NotSignedIn, exit_code
-from vouch_sdk.cli._store import SavedSession, SessionStore, config_dir
+import vouch_delegate
+from vouch_delegate.cli import build_parser, main
+from vouch_delegate.cli._context import Context
+from vouch_delegate.cli._exit import NoKey, NotSignedIn, exit_code
+from vouch_delegate.cli._store import SavedSession, SessionStore, config_dir
 
 from tests.unit.sdk.fakes import FakeTransport
 
@@ -31,16 +31,16 @@ SERVER = "http://localhost:8080"
     [
         (NotSignedIn("login"), 2),
         (NoKey("no key"), 3),
-        (vouch_sdk.NetworkError("down"), 4),
-        (vouch_sdk.StsUnavailable("throttled"), 4),
-        (vouch_sdk.TokenRevoked("revoked"), 5),
-        (vouch_sdk.PolicyDenied("no"), 5),
-        (vouch_sdk.PermissionDenied("no"), 5),
-        (vouch_sdk.GrantMismatch("swapped"), 5),
-        (vouch_sdk.ConfigError("bad"), 6),
-        (vouch_sdk.GrantInvalid("bad model"), 6),
-        (vouch_sdk.NotFound("gone"), 1),
-        (vouch_sdk.VouchError("internal"), 1),
+        (vouch_delegate.NetworkError("down"), 4),
+        (vouch_delegate.StsUnavailable("throttled"), 4),
+        (vouch_delegate.TokenRevoked("revoked"), 5),
+        (vouch_delegate.PolicyDenied("no"), 5),
+        (vouch_delegate.PermissionDenied("no"), 5),
+        (vouch_delegate.GrantMismatch("swapped"), 5),
+        (vouch_delegate.ConfigError("bad"), 6),
+        (vouch_delegate.GrantInvalid("bad model"), 6),
+        (vouch_delegate.NotFound("gone"), 1),
+        (vouch_delegate.VouchError("internal"), 1),
     ],
 )
 def test_exit_codes(error: Exception, code: int) -> None:
@@ -82,7 +82,7 @@ def test_session_file_is_private_atomic_and_checked(tmp_path: Path) -> None:
     assert loaded is not None and loaded.signed_in()
     assert not loaded.without_token().signed_in()
     store.path.chmod(0o644)
-    with pytest.raises(vouch_sdk.ConfigError, match="group or others"):
+    with pytest.raises(vouch_delegate.ConfigError, match="group or others"):
         store.load()
 
 
@@ -127,7 +127,7 @@ def test_delegate_refuses_before_the_tap_when_the_challenge_is_for_another_grant
         *("delegate", "--agent", "researcher", "--model", "m1"),
         *("--authenticator", f"soft:{key_file}"),
     )
-    with pytest.raises(vouch_sdk.GrantMismatch):
+    with pytest.raises(vouch_delegate.GrantMismatch):
         ctx.args.handler(ctx)
     assert [r["url"] for r in http.requests] == [f"{SERVER}/v1/delegations/begin"]
     assert not key_file.exists()  # the key was never even opened
@@ -135,12 +135,12 @@ def test_delegate_refuses_before_the_tap_when_the_challenge_is_for_another_grant
 
 
 def test_a_session_the_broker_no_longer_accepts_means_not_signed_in(tmp_path: Path) -> None:
-    http = FakeTransport(vouch_sdk.TokenExpired("token expired"))
+    http = FakeTransport(vouch_delegate.TokenExpired("token expired"))
     ctx = signed_in_context(tmp_path, http, "delegate", "list")
     with pytest.raises(NotSignedIn):
         ctx.args.handler(ctx)
-    revoked = signed_in_context(tmp_path, FakeTransport(vouch_sdk.TokenRevoked("r")), "status")
-    with pytest.raises(vouch_sdk.TokenRevoked):
+    revoked = signed_in_context(tmp_path, FakeTransport(vouch_delegate.TokenRevoked("r")), "status")
+    with pytest.raises(vouch_delegate.TokenRevoked):
         revoked.args.handler(revoked)
 
 

@@ -8,14 +8,14 @@ import time
 from typing import Any
 
 import pytest
-from vouch_sdk import (
+from vouch_delegate import (
     AgentCredentials,
     BrokerUnavailable,
     NetworkError,
     RateLimited,
     TokenRevoked,
 )
-from vouch_sdk._credentials import next_refresh_at, pause_s
+from vouch_delegate._credentials import next_refresh_at, pause_s
 
 from tests.unit.sdk.fakes import Clock, FakeTransport, document, fake_jwt
 

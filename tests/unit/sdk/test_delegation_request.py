@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from vouch_sdk import (
+from vouch_delegate import (
     BrokerUnavailable,
     Conflict,
     DelegationDenied,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import vouch_sdk
-from vouch_sdk._errors import from_problem
+import vouch_delegate
+from vouch_delegate._errors import from_problem
 
 from broker import errors as broker_errors
 
@@ -30,27 +30,27 @@ def test_every_broker_slug_maps_to_the_sdk_class_of_the_same_name(
 
 def test_hierarchy_lets_callers_catch_families() -> None:
     revoked = from_problem(401, {"type": "urn:vouch:problem:token-revoked", "detail": "gone"})
-    assert isinstance(revoked, vouch_sdk.Unauthenticated)
-    assert isinstance(revoked, vouch_sdk.VouchError)
+    assert isinstance(revoked, vouch_delegate.Unauthenticated)
+    assert isinstance(revoked, vouch_delegate.VouchError)
     expired = from_problem(401, {"type": "urn:vouch:problem:token-expired"})
-    assert isinstance(expired, vouch_sdk.TokenInvalid)
+    assert isinstance(expired, vouch_delegate.TokenInvalid)
     sts_down = from_problem(503, {"type": "urn:vouch:problem:sts-unavailable"})
-    assert isinstance(sts_down, vouch_sdk.BrokerUnavailable)
+    assert isinstance(sts_down, vouch_delegate.BrokerUnavailable)
 
 
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
-        (400, vouch_sdk.InvalidRequest),
-        (401, vouch_sdk.Unauthenticated),
-        (403, vouch_sdk.PermissionDenied),
-        (404, vouch_sdk.NotFound),
-        (405, vouch_sdk.InvalidRequest),
-        (409, vouch_sdk.Conflict),
-        (429, vouch_sdk.RateLimited),
-        (500, vouch_sdk.VouchError),
-        (502, vouch_sdk.BrokerUnavailable),
-        (503, vouch_sdk.BrokerUnavailable),
+        (400, vouch_delegate.InvalidRequest),
+        (401, vouch_delegate.Unauthenticated),
+        (403, vouch_delegate.PermissionDenied),
+        (404, vouch_delegate.NotFound),
+        (405, vouch_delegate.InvalidRequest),
+        (409, vouch_delegate.Conflict),
+        (429, vouch_delegate.RateLimited),
+        (500, vouch_delegate.VouchError),
+        (502, vouch_delegate.BrokerUnavailable),
+        (503, vouch_delegate.BrokerUnavailable),
     ],
 )
 def test_unknown_slugs_fall_back_by_status(status: int, expected: type[Exception]) -> None:
@@ -60,22 +60,22 @@ def test_unknown_slugs_fall_back_by_status(status: int, expected: type[Exception
 
 
 def test_foreign_type_uris_and_empty_bodies_fall_back_by_status() -> None:
-    assert type(from_problem(403, {"type": "about:blank"})) is vouch_sdk.PermissionDenied
+    assert type(from_problem(403, {"type": "about:blank"})) is vouch_delegate.PermissionDenied
     empty = from_problem(503, {})
-    assert type(empty) is vouch_sdk.BrokerUnavailable
+    assert type(empty) is vouch_delegate.BrokerUnavailable
     assert empty.detail == "HTTP 503 from broker"
 
 
 def test_retry_after_header_wins_over_body_and_junk_is_ignored() -> None:
     body = {"type": "urn:vouch:problem:rate-limited", "retry_after": 30}
     limited = from_problem(429, body, retry_after=5)
-    assert isinstance(limited, vouch_sdk.RateLimited)
+    assert isinstance(limited, vouch_delegate.RateLimited)
     assert limited.retry_after == 5
     junk = from_problem(503, {"type": "urn:vouch:problem:unavailable", "retry_after": "soon"})
-    assert isinstance(junk, vouch_sdk.BrokerUnavailable)
+    assert isinstance(junk, vouch_delegate.BrokerUnavailable)
     assert junk.retry_after is None
 
 
 def test_local_errors_carry_no_status() -> None:
-    error = vouch_sdk.ConfigError("no token")
+    error = vouch_delegate.ConfigError("no token")
     assert error.status is None and error.problem == {} and str(error) == "no token"

@@ -9,8 +9,8 @@ import os
 from typing import Any
 
 import pytest
-from vouch_sdk import ConfigError, GrantMismatch
-from vouch_sdk._grant import (
+from vouch_delegate import ConfigError, GrantMismatch
+from vouch_delegate._grant import (
     check_grant_matches,
     format_duration,
     parse_duration,

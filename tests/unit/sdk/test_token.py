@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from vouch_sdk import AgentCredentials, ConfigError
-from vouch_sdk._token import claims_of, read_token_file, resolve_server, token_source
+from vouch_delegate import AgentCredentials, ConfigError
+from vouch_delegate._token import claims_of, read_token_file, resolve_server, token_source
 
 from tests.unit.sdk.fakes import fake_jwt
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import urllib3
-from vouch_sdk import BrokerUnavailable, ConfigError, NetworkError, TokenRevoked, Transport
-from vouch_sdk._transport import normalize_server, origin_of
+from vouch_delegate import BrokerUnavailable, ConfigError, NetworkError, TokenRevoked, Transport
+from vouch_delegate._transport import normalize_server, origin_of
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from vouch_sdk._errors import ConfigError
+from vouch_delegate._errors import ConfigError
 
 EXPIRY_SLACK_S = 30  # a token this close to expiry would die in flight
 

@@ -1,8 +1,8 @@
 """Agent SDK and CLI for the Vouch delegation broker.
 
-    import vouch_sdk
+    import vouch_delegate
 
-    session = vouch_sdk.boto3_session(token_file="~/.config/vouch/agent.token")
+    session = vouch_delegate.boto3_session(token_file="~/.config/vouch/agent.token")
     bedrock = session.client("bedrock-runtime", region_name="us-east-1")
 
 Everything public is exported here; modules starting with an underscore are private.

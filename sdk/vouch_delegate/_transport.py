@@ -19,7 +19,7 @@ import urllib3
 from ._errors import BrokerUnavailable, ConfigError, NetworkError, VouchError, from_problem
 from ._version import __version__
 
-USER_AGENT = f"vouch-sdk/{__version__}"
+USER_AGENT = f"vouch-delegate/{__version__}"
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _MAX_BODY = 1 << 20  # broker answers are small; refuse to buffer anything absurd
 

@@ -13,11 +13,11 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from vouch_sdk._errors import VouchError
-from vouch_sdk._version import __version__
-from vouch_sdk.cli import admin, aws, delegate, signin
-from vouch_sdk.cli._context import Context
-from vouch_sdk.cli._exit import CONFIG, FAILED, exit_code
+from vouch_delegate._errors import VouchError
+from vouch_delegate._version import __version__
+from vouch_delegate.cli import admin, aws, delegate, signin
+from vouch_delegate.cli._context import Context
+from vouch_delegate.cli._exit import CONFIG, FAILED, exit_code
 
 DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to AI agents.
 

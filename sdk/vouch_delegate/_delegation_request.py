@@ -24,7 +24,7 @@ from ._errors import (
 from ._grant import parse_duration
 from ._transport import Transport, normalize_server
 
-log = logging.getLogger("vouch_sdk")
+log = logging.getLogger("vouch_delegate")
 
 BACKOFF = 1.2  # gentle: approvals take a human a minute, not an hour
 MAX_INTERVAL_S = 10.0

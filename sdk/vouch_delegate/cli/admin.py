@@ -7,8 +7,8 @@ import json
 import time
 from typing import Any
 
-from vouch_sdk.cli._context import Context
-from vouch_sdk.cli._exit import OK
+from vouch_delegate.cli._context import Context
+from vouch_delegate.cli._exit import OK
 
 REVOKE_EPILOG = """examples:
   vouch admin revoke --delegation dlg_abc123 --reason "leaked in a log"

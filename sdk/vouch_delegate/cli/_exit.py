@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from vouch_sdk._errors import (
+from vouch_delegate._errors import (
     BrokerUnavailable,
     ConfigError,
     DelegationDenied,

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from vouch_sdk._errors import ConfigError
-from vouch_sdk.cli._exit import NoKey
+from vouch_delegate._errors import ConfigError
+from vouch_delegate.cli._exit import NoKey
 
 PIN_ENV = "VOUCH_PIN"
 AUTHENTICATOR_ENV = "VOUCH_AUTHENTICATOR"
@@ -24,7 +24,7 @@ AUTHENTICATOR_ENV = "VOUCH_AUTHENTICATOR"
 def _converted() -> Iterator[None]:
     from fido2.client import ClientError
 
-    from vouch_sdk.authenticators import (
+    from vouch_delegate.authenticators import (
         AuthenticatorError,
         AuthenticatorSpecError,
         KeyFileError,
@@ -45,7 +45,7 @@ class Key:
     """A FIDO2 authenticator acting for `origin` (the broker URL this CLI talks to)."""
 
     def __init__(self, spec: str, origin: str, env: Mapping[str, str], err: TextIO) -> None:
-        from vouch_sdk.authenticators import (
+        from vouch_delegate.authenticators import (
             NOT_HARDWARE_WARNING,
             NotHardwareWarning,
             open_authenticator,
@@ -72,7 +72,7 @@ class Key:
         self.err.flush()
 
     def _client(self) -> Any:
-        from vouch_sdk.authenticators import make_client
+        from vouch_delegate.authenticators import make_client
 
         return make_client(self.device, self.origin, pin=self._pin, on_prompt=self._prompt)
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TextIO
 
-from vouch_sdk._errors import ConfigError, TokenInvalid, Unauthenticated
-from vouch_sdk._token import SERVER_ENV
-from vouch_sdk._transport import Transport, normalize_server, origin_of
-from vouch_sdk.cli._exit import NotSignedIn
-from vouch_sdk.cli._key import AUTHENTICATOR_ENV, Key
-from vouch_sdk.cli._store import SavedSession, SessionStore
+from vouch_delegate._errors import ConfigError, TokenInvalid, Unauthenticated
+from vouch_delegate._token import SERVER_ENV
+from vouch_delegate._transport import Transport, normalize_server, origin_of
+from vouch_delegate.cli._exit import NotSignedIn
+from vouch_delegate.cli._key import AUTHENTICATOR_ENV, Key
+from vouch_delegate.cli._store import SavedSession, SessionStore
 
 
 @dataclass

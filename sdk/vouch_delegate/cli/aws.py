@@ -7,11 +7,11 @@ import json
 import os
 from typing import Any
 
-from vouch_sdk._credentials import AgentCredentials, AwsCredentials
-from vouch_sdk._errors import ConfigError
-from vouch_sdk._grant import parse_duration
-from vouch_sdk.cli._context import Context
-from vouch_sdk.cli._exit import OK
+from vouch_delegate._credentials import AgentCredentials, AwsCredentials
+from vouch_delegate._errors import ConfigError
+from vouch_delegate._grant import parse_duration
+from vouch_delegate.cli._context import Context
+from vouch_delegate.cli._exit import OK
 
 CREDENTIAL_EPILOG = """examples:
   vouch credential aws --token-file ~/.config/vouch/agent.token

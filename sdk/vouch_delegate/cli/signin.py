@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vouch_sdk._errors import ConfigError
-from vouch_sdk.cli._context import Context, when
-from vouch_sdk.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
-from vouch_sdk.cli._store import SavedSession
+from vouch_delegate._errors import ConfigError
+from vouch_delegate.cli._context import Context, when
+from vouch_delegate.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
+from vouch_delegate.cli._store import SavedSession
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:

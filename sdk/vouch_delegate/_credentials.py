@@ -23,7 +23,7 @@ from ._errors import BrokerUnavailable, NetworkError, RateLimited, VouchError
 from ._token import TokenSource, claims_of, resolve_server, token_source
 from ._transport import Transport
 
-log = logging.getLogger("vouch_sdk")
+log = logging.getLogger("vouch_delegate")
 
 MIN_PAUSE_S = 1.0
 MAX_PAUSE_S = 60.0

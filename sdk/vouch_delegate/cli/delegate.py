@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from vouch_sdk._errors import ConfigError
-from vouch_sdk._grant import check_grant_matches, format_duration, parse_duration, verified_grant
-from vouch_sdk.cli._context import Context, when
-from vouch_sdk.cli._exit import OK
-from vouch_sdk.cli._store import write_private
+from vouch_delegate._errors import ConfigError
+from vouch_delegate._grant import (
+    check_grant_matches,
+    format_duration,
+    parse_duration,
+    verified_grant,
+)
+from vouch_delegate.cli._context import Context, when
+from vouch_delegate.cli._exit import OK
+from vouch_delegate.cli._store import write_private
 
 EPILOG = """examples:
   vouch delegate --agent researcher --model us.claude-haiku-4-5 --ttl 2h --out agent.token
