@@ -10,7 +10,6 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from broker.errors import PermissionDenied, Unauthenticated
-from broker.revocation import not_before_key
 from broker.services import Services
 from broker.session import Person, verify_session
 
@@ -48,8 +47,7 @@ async def provide_person(
     person = verify_session(
         bearer(request), services.session_expect, keys=services.keys, now=time.time()
     )
-    handles = [not_before_key("user", person.email), not_before_key("cred", person.cid)]
-    await services.revocations.check(handles, issued_at=person.issued_at)
+    await services.revocations.check(person.handles(), issued_at=person.issued_at)
     return person
 
 

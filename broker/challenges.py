@@ -7,13 +7,44 @@ ceremony needs, so a challenge issued for one ceremony cannot complete another.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
 
 from broker.errors import ChallengeInvalid
 from broker.store import PREFIX, guard
+
+FidoState = dict[str, Any]
+"""python-fido2's ceremony state: opaque to us, handed back to fido2 as it came."""
+
+
+class EnrollState(msgspec.Struct, frozen=True):
+    fido: FidoState
+    email: str
+    invite: str | None
+
+
+class LoginState(msgspec.Struct, frozen=True):
+    fido: FidoState
+    email: str | None
+
+
+class DelegateState(msgspec.Struct, frozen=True):
+    fido: FidoState
+    email: str
+    grant: str
+    """The canonical grant the tap signs, exactly as shown to the person."""
+    request_id: str | None = None
+    """The agent's request this approval answers, if any."""
+
+
+State = TypeVar("State", EnrollState, LoginState, DelegateState)
+
+
+class _Stored(msgspec.Struct, frozen=True):
+    purpose: str
+    state: msgspec.Raw
 
 
 class Challenges:
@@ -23,14 +54,14 @@ class Challenges:
         self.redis = redis
         self.ttl_s = ttl_s
 
-    async def put(self, purpose: str, state: dict[str, Any]) -> str:
+    async def put(self, purpose: str, state: EnrollState | LoginState | DelegateState) -> str:
         challenge_id = secrets.token_urlsafe(18)
-        body = msgspec.json.encode({"purpose": purpose, **state})
+        body = msgspec.json.encode(_Stored(purpose, msgspec.Raw(msgspec.json.encode(state))))
         async with guard("storing a challenge"):
             await self.redis.set(f"{PREFIX}chal:{challenge_id}", body, ex=self.ttl_s)
         return challenge_id
 
-    async def take(self, purpose: str, challenge_id: str) -> dict[str, Any]:
+    async def take(self, purpose: str, challenge_id: str, kind: type[State]) -> State:
         """The state, deleted in the same step so it can never be used twice.
 
         Raises:
@@ -42,7 +73,7 @@ class Challenges:
             body = await self.redis.getdel(f"{PREFIX}chal:{challenge_id}")
         if body is None:
             raise ChallengeInvalid("challenge is unknown, already used or expired")
-        state: dict[str, Any] = msgspec.json.decode(body)
-        if state.pop("purpose") != purpose:
+        stored = msgspec.json.decode(body, type=_Stored)
+        if stored.purpose != purpose:
             raise ChallengeInvalid(f"challenge was not issued for {purpose}")
-        return state
+        return msgspec.json.decode(stored.state, type=kind)

@@ -131,11 +131,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
+    from broker.identity import person_email
     from broker.invites import invite_from_host
-    from broker.signin import normalize_email
 
     settings = _settings(args)
-    email = normalize_email(args.email)
+    email = person_email(args.email)
     code = invite_from_host(settings.redis_url, email, ttl_s=settings.invite_ttl_s)
     hours = settings.invite_ttl_s / 3600
     print(f"One-time invite for {email}, valid {hours:g} h. Enroll with:")

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from policies.errors import GrantDenied, PoliciesError
+
 PROBLEM_PREFIX = "urn:vouch:problem:"
 
 
@@ -174,3 +176,16 @@ ALL_ERRORS: tuple[type[VouchError], ...] = (
     StoreUnavailable,
     StsUnavailable,
 )
+
+
+def from_policy(
+    exc: PoliciesError, *, invalid: type[VouchError] = GrantInvalid, prefix: str = ""
+) -> VouchError:
+    """The one conversion of a policies error, keyed on its code: the policy saying no is
+    403 policy-denied (with the failed check as `reason`); anything malformed is `invalid`
+    (400 grant-invalid unless the caller's input was not a grant), with the code as `reason`.
+    """
+    if exc.code == GrantDenied.code:
+        check = exc.check if isinstance(exc, GrantDenied) else exc.code
+        return PolicyDenied(prefix + str(exc), reason=check)
+    return invalid(prefix + str(exc), reason=exc.code)

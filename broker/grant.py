@@ -7,13 +7,11 @@ so the CLI can check that the bytes its key signs commit to exactly the grant it
 from __future__ import annotations
 
 import hashlib
-import re
 
 import msgspec
 
 DOMAIN = b"vouch-grant-v1\x00"
 NONCE_BYTES = 16
-AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 
 class Grant(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,16 +37,3 @@ def grant_digest(canonical: bytes) -> bytes:
 
 def challenge_for(canonical: bytes, nonce: bytes) -> bytes:
     return nonce + grant_digest(canonical)
-
-
-def agent_sub(agent: str, email: str) -> str:
-    """The agent-specific subject: `agent.<agent-name>.<human-email>`."""
-    return f"agent.{agent}.{email}"
-
-
-def session_name(sub: str) -> str:
-    """A RoleSessionName (<= 64 chars): the sub itself, or a deterministic prefix + hash."""
-    if len(sub) <= 64:
-        return sub
-    digest = hashlib.sha256(sub.encode()).hexdigest()[:12]
-    return f"{sub[:51]}-{digest}"

@@ -1,6 +1,6 @@
 """Revocation handles and the one-round-trip check every token passes.
 
-Handles (DESIGN.md section 5):
+Handles (docs/design.md section 3.5):
 - ``vouch:rev:<id>``: a delegation is dead; the key expires with the delegation. (Ids start
   with ``dlg_``; a key of at most 30 characters is the smallest Redis allocation class.)
 - ``vouch:nbf:<kind>:<value>`` for kind agent, user, cred: a "not before" time; any token
@@ -29,20 +29,6 @@ def delegation_key(dlg_id: str) -> str:
 
 def not_before_key(kind: str, value: str) -> str:
     return f"{PREFIX}nbf:{kind}:{value}"
-
-
-def handles_of_session(claims: dict[str, Any]) -> list[str]:
-    return [not_before_key("user", claims["sub"]), not_before_key("cred", claims["cid"])]
-
-
-def handles_of_agent(claims: dict[str, Any]) -> list[str]:
-    act = claims["act"]
-    return [
-        delegation_key(claims["dlg"]),
-        not_before_key("agent", claims["sub"]),
-        not_before_key("user", act["sub"]),
-        not_before_key("cred", act["cid"]),
-    ]
 
 
 class Revocations:

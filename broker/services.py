@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,22 +11,26 @@ import redis.asyncio as aioredis
 
 from broker.assertion import RelyingParty
 from broker.audit import Audit
+from broker.authorize import Authorizer
 from broker.challenges import Challenges
+from broker.credential_cache import CachedProvider
 from broker.delegation import Delegations
 from broker.delegation_requests import DelegationRequests
-from broker.errors import NotFound
+from broker.delegation_store import DelegationStore
 from broker.exchange import Exchange
 from broker.invites import Invites
 from broker.keys import KeyRing, SigningKeyError, kms_key_ring, load_key_ring
+from broker.keytap import KeyTaps
 from broker.metrics import Metrics
+from broker.providers import PROVIDERS, CredentialProvider
 from broker.ratelimit import RateLimits
 from broker.registry import Registry
 from broker.revocation import Revocations
-from broker.session import Person, session_expectation
+from broker.revoke import Revoker
+from broker.session import session_expectation
 from broker.settings import Settings
-from broker.signin import SignIn, normalize_email
+from broker.signin import SignIn
 from broker.store import connect
-from broker.sts import Sts
 from broker.tokens import Expectation
 from policies import Catalog, OrgPolicy, load_org_policy
 
@@ -43,41 +46,24 @@ class Services:
     registry: Registry
     invites: Invites
     revocations: Revocations
+    revoker: Revoker
     signin: SignIn
     delegations: Delegations
     requests: DelegationRequests
-    exchange: Exchange
+    exchanges: dict[str, Exchange]
     limits: RateLimits
     session_expect: Expectation
     metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
         await self.redis.aclose()
-        self.exchange.sts.pool.shutdown(wait=False, cancel_futures=True)
+        for exchange in self.exchanges.values():
+            exchange.provider.close()
 
-    async def revoke(self, actor: Person, handle: str, value: str, *, reason: str) -> float:
-        """Revoke by handle (delegation, agent, user, credential); returns the revocation time.
-
-        Raises:
-            NotFound: an unknown delegation or credential. InvalidRequest: a malformed email.
-        """
-        now = time.time()
-        if handle == "delegation":
-            await self.delegations.revoke(actor, value, is_admin=True, reason=reason)
-            self.exchange.cache.evict_delegation(value)
-            return now
-        if handle == "user":
-            value = normalize_email(value)
-            await self.registry.disable_user(value)
-        elif handle == "credential" and not await self.registry.set_state(value, "revoked"):
-            raise NotFound(f"no registered security key {value!r}")
-        await self.revocations.revoke_not_before(
-            {"agent": "agent", "user": "user", "credential": "cred"}[handle], value, now=now
-        )
-        await self.audit.record(
-            "revoked", actor=actor.email, handle=handle, subject=value, reason=reason
-        )
-        return now
+    @property
+    def exchange(self) -> Exchange:
+        """The AWS exchange (POST /v1/credentials/aws)."""
+        return self.exchanges["aws"]
 
 
 def load_keys(settings: Settings) -> KeyRing:
@@ -122,15 +108,18 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         wait_ms=settings.revocation_wait_ms,
     )
     challenges = Challenges(redis, ttl_s=settings.challenge_ttl_s)
+    rp = RelyingParty(
+        settings.rp_id,
+        settings.rp_name,
+        settings.origins,
+        aaguids=settings.aaguids,
+        allow_software=settings.allow_software_keys,
+    )
+    taps = KeyTaps(rp, registry, audit)
     signin = SignIn(
-        rp=RelyingParty(
-            settings.rp_id,
-            settings.rp_name,
-            settings.origins,
-            aaguids=settings.aaguids,
-            allow_software=settings.allow_software_keys,
-        ),
+        rp=rp,
         registry=registry,
+        taps=taps,
         invites=invites,
         challenges=challenges,
         audit=audit,
@@ -139,31 +128,34 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         session_ttl_s=settings.session_ttl_s,
         require_uv=org.require_user_verification,
     )
+    store = DelegationStore(redis)
     delegations = Delegations(
-        redis=redis,
         org=org,
-        signin=signin,
+        store=store,
+        taps=taps,
         challenges=challenges,
-        revocations=revocations,
         audit=audit,
         keys=keys,
         issuer=settings.issuer,
     )
-    exchange = Exchange(
-        keys=keys,
-        issuer=settings.issuer,
-        leeway_s=settings.clock_leeway_s,
-        catalog=catalog,
+    exchanges = {
+        name: exchange_for(
+            factory(settings, org, catalog, keys, metrics),
+            settings=settings,
+            org=org,
+            catalog=catalog,
+            keys=keys,
+            revocations=revocations,
+        )
+        for name, factory in PROVIDERS.items()
+    }
+    revoker = Revoker(
         org=org,
+        registry=registry,
+        delegations=store,
         revocations=revocations,
-        sts=Sts(
-            region=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            timeout_s=settings.sts_timeout_s,
-            on_call=lambda outcome: metrics.sts_calls.labels(outcome).inc(),
-        ),
-        sts_audience=org.sts_audience,
-        assertion_ttl_s=settings.sts_assertion_ttl_s,
+        audit=audit,
+        caches=[e.provider for e in exchanges.values()],
     )
     return Services(
         settings=settings,
@@ -175,10 +167,11 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         registry=registry,
         invites=invites,
         revocations=revocations,
+        revoker=revoker,
         signin=signin,
         delegations=delegations,
         requests=DelegationRequests(redis, ttl_s=settings.request_ttl_s),
-        exchange=exchange,
+        exchanges=exchanges,
         limits=RateLimits(
             redis,
             {
@@ -191,4 +184,24 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         ),
         session_expect=session_expectation(settings.issuer, settings.clock_leeway_s),
         metrics=metrics,
+    )
+
+
+def exchange_for(
+    provider: CredentialProvider,
+    *,
+    settings: Settings,
+    org: OrgPolicy,
+    catalog: Catalog,
+    keys: KeyRing,
+    revocations: Revocations,
+) -> Exchange:
+    """The exchange pipeline in front of one provider: verify, revocation, authorize, cache."""
+    return Exchange(
+        keys=keys,
+        issuer=settings.issuer,
+        leeway_s=settings.clock_leeway_s,
+        revocations=revocations,
+        authorizer=Authorizer(catalog, org, min_duration_s=provider.min_duration_s),
+        provider=CachedProvider(provider),
     )

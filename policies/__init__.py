@@ -18,7 +18,11 @@ Org policy (org.py, org_file.py)
     OrgPolicy.models_for(email) -> tuple[str, ...]
     OrgPolicy.allowed_models, .max_token_lifetime_s, .default_ttl_s, .account_id,
         .role_arn, .region, .sts_audience, .require_user_verification
+
+Identities (identity.py)
     normalize_email(email) -> str                         raises InvalidGrant
+    check_agent_name(name) -> str                         raises InvalidGrant
+    agent_sub(name, email) -> str;  parse_agent_sub(sub) -> (name, email)  raises InvalidGrant
 
 IAM documents (session_policy.py)
     compile_session_policy(model_ids, catalog, *, region, account_id) -> str
@@ -48,7 +52,8 @@ from policies.errors import (
     UnknownModel,
 )
 from policies.evaluator import Decision, Outcome, Request, StatementRef, evaluate
-from policies.org import Authorized, Limits, OrgPolicy, normalize_email
+from policies.identity import agent_sub, check_agent_name, normalize_email, parse_agent_sub
+from policies.org import Authorized, Limits, OrgPolicy
 from policies.org_file import load_org_policy
 from policies.session_policy import compile_session_policy, role_permissions_policy, trust_policy
 
@@ -73,10 +78,13 @@ __all__ = [
     "SessionPolicyTooLarge",
     "StatementRef",
     "UnknownModel",
+    "agent_sub",
+    "check_agent_name",
     "compile_session_policy",
     "evaluate",
     "load_org_policy",
     "normalize_email",
+    "parse_agent_sub",
     "role_permissions_policy",
     "trust_policy",
 ]

@@ -8,8 +8,6 @@ session policy covers them all. `load_org_policy` (org_file.py) builds an `OrgPo
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -17,42 +15,7 @@ import msgspec
 
 from policies.catalog import Catalog
 from policies.errors import GrantDenied, InvalidGrant
-
-AGENT_NAME = r"[a-z0-9][a-z0-9-]{0,31}"
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
-EMAIL = rf"[a-z0-9!#$%&'*+/=?^_`{{|}}~.-]{{1,64}}@{DOMAIN}"
-
-
-def normalize_email(email: str) -> str:
-    """The form emails are stored and compared in: NFKC, then lower case, ASCII only.
-
-    NFKC folds compatibility forms (fullwidth U+FF41 becomes `a`), so both spellings are one
-    person; letters NFKC keeps non-ASCII (Cyrillic U+0430 beside Latin `a`) are refused rather
-    than compared, so a look-alike address can never match an admin or a rule.
-
-    Raises:
-        InvalidGrant: not a plain ASCII address after normalisation.
-    """
-    folded = unicodedata.normalize("NFKC", email).lower()
-    if not folded.isascii():
-        raise InvalidGrant("email", f"{email!r} has non-ASCII characters after NFKC; refused")
-    if len(folded) > 254 or re.fullmatch(EMAIL, folded) is None:
-        raise InvalidGrant("email", f"{email!r} is not an email address")
-    return folded
-
-
-def check_agent_name(agent: str) -> str:
-    """The agent name, if it matches `[a-z0-9][a-z0-9-]{0,31}`.
-
-    Raises:
-        InvalidGrant: it does not.
-    """
-    if re.fullmatch(AGENT_NAME, agent) is None:
-        raise InvalidGrant(
-            "agent", f"{agent!r} is not an agent name: 1-32 of a-z, 0-9 and -, not starting with -"
-        )
-    return agent
+from policies.identity import check_agent_name, normalize_email
 
 
 def format_duration(seconds: int) -> str:

@@ -38,7 +38,8 @@ from typing import Any
 from policies._toml import Problems, Table, read_toml, suggest
 from policies.catalog import REGION, Catalog
 from policies.errors import CatalogError, InvalidGrant, PoliciesError
-from policies.org import DOMAIN, Limits, OrgPolicy, Rule, normalize_email
+from policies.identity import DOMAIN, normalize_email
+from policies.org import Limits, OrgPolicy, Rule
 
 _DAY = 24 * 3600
 _TOP = ("admins", "require_user_verification", "aws", "defaults", "groups", "rules")

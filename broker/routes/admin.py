@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import msgspec
@@ -11,10 +12,10 @@ from litestar.params import JSONBody, QueryParameter
 
 from broker.auth import ServicesDep, provide_admin
 from broker.errors import InvalidRequest
-from broker.grant import AGENT_NAME, agent_sub
+from broker.identity import person_email
+from broker.revoke import Kind, Target
 from broker.routes.delegations import check_free_text
 from broker.session import Person
-from broker.signin import normalize_email
 
 ADMIN = {"admin": Provide(provide_admin)}
 AdminDep = NamedDependency[Person]
@@ -35,7 +36,7 @@ async def create_invite(
     data: JSONBody[InviteCreate], services: ServicesDep, admin: AdminDep
 ) -> InviteCreated:
     """A one-time enrollment code for an email (shown once; stored only hashed)."""
-    email = normalize_email(data.email)
+    email = person_email(data.email)
     code = await services.invites.create(email)
     await services.audit.record("invited", actor=admin.email, subject=email)
     return InviteCreated(email, code, services.settings.invite_ttl_s)
@@ -75,37 +76,19 @@ async def create_revocation(
     data: JSONBody[RevocationCreate], services: ServicesDep, admin: AdminDep
 ) -> RevocationDone:
     """Revoke by handle; acknowledged only once written, enforced on the next request."""
-    handle, value = single_handle(data)
+    target = single_target(data)
     check_free_text(data.reason, "reason", InvalidRequest)
-    if handle == "agent":
-        value = canonical_agent(value)
-    revoked_at = await services.revoke(admin, handle, value, reason=data.reason)
-    return RevocationDone(handle, value, revoked_at)
+    done = await services.revoker.revoke(admin, target, reason=data.reason, now=time.time())
+    return RevocationDone(done.target.kind, done.target.value, done.revoked_at)
 
 
-def single_handle(data: JSONBody[RevocationCreate]) -> tuple[str, str]:
+def single_target(data: RevocationCreate) -> Target:
     """Raises: InvalidRequest unless exactly one handle is given."""
-    given = [
-        (name, value)
-        for name in ("delegation", "agent", "user", "credential")
-        if (value := getattr(data, name))
-    ]
+    kinds: tuple[Kind, ...] = ("delegation", "agent", "user", "credential")
+    given = [Target(kind, value) for kind in kinds if (value := getattr(data, kind))]
     if len(given) != 1:
         raise InvalidRequest("name exactly one of delegation, agent, user or credential")
     return given[0]
-
-
-def canonical_agent(value: str) -> str:
-    """The one spelling of an agent sub, `agent.<name>.<email>` with the email normalised,
-    so a revocation can only name an agent that could exist, and names it as its tokens do.
-
-    Raises: InvalidRequest: not an agent sub.
-    """
-    prefix, _, rest = value.strip().partition(".")
-    name, _, email = rest.partition(".")
-    if prefix != "agent" or not AGENT_NAME.fullmatch(name):
-        raise InvalidRequest("agent: an agent sub is agent.<agent-name>.<email>")
-    return agent_sub(name, normalize_email(email))
 
 
 ROUTES = [create_invite, read_audit, create_revocation]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from typing import Annotated, Any
 
@@ -10,8 +11,9 @@ from litestar import Request, delete, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from broker.auth import PersonDep, ServicesDep, client_address
-from broker.delegation import Delegation
+from broker.delegation_store import Delegation
 from broker.errors import GrantInvalid, InvalidRequest
+from broker.revoke import Target
 from broker.routes.signin import ChallengeId
 
 ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -76,7 +78,7 @@ async def delegation_begin(
 
     The WebAuthn challenge commits to the grant's canonical form, shown in the answer.
     """
-    extra = None
+    request_id = None
     if data.request_code:
         await services.limits.hit(
             "approval", address=client_address(request), identity=person.email
@@ -85,7 +87,7 @@ async def delegation_begin(
         grant = services.delegations.propose(
             person, agent=req.agent, models=req.models, ttl_s=req.ttl_s, purpose=req.message
         )
-        extra = {"request_id": req.id}
+        request_id = req.id
     else:
         check_free_text(data.purpose, "purpose")
         grant = services.delegations.propose(
@@ -97,7 +99,7 @@ async def delegation_begin(
             max_sts_s=data.max_sts_s,
             rate=data.rate,
         )
-    proposal = await services.delegations.begin(person, grant, extra=extra)
+    proposal = await services.delegations.begin(person, grant, request_id=request_id)
     return DelegationProposal(
         proposal.challenge_id,
         msgspec.to_builtins(proposal.grant),
@@ -114,14 +116,11 @@ async def delegation_complete(
 
     For an agent's request the token goes to the polling agent, not to the approver.
     """
-    token, record, state = await services.delegations.complete(
-        person, data.challenge_id, data.credential
-    )
-    request_id = state.get("request_id")
-    if request_id:
-        await services.requests.approve(request_id, token, record.id)
-        return AgentToken(record, request_id=request_id)
-    return AgentToken(record, token=token)
+    done = await services.delegations.complete(person, data.challenge_id, data.credential)
+    if done.request_id:
+        await services.requests.approve(done.request_id, done.token, done.record.id)
+        return AgentToken(done.record, request_id=done.request_id)
+    return AgentToken(done.record, token=done.token)
 
 
 @get("/v1/delegations", tags=["delegation"])
@@ -132,7 +131,10 @@ async def list_delegations(
 ) -> dict[str, list[Delegation]]:
     """Your active delegations; an admin may ask for everybody's with ?all=true."""
     everyone = all_people and services.org.is_admin(person.email)
-    return {"delegations": await services.delegations.list(None if everyone else person.email)}
+    listed = await services.delegations.store.list(
+        None if everyone else person.email, now=int(time.time())
+    )
+    return {"delegations": listed}
 
 
 @delete("/v1/delegations/{dlg_id:str}", status_code=200, tags=["delegation"])
@@ -140,11 +142,11 @@ async def revoke_delegation(
     dlg_id: Annotated[str, PathParameter(max_length=64)], services: ServicesDep, person: PersonDep
 ) -> Delegation:
     """Revoke a delegation you made (admins: anyone's). Enforced on the next exchange."""
-    revoked = await services.delegations.revoke(
-        person, dlg_id, is_admin=services.org.is_admin(person.email), reason="revoked by user"
+    done = await services.revoker.revoke(
+        person, Target("delegation", dlg_id), reason="revoked by user", now=time.time()
     )
-    services.exchange.cache.evict_delegation(dlg_id)
-    return revoked
+    assert done.delegation is not None  # a delegation target answers with its record
+    return done.delegation
 
 
 ROUTES = [delegation_begin, delegation_complete, list_delegations, revoke_delegation]

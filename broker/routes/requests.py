@@ -10,10 +10,9 @@ from litestar.params import JSONBody, PathParameter
 
 from broker.auth import PersonDep, ServicesDep, bearer, client_address
 from broker.delegation_requests import POLL_INTERVAL_S
-from broker.errors import GrantInvalid
-from broker.grant import AGENT_NAME
+from broker.errors import from_policy
+from broker.identity import grant_agent, person_email
 from broker.routes.delegations import ModelName, check_free_text
-from broker.signin import normalize_email
 from policies.errors import PoliciesError
 
 
@@ -50,16 +49,15 @@ async def create_request(
 ) -> RequestCreated:
     """An agent asks a person for a delegation; relay the user code to that person."""
     await services.limits.hit("request", address=client_address(request), identity=data.email)
-    if not AGENT_NAME.fullmatch(data.agent):
-        raise GrantInvalid("agent name must match [a-z0-9][a-z0-9-]{0,31}")
+    grant_agent(data.agent)
     check_free_text(data.message, "message")
     try:  # refuse what could never be granted now, not when the person tries to approve it
         for name in data.models:
             services.catalog.resolve(name)
     except PoliciesError as exc:
-        raise GrantInvalid(str(exc)) from None
+        raise from_policy(exc) from None
     created = await services.requests.create(
-        email=normalize_email(data.email),
+        email=person_email(data.email),
         agent=data.agent,
         models=data.models,
         ttl_s=data.ttl_s,

@@ -18,14 +18,15 @@ import time
 from typing import Any
 
 import jwt
+import msgspec
 import uvloop
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from broker.exchange import agent_expectation
+from broker.agent_token import AgentClaims, expectation
 from broker.keys import ALGORITHM
-from broker.revocation import Revocations, handles_of_agent
+from broker.revocation import Revocations
 from broker.store import connect
 from broker.tokens import AGENT_TYP, mint, verify
 from tests.bench.report import Report, Row, percentiles, rate
@@ -41,7 +42,7 @@ def es256(world: World, report: Report, seconds: float) -> dict[str, float]:
     kid = jwt.get_unverified_header(token)["kid"]
     public_key = ring.public_keys[kid]
     data, algo = signing_input.encode(), ec.ECDSA(hashes.SHA256())
-    expect = agent_expectation(world.issuer, 30)
+    expect = expectation(world.issuer, 30)
     now = time.time()
     claims = world.agent_claims
     out = {
@@ -99,7 +100,7 @@ def redis_benchmark(world: World, report: Report, quick: bool) -> dict[str, Any]
     if binary is None or world.redis is None:
         report.notes.append("redis-benchmark not found (Debian package redis-tools): skipped")
         return {}
-    keys = handles_of_agent(world.agent_claims)
+    keys = handles_of(world.agent_claims)
     out: dict[str, Any] = {}
     for clients in (1, 32):
         n = 20_000 if quick else 100_000
@@ -131,7 +132,7 @@ async def _revocation_loop(world: World, report: Report, count: int) -> dict[str
     redis = connect(world.redis_url, timeout_s=0.5)
     revocations = Revocations(redis, max_token_lifetime_s=8 * 3600)
     claims = world.agent_claims
-    handles, iat = handles_of_agent(claims), claims["iat"]
+    handles, iat = handles_of(claims), claims["iat"]
     try:
         for _ in range(200):
             await revocations.check(handles, issued_at=iat)
@@ -170,3 +171,8 @@ async def _revocation_loop(world: World, report: Report, count: int) -> dict[str
         )
     )
     return out
+
+
+def handles_of(claims: dict[str, Any]) -> list[str]:
+    """The revocation handles of a decoded agent token, as the broker computes them."""
+    return msgspec.convert(claims, AgentClaims).handles()

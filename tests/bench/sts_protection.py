@@ -2,12 +2,12 @@
 
 The broker's real `Exchange` (real token verification, real revocation check against Redis,
 real org policy and session-policy compiler, real credential cache and single flight) runs
-with an injected clock (`Exchange.clock`) that the simulation advances; only STS is a
-counting stand-in that answers after a real 20 ms (so concurrent misses overlap and single
-flight is exercised) with credentials that expire `DurationSeconds` after the simulated now.
-Every simulated `interval` seconds all 100 agents call at once (asyncio.gather), which is the
-worst case for a thundering herd at each expiry. At the end the delegation is revoked and the
-next call must be refused although its credentials are still cached.
+with an injected clock (the exchange's and the AWS provider's) that the simulation advances;
+only STS is a counting stand-in that answers after a real 20 ms (so concurrent misses overlap
+and single flight is exercised) with credentials that expire `DurationSeconds` after the
+simulated now. Every simulated `interval` seconds all 100 agents call at once
+(asyncio.gather), the worst case for a thundering herd at each expiry. At the end the
+delegation is revoked and the next call must be refused although its credentials are cached.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from typing import Any
 
 import uvloop
 
+from broker.authorize import Authorizer
+from broker.credential_cache import CachedProvider
 from broker.errors import TokenRevoked
-from broker.exchange import CredentialCache, Exchange
+from broker.exchange import Exchange
+from broker.providers.aws_sts import AwsStsProvider
 from broker.revocation import Revocations, delegation_key
 from broker.services import load_policy
 from broker.settings import load_settings
@@ -67,17 +70,25 @@ async def _simulate(world: World, duration_s: int | None, interval_s: int) -> di
     redis = connect(world.redis_url, timeout_s=1.0, max_connections=AGENTS + 8)
     clock = SimClock(float(world.agent_claims["iat"]))
     sts = CountingSts(clock)
+    provider = AwsStsProvider(
+        sts=sts,  # type: ignore[arg-type]
+        keys=world.key_ring(),
+        issuer=world.issuer,
+        catalog=catalog,
+        role_arn=org.role_arn,
+        region=org.region,
+        account_id=org.account_id,
+        sts_audience=org.sts_audience,
+        assertion_ttl_s=300,
+        clock=clock,
+    )
     exchange = Exchange(
         keys=world.key_ring(),
         issuer=world.issuer,
         leeway_s=30,
-        catalog=catalog,
-        org=org,
         revocations=Revocations(redis, max_token_lifetime_s=8 * HOUR),
-        sts=sts,  # type: ignore[arg-type]
-        sts_audience=org.sts_audience,
-        assertion_ttl_s=300,
-        cache=CredentialCache(),
+        authorizer=Authorizer(catalog, org, min_duration_s=provider.min_duration_s),
+        provider=CachedProvider(provider),
         clock=clock,
     )
     token, start = world.agent_token, clock.now
@@ -90,7 +101,7 @@ async def _simulate(world: World, duration_s: int | None, interval_s: int) -> di
             exchanges += len(answers)
             keys_seen.update(a.access_key_id for a in answers)
             clock.now += interval_s
-        cached = len(exchange.cache.entries)
+        cached = len(exchange.provider.entries)
         await exchange.revocations.revoke_delegation(
             world.agent_claims["dlg"], expires_at=int(world.agent_claims["exp"]), now=clock.now
         )
@@ -103,7 +114,7 @@ async def _simulate(world: World, duration_s: int | None, interval_s: int) -> di
     finally:
         await redis.aclose()
     lifetime = max(900, duration_s or 900)
-    window = lifetime - exchange.cache.margin_s
+    window = lifetime - exchange.provider.margin_s
     return {
         "agents": AGENTS,
         "interval_s": interval_s,

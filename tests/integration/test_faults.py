@@ -293,7 +293,9 @@ def test_sts_timeouts_on_every_attempt_end_in_a_bounded_503(
 ) -> None:
     # The default STS timeout is 2.5 s; a shorter one keeps this test short. Same code path.
     services = broker.app.state.services
-    services.exchange.sts = Sts(region="us-east-1", endpoint_url=sts_gate.url, timeout_s=0.5)
+    services.exchange.provider.inner.sts = Sts(
+        region="us-east-1", endpoint_url=sts_gate.url, timeout_s=0.5
+    )
     token = human_factory().delegate("researcher", [HAIKU])["token"]
     calls = BROKER_ATTEMPTS
     sts_gate.delay_next(calls, 0.8)

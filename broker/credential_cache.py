@@ -1,0 +1,77 @@
+"""A cache with single flight around any credential provider (aws-vault's shape).
+
+Credentials are kept per grant key (principal, models, duration) until `margin_s` before
+they expire; concurrent misses for one key share a single provider call; the LRU is bounded
+so memory stays flat. Revocation never relies on eviction: every request is checked against
+Redis before the cache is consulted, and eviction only frees what can no longer be served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from broker.authorize import CredentialGrant, GrantKey, Principal
+from broker.providers import CredentialProvider, IssuedCredentials
+
+
+@dataclass
+class CachedProvider:
+    inner: CredentialProvider
+    max_entries: int = 10_000
+    margin_s: float = 300.0
+    entries: OrderedDict[GrantKey, tuple[Principal, IssuedCredentials]] = field(
+        default_factory=OrderedDict
+    )
+    inflight: dict[GrantKey, asyncio.Future[IssuedCredentials]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def min_duration_s(self) -> int:
+        return self.inner.min_duration_s
+
+    def close(self) -> None:
+        self.inner.close()
+
+    async def issue(self, grant: CredentialGrant, now: float) -> IssuedCredentials:
+        """Cached credentials with more than `margin_s` left, else one shared provider call."""
+        key = grant.key
+        hit = self.entries.get(key)
+        if hit is not None and hit[1].expiration.timestamp() - now > self.margin_s:
+            self.entries.move_to_end(key)
+            return hit[1]
+        pending = self.inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        return await self._fill(grant)
+
+    async def _fill(self, grant: CredentialGrant) -> IssuedCredentials:
+        key = grant.key
+        future: asyncio.Future[IssuedCredentials] = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            creds = await self.inner.issue(grant)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        finally:
+            self.inflight.pop(key, None)
+        self.entries[key] = (grant.principal, creds)
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+        future.set_result(creds)
+        return creds
+
+    def evict(self, revoked: Callable[[Principal], bool]) -> int:
+        """Drop every entry whose principal a revocation names; returns how many."""
+        dead = [key for key, (principal, _) in self.entries.items() if revoked(principal)]
+        for key in dead:
+            del self.entries[key]
+        return len(dead)

@@ -1,0 +1,91 @@
+"""Delegation records in Redis: the only module that knows their key names.
+
+Keys: ``vouch:dlg:<id>`` (JSON, expires a minute after the delegation) and the sorted sets
+``vouch:user:<email>:dlgs`` and ``vouch:dlgs`` (score = expiry) for listing and counting.
+Records are for people and admins to list and revoke; the token itself is never stored.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import cast
+
+import msgspec
+import redis.asyncio as aioredis
+
+from broker.store import PREFIX, guard, read_many, text
+
+KEEP_AFTER_EXPIRY_S = 60
+
+
+class Delegation(msgspec.Struct, frozen=True, kw_only=True):
+    """What is kept about a delegation for listing and revocation (never the token)."""
+
+    id: str
+    email: str
+    agent: str
+    sub: str
+    models: tuple[str, ...]
+    cid: str
+    created_at: int
+    expires_at: int
+    purpose: str = ""
+    max_sts_s: int | None = None
+    rate: int | None = None
+    revoked_at: int | None = None
+    revoked_by: str | None = None
+
+
+def _record(dlg_id: str) -> str:
+    return f"{PREFIX}dlg:{dlg_id}"
+
+
+def _of_person(email: str) -> str:
+    return f"{PREFIX}user:{email}:dlgs"
+
+
+_EVERYONE = f"{PREFIX}dlgs"
+
+
+class DelegationStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def add(self, record: Delegation) -> None:
+        ttl = record.expires_at - record.created_at + KEEP_AFTER_EXPIRY_S
+        async with guard("recording the delegation"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(_record(record.id), msgspec.json.encode(record), ex=ttl)
+            pipe.zadd(_of_person(record.email), {record.id: record.expires_at})
+            pipe.zadd(_EVERYONE, {record.id: record.expires_at})
+            # Prune expired ids as new ones arrive so the global index stays bounded.
+            pipe.zremrangebyscore(_EVERYONE, 0, record.created_at)
+            await pipe.execute()
+
+    async def replace(self, record: Delegation, *, now: int) -> None:
+        """Store a changed record (e.g. revoked) for the rest of its life."""
+        ttl = max(1, record.expires_at - now + KEEP_AFTER_EXPIRY_S)
+        async with guard("recording the revocation"):
+            await self.redis.set(_record(record.id), msgspec.json.encode(record), ex=ttl)
+
+    async def get(self, dlg_id: str) -> Delegation | None:
+        async with guard("reading a delegation"):
+            body = await self.redis.get(_record(dlg_id))
+        return msgspec.json.decode(body, type=Delegation) if body else None
+
+    async def count_active(self, email: str, *, now: int) -> int:
+        key = _of_person(email)
+        async with guard("counting delegations"):
+            await self.redis.zremrangebyscore(key, 0, now)
+            return int(await self.redis.zcard(key))
+
+    async def list(
+        self, email: str | None, *, now: int, limit: int = 200
+    ) -> builtins.list[Delegation]:
+        """Unexpired delegations of one person, or everybody's when email is None."""
+        key = _of_person(email) if email else _EVERYONE
+        async with guard("listing delegations"):
+            await self.redis.zremrangebyscore(key, 0, now)
+            ids = cast(builtins.list[bytes], await self.redis.zrange(key, 0, limit - 1))
+            bodies = await read_many(self.redis, [_record(text(i)) for i in ids])
+        return [msgspec.json.decode(b, type=Delegation) for b in bodies if b]

@@ -1,0 +1,80 @@
+"""A key tap: a WebAuthn assertion checked against the registered key, its state and counter.
+
+Sign-in and delegation both ask a person to tap; this is the one place that decides whether
+a tap counts, so a rule added here (a flagged key, a revoked person) holds for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fido2.webauthn import AttestedCredentialData
+
+from broker.assertion import Asserted, RelyingParty, parse_credential_id
+from broker.audit import Audit
+from broker.challenges import FidoState
+from broker.errors import AssertionRejected, KeyFlagged, PermissionDenied
+from broker.registry import Credential, Registry, credential_hash, user_handle
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A tap that counts: the key that made it and what the authenticator reported."""
+
+    credential: Credential
+    asserted: Asserted
+
+    @property
+    def user_verified(self) -> bool:
+        return self.asserted.user_verified
+
+
+@dataclass
+class KeyTaps:
+    rp: RelyingParty
+    registry: Registry
+    audit: Audit
+
+    async def active_keys(self, email: str) -> list[AttestedCredentialData]:
+        """The person's usable keys, for a ceremony's allow-list."""
+        return [c.data for c in await self.registry.credentials_of(email) if c.state == "active"]
+
+    def begin(
+        self, keys: list[AttestedCredentialData], *, uv: bool, challenge: bytes | None = None
+    ) -> tuple[dict[str, Any], FidoState]:
+        """WebAuthn request options and the state to keep until the tap comes back."""
+        return self.rp.authenticate_begin(keys, uv=uv, challenge=challenge)
+
+    async def verify(self, state: FidoState, response: Any, email: str | None) -> Tap:
+        """Check an assertion against the stored key, its state and its counter.
+
+        Raises: AssertionRejected, KeyFlagged, PermissionDenied.
+        """
+        cid = credential_hash(parse_credential_id(response))
+        cred = await self.registry.get(cid)
+        if cred is None or (email is not None and cred.email != email):
+            await self.audit.record("login_failed", actor=email, cid=cid, reason="unknown key")
+            raise AssertionRejected("this security key is not registered")
+        await self._check_usable(cred)
+        asserted = self.rp.authenticate_complete(state, [cred.data], response)
+        if asserted.user_handle and asserted.user_handle != user_handle(cred.email):
+            raise AssertionRejected("assertion user handle does not match the key's owner")
+        if not await self.registry.advance_counter(cid, asserted.counter):
+            await self.audit.record(
+                "key_flagged",
+                actor=cred.email,
+                cid=cid,
+                counter=asserted.counter,
+                stored_counter=cred.counter,
+            )
+            raise KeyFlagged("signature counter did not increase: the key may be cloned")
+        return Tap(cred, asserted)
+
+    async def _check_usable(self, cred: Credential) -> None:
+        if cred.state == "flagged":
+            raise KeyFlagged("this security key is flagged as possibly cloned; ask an admin")
+        if cred.state != "active":
+            raise AssertionRejected("this security key has been revoked")
+        if await self.registry.is_disabled(cred.email):
+            raise PermissionDenied("this person's access has been revoked")

@@ -1,0 +1,128 @@
+"""AWS: a credential grant -> session policy, principal tags, source identity -> STS credentials.
+
+The broker is the OIDC issuer: it mints a short-lived assertion (aud = STS, never returned to
+anyone) naming the agent, with the person as source identity and vouch:* session tags, and
+calls AssumeRoleWithWebIdentity with an inline session policy that allows exactly the granted
+models (docs/design.md, "Exchange").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from broker.authorize import CredentialGrant, Principal
+from broker.errors import from_policy
+from broker.keys import KeyRing
+from broker.metrics import Metrics
+from broker.settings import Settings
+from broker.sts import AwsCredentials, Sts
+from broker.tokens import STS_TYP, mint
+from policies import Catalog, OrgPolicy, compile_session_policy
+from policies.errors import PoliciesError
+
+MIN_DURATION_S = 900  # STS's floor for DurationSeconds
+MAX_SESSION_NAME = 64
+
+
+def session_name(sub: str) -> str:
+    """A RoleSessionName (<= 64 chars): the sub itself, or a deterministic prefix + hash."""
+    if len(sub) <= MAX_SESSION_NAME:
+        return sub
+    digest = hashlib.sha256(sub.encode()).hexdigest()[:12]
+    return f"{sub[:51]}-{digest}"
+
+
+@dataclass
+class AwsStsProvider:
+    sts: Sts
+    keys: KeyRing
+    issuer: str
+    catalog: Catalog
+    role_arn: str
+    region: str
+    account_id: str
+    sts_audience: str
+    assertion_ttl_s: int
+    clock: Callable[[], float]
+    name: str = "aws"
+    min_duration_s: int = MIN_DURATION_S
+
+    def __post_init__(self) -> None:
+        # A model set's session policy never changes while the process runs.
+        self._policy = lru_cache(maxsize=4096)(self._compile)
+
+    async def issue(self, grant: CredentialGrant) -> AwsCredentials:
+        """Raises: GrantInvalid (policy too large), StsRejected, StsUnavailable."""
+        return await self.sts.assume(
+            role_arn=self.role_arn,
+            session_name=session_name(grant.principal.sub),
+            token=self.assertion(grant.principal),
+            policy=self._policy(grant.models),
+            duration_s=grant.duration_s,
+        )
+
+    def close(self) -> None:
+        self.sts.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _compile(self, models: tuple[str, ...]) -> str:
+        try:
+            return compile_session_policy(
+                models, self.catalog, region=self.region, account_id=self.account_id
+            )
+        except PoliciesError as exc:
+            raise from_policy(exc) from None
+
+    def assertion(self, principal: Principal) -> str:
+        """The short-lived token STS sees: agent sub, person as source identity, tags."""
+        now = int(self.clock())
+        tags = {
+            "vouch:User": [principal.email],
+            "vouch:Agent": [principal.agent],
+            "vouch:Delegation": [principal.id],
+            "vouch:AccessType": ["agent"],
+        }
+        return mint(
+            {
+                "iss": self.issuer,
+                "aud": self.sts_audience,
+                "sub": principal.sub,
+                "iat": now,
+                "exp": now + self.assertion_ttl_s,
+                "jti": secrets.token_urlsafe(16),
+                "https://aws.amazon.com/source_identity": principal.email,
+                "https://aws.amazon.com/tags": {
+                    "principal_tags": tags,
+                    "transitive_tag_keys": sorted(tags),
+                },
+            },
+            typ=STS_TYP,
+            keys=self.keys,
+        )
+
+
+def build(
+    settings: Settings, org: OrgPolicy, catalog: Catalog, keys: KeyRing, metrics: Metrics
+) -> AwsStsProvider:
+    """The AWS provider as the settings and org policy configure it."""
+    return AwsStsProvider(
+        sts=Sts(
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            timeout_s=settings.sts_timeout_s,
+            on_call=lambda outcome: metrics.sts_calls.labels(outcome).inc(),
+        ),
+        keys=keys,
+        issuer=settings.issuer,
+        catalog=catalog,
+        role_arn=org.role_arn,
+        region=org.region,
+        account_id=org.account_id,
+        sts_audience=org.sts_audience,
+        assertion_ttl_s=settings.sts_assertion_ttl_s,
+        clock=time.time,
+    )
