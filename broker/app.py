@@ -38,7 +38,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
             *signin.ROUTES,
             *delegations.ROUTES,
             *requests.ROUTES,
-            *credentials.ROUTES,
+            *credentials.routes(built.exchanges),
             *admin.ROUTES,
         ],
         dependencies={

@@ -1,8 +1,9 @@
 """A cache with single flight around any credential provider (aws-vault's shape).
 
 Credentials are kept per grant key (principal, models, duration) until `margin_s` before
-they expire; concurrent misses for one key share a single provider call; the LRU is bounded
-so memory stays flat. Revocation never relies on eviction: every request is checked against
+they expire, or a third of their life when that is shorter (so short-lived ones are cached
+too); concurrent misses for one key share a single provider call; the LRU is bounded so
+memory stays flat. Revocation never relies on eviction: every request is checked against
 Redis before the cache is consulted, and eviction only frees what can no longer be served.
 """
 
@@ -17,14 +18,20 @@ from broker.authorize import CredentialGrant, GrantKey, Principal
 from broker.providers import CredentialProvider, IssuedCredentials
 
 
+@dataclass(frozen=True)
+class _Entry:
+    principal: Principal
+    credentials: IssuedCredentials
+    fresh_until: float
+    """Served until then; after it the next request refreshes."""
+
+
 @dataclass
 class CachedProvider:
     inner: CredentialProvider
     max_entries: int = 10_000
     margin_s: float = 300.0
-    entries: OrderedDict[GrantKey, tuple[Principal, IssuedCredentials]] = field(
-        default_factory=OrderedDict
-    )
+    entries: OrderedDict[GrantKey, _Entry] = field(default_factory=OrderedDict)
     inflight: dict[GrantKey, asyncio.Future[IssuedCredentials]] = field(default_factory=dict)
 
     @property
@@ -42,9 +49,9 @@ class CachedProvider:
         """Cached credentials with more than `margin_s` left, else one shared provider call."""
         key = grant.key
         hit = self.entries.get(key)
-        if hit is not None and hit[1].expiration.timestamp() - now > self.margin_s:
+        if hit is not None and now < hit.fresh_until:
             self.entries.move_to_end(key)
-            return hit[1]
+            return hit.credentials
         pending = self.inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -62,7 +69,9 @@ class CachedProvider:
             raise
         finally:
             self.inflight.pop(key, None)
-        self.entries[key] = (grant.principal, creds)
+        margin = min(self.margin_s, grant.duration_s / 3)
+        fresh_until = creds.expiration.timestamp() - margin
+        self.entries[key] = _Entry(grant.principal, creds, fresh_until)
         self.entries.move_to_end(key)
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
@@ -71,7 +80,7 @@ class CachedProvider:
 
     def evict(self, revoked: Callable[[Principal], bool]) -> int:
         """Drop every entry whose principal a revocation names; returns how many."""
-        dead = [key for key, (principal, _) in self.entries.items() if revoked(principal)]
+        dead = [key for key, entry in self.entries.items() if revoked(entry.principal)]
         for key in dead:
             del self.entries[key]
         return len(dead)

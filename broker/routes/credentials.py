@@ -1,11 +1,13 @@
-"""The exchange endpoint: agent token -> AWS `credential_process` document."""
+"""The exchange endpoints: a token -> a `credential_process` document, one per provider."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, post
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 
 from broker.auth import ServicesDep, bearer
@@ -17,18 +19,30 @@ class ExchangeRequest(msgspec.Struct, forbid_unknown_fields=True):
     duration_s: Annotated[int, msgspec.Meta(ge=900, le=43200)] | None = None
 
 
-@post("/v1/credentials/aws", status_code=200, tags=["exchange"])
-async def exchange_aws(
-    request: Request[Any, Any, Any],
-    services: ServicesDep,
-    data: JSONBody[ExchangeRequest | None] = None,
-) -> Response[dict[str, Any]]:
-    """Scoped, short-lived AWS credentials for the agent token (optionally narrowed)."""
-    body = data or ExchangeRequest()
-    creds = await services.exchange.exchange(
-        bearer(request), models=body.models, duration_s=body.duration_s
-    )
-    return Response(creds.process_document(), headers={"Cache-Control": "no-store"})
+def exchange_route(provider: str) -> HTTPRouteHandler:
+    """``POST /v1/credentials/<provider>``: the exchange in front of that provider."""
+
+    async def exchange(
+        request: Request[Any, Any, Any],
+        services: ServicesDep,
+        data: JSONBody[ExchangeRequest | None] = None,
+    ) -> Response[dict[str, object]]:
+        body = data or ExchangeRequest()
+        creds = await services.exchanges[provider].exchange(
+            bearer(request), models=body.models, duration_s=body.duration_s
+        )
+        return Response(creds.process_document(), headers={"Cache-Control": "no-store"})
+
+    exchange.__name__ = f"exchange_{provider}"
+    return post(
+        f"/v1/credentials/{provider}",
+        status_code=200,
+        tags=["exchange"],
+        summary=f"Exchange {provider}",
+        description=f"Scoped, short-lived {provider} credentials for the agent token"
+        " (optionally narrowed).",
+    )(exchange)
 
 
-ROUTES = [exchange_aws]
+def routes(providers: Iterable[str]) -> list[HTTPRouteHandler]:
+    return [exchange_route(name) for name in providers]
