@@ -30,7 +30,7 @@ IAM documents (session_policy.py)
     role_permissions_policy(model_ids, catalog, *, region, account_id) -> str
     trust_policy(*, issuer, account_id, audience="sts.amazonaws.com") -> str
 
-IAM evaluator (evaluator.py, conditions.py)
+IAM evaluator (evaluator.py, conditions.py, resources.py)
     evaluate(Request(action, resource, context), identity_policies, session_policies=None)
         -> Decision(outcome, statements, reason); raises EvaluationError
 

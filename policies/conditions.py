@@ -53,9 +53,10 @@ def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
 
 
 def arn_like(value: str, pattern: str) -> bool:
-    """ARN matching: each of the six colon-separated parts is matched on its own.
+    """ArnLike/ArnEquals: each of the six colon-separated components is matched on its own.
 
-    A pattern that is not a whole ARN matches no ARN, except `*` which matches anything.
+    That is AWS's rule for these condition operators; Resource elements differ
+    (resources.py). A pattern that is not a whole ARN matches no ARN, except `*`.
     """
     if pattern == "*":
         return True

@@ -6,6 +6,8 @@ policies apply (no resource policies, boundaries or SCPs):
 2. otherwise an identity policy must Allow it;
 3. and, when session policies are given, every one of them must Allow it too
    (effective rights = role policies ∩ session policies).
+Resource patterns follow AWS's wildcard rules for resource ARNs (resources.py), which are
+not those of the ArnLike condition operator (conditions.py).
 Tests use it to prove that a compiled session policy allows exactly the granted models;
 moto cannot, because its IAM emulation ignores session policies.
 """
@@ -18,8 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from policies.conditions import Condition, ContextValue, arn_like, glob, parse_conditions
+from policies.conditions import Condition, ContextValue, glob, parse_conditions
 from policies.errors import EvaluationError
+from policies.resources import resource_matches
 
 PolicyDocument = str | Mapping[str, Any]
 """A policy as JSON text or as its parsed object."""
@@ -82,7 +85,7 @@ class _Statement:
 
     def applies(self, request: Request, context: Mapping[str, ContextValue]) -> bool:
         action = any(glob(a, ignore_case=True).fullmatch(request.action) for a in self.actions)
-        resource = any(arn_like(request.resource, r) for r in self.resources)
+        resource = any(resource_matches(request.resource, r) for r in self.resources)
         return (
             action is not self.not_action
             and resource is not self.not_resource

@@ -122,8 +122,15 @@ def test_allow_reports_identity_and_session_statements() -> None:
             NOVA,
             N,
         ),
-        # "*" inside one ARN part does not reach across the colons into the next part.
-        (allow(resource="arn:aws:bedrock:*:foundation-model/*"), INVOKE, NOVA, N),
+        # A "*" ending a segment reaches across the colons after it (here "us-east-1:" and
+        # the empty account); a "*" inside a segment and every "?" stay in their segment.
+        (allow(resource="arn:aws:bedrock:*:foundation-model/*"), INVOKE, NOVA, A),
+        (allow(resource="arn:aws:bedrock:*"), INVOKE, NOVA, A),
+        (allow(resource="arn:aws:bedrock:us-east-1:*"), INVOKE, HAIKU_E2, N),
+        (allow(resource="arn:aws:bedrock:u*1:foundation-model/*"), INVOKE, NOVA, N),
+        (allow(resource="arn:aws:bedrock:us-east-1?:foundation-model/*"), INVOKE, NOVA, N),
+        (allow(resource=NOVA.replace("v1:0", "v1:*")), INVOKE, NOVA, A),
+        (allow(resource=NOVA.replace("-v1:0", "*0")), INVOKE, NOVA, N),
         (allow(resource="arn:aws:bedrock:::foundation-model/*"), INVOKE, NOVA, N),
         (
             allow(resource="arn:aws:bedrock:*::foundation-model/*"),
@@ -133,6 +140,25 @@ def test_allow_reports_identity_and_session_statements() -> None:
         ),
         ({"Effect": "Allow", "Action": "*", "NotResource": NOVA}, INVOKE, NOVA, N),
         ({"Effect": "Allow", "Action": "*", "NotResource": [HAIKU_E2]}, INVOKE, NOVA, A),
+        (
+            {"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:*:us-east-1:*"},
+            INVOKE,
+            NOVA,
+            N,
+        ),
+        (
+            {"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:*:us-east-1:*"},
+            INVOKE,
+            HAIKU_E2,
+            A,
+        ),
+        ({"Effect": "Deny", "Action": "*", "NotResource": "arn:aws:bedrock:us-*"}, INVOKE, NOVA, A),
+        (
+            {"Effect": "Deny", "Action": "*", "NotResource": "arn:aws:bedrock:eu-*"},
+            INVOKE,
+            NOVA,
+            D,
+        ),
         ({"Effect": "Deny", "NotAction": "bedrock:Get*", "Resource": "*"}, INVOKE, NOVA, D),
     ],
 )
@@ -143,6 +169,20 @@ def test_action_and_resource_matching(
         [policy(statement)] if statement["Effect"] == "Allow" else [ALLOW_ALL, policy(statement)]
     )
     assert evaluate(Request(action, resource), identity).outcome is expected
+
+
+def test_deny_whose_segment_final_star_spans_colons_wins_over_allow() -> None:
+    """A `*` ending an ARN segment matches across the colons that follow (IAM User Guide,
+    "Using wildcards in resource ARNs"): this Deny covers every us-east-1 Bedrock resource."""
+    role = policy(
+        allow("bedrock:*"),
+        {**deny("bedrock:InvokeModel*", "arn:aws:bedrock:us-east-1:*"), "Sid": "NoUsEast1"},
+    )
+    decision = evaluate(Request(INVOKE, NOVA), [role])
+    assert decision.outcome is D
+    assert decision.statements == (StatementRef("identity", 0, 1, "NoUsEast1"),)
+    # The same Deny leaves another region's model to the Allow.
+    assert evaluate(Request(INVOKE, HAIKU_E2), [role]).allowed
 
 
 def test_statement_may_be_a_single_object() -> None:
@@ -218,6 +258,9 @@ NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
         ({"ArnNotEquals": {"k": PROFILE}}, {"k": PROFILE}, N),
         ({"ArnNotLike": {"k": "arn:aws:bedrock:*:*:inference-profile/eu.*"}}, {"k": PROFILE}, A),
         ({"ArnLike": {"k": "arn:aws:bedrock:*"}}, {"k": PROFILE}, N),  # not a whole ARN pattern
+        # Unlike a Resource pattern (test_action_and_resource_matching), no "*" spans a colon.
+        ({"ArnLike": {"k": "arn:aws:bedrock:us-east-1:*"}}, {"k": NOVA}, N),
+        ({"ArnEquals": {"k": "arn:aws:bedrock:*:foundation-model/*"}}, {"k": NOVA}, N),
         ({"ArnLike": {"k": "*"}}, {"k": PROFILE}, A),
         (
             {"ArnLike": {"k": "not-an-arn-*"}},
