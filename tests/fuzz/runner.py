@@ -3,7 +3,7 @@
 Cases are generated from `/schema/openapi.json`, valid ones (positive mode) and ones that break
 the schema (negative mode), and each is sent once per set of credentials (none, garbage, a human
 session, an admin session, an agent token). The oracle is the broker's error contract
-(DESIGN.md section 6 and invariant 9):
+(docs/design.md section 5 and invariant 9):
 
 - no answer of 500 or above (the fuzz broker has Redis and STS up, so no 503 is excusable);
 - every error is an RFC 9457 problem: `application/problem+json`, with `type` (a

@@ -1,5 +1,5 @@
 """Abuse and bad input: each refused with its exact problem, nothing reaching STS, logs intact
-(DESIGN.md section 6, invariants 3, 6, 8, 9)."""
+(docs/design.md section 5, invariants 3, 6, 8, 9)."""
 
 from __future__ import annotations
 

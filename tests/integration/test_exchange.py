@@ -1,4 +1,4 @@
-"""The exchange through the STS gate (AWS's checks in front of moto), DESIGN.md section 4."""
+"""The exchange through the STS gate (AWS's checks in front of moto), docs/design.md section 3.4."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Faults injected while traffic flows: Redis down or slow, STS failing, brokers restarting,
-revocations racing exchanges, skewed clocks (DESIGN.md sections 4-5, invariants 1, 6, 7, 8).
+revocations racing exchanges, skewed clocks (docs/design.md sections 3.4, 3.5 and 7,
+invariants 1, 6, 7, 8).
 
 Each test prints a `FIGURES` line (run with `-s` to see it) with the traffic it sent and how
 the broker answered, so the numbers can be reported.

@@ -1,4 +1,4 @@
-"""Attacks on sign-in, each refused with its exact problem type (DESIGN.md invariants 5, 6)."""
+"""Attacks on sign-in, each refused with its exact problem type (docs/design.md invariants 5, 6)."""
 
 from __future__ import annotations
 
