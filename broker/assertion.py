@@ -26,6 +26,9 @@ from fido2.webauthn import (
 from broker.errors import AssertionRejected
 
 ES256, EDDSA = -7, -8
+WebAuthnJson = dict[str, Any]
+"""A WebAuthn JSON object (creation/request options, a credential response, or fido2's
+ceremony state): its shape is the WebAuthn spec's, checked by fido2 here and nowhere else."""
 # The model id vouch_delegate's software authenticator reports (kept here: the broker does not
 # depend on the SDK). Self-reported under attestation "none": a guard against mistakes.
 SOFTWARE_AAGUID = "790e0a4e-8962-48d8-bea7-ad25caab203f"
@@ -74,7 +77,7 @@ class RelyingParty:
 
     def register_begin(
         self, email: str, handle: bytes, existing: Sequence[AttestedCredentialData], *, uv: bool
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[WebAuthnJson, WebAuthnJson]:
         options, state = self.server.register_begin(
             PublicKeyCredentialUserEntity(id=handle, name=email, display_name=email),
             credentials=list(existing),
@@ -83,7 +86,7 @@ class RelyingParty:
         )
         return dict(options), dict(state)
 
-    def register_complete(self, state: dict[str, Any], response: Any) -> Registered:
+    def register_complete(self, state: WebAuthnJson, response: WebAuthnJson) -> Registered:
         """Raises: AssertionRejected when the response does not verify."""
         try:
             auth_data = self.server.register_complete(
@@ -109,7 +112,7 @@ class RelyingParty:
         *,
         uv: bool,
         challenge: bytes | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[WebAuthnJson, WebAuthnJson]:
         # No list at all (not an empty one) when there is nothing to allow, so an unknown
         # email looks exactly like a usernameless login.
         options, state = self.server.authenticate_begin(
@@ -118,7 +121,10 @@ class RelyingParty:
         return dict(options), dict(state)
 
     def authenticate_complete(
-        self, state: dict[str, Any], credentials: Sequence[AttestedCredentialData], response: Any
+        self,
+        state: WebAuthnJson,
+        credentials: Sequence[AttestedCredentialData],
+        response: WebAuthnJson,
     ) -> Asserted:
         """Raises: AssertionRejected when the assertion does not verify."""
         try:
@@ -135,7 +141,7 @@ class RelyingParty:
         )
 
 
-def parse_credential_id(response: Any) -> bytes:
+def parse_credential_id(response: WebAuthnJson) -> bytes:
     """The credential id a client claims, before verification (to find the stored key).
 
     Raises:

@@ -20,7 +20,7 @@ _SECRET_WORDS = ("token", "secret", "password", "assertion", "signature", "code"
 log = logging.getLogger("vouch.audit")
 
 
-def scrub(fields: dict[str, Any]) -> dict[str, str]:
+def scrub(fields: dict[str, object]) -> dict[str, str]:
     """Fields as strings, without any whose name looks like it holds a secret."""
     clean: dict[str, str] = {}
     for name, value in fields.items():
@@ -37,7 +37,7 @@ class Audit:
         self.redis = redis
         self.max_len = max_len
 
-    async def record(self, event: str, **fields: Any) -> None:
+    async def record(self, event: str, **fields: object) -> None:
         entry = {"event": event, "ts": f"{time.time():.3f}", **scrub(fields)}
         log.info("audit %s", event, extra={"audit": entry})
         async with guard("writing the audit trail"):

@@ -13,8 +13,11 @@ from broker.errors import PermissionDenied, Unauthenticated
 from broker.services import Services
 from broker.session import Person, verify_session
 
+HttpRequest = Request[Any, Any, Any]
+"""A request to the broker (it uses no Litestar user, auth or state types)."""
 
-def bearer(request: Request[Any, Any, Any]) -> str:
+
+def bearer(request: HttpRequest) -> str:
     """The bearer token of the request.
 
     Raises:
@@ -26,7 +29,7 @@ def bearer(request: Request[Any, Any, Any]) -> str:
     return token.strip()
 
 
-def client_address(request: Request[Any, Any, Any]) -> str:
+def client_address(request: HttpRequest) -> str:
     """The peer address (behind a proxy, run uvicorn with --proxy-headers to see the client)."""
     return request.client.host if request.client else "unknown"
 
@@ -36,9 +39,7 @@ def provide_services(state: State) -> Services:
     return services
 
 
-async def provide_person(
-    request: Request[Any, Any, Any], services: NamedDependency[Services]
-) -> Person:
+async def provide_person(request: HttpRequest, services: NamedDependency[Services]) -> Person:
     """The signed-in person: session verified, then revocation checked (fail closed).
 
     Raises:
@@ -52,7 +53,7 @@ async def provide_person(
 
 
 async def provide_optional_person(
-    request: Request[Any, Any, Any], services: NamedDependency[Services]
+    request: HttpRequest, services: NamedDependency[Services]
 ) -> Person | None:
     if "authorization" not in request.headers:
         return None

@@ -7,15 +7,16 @@ ceremony needs, so a challenge issued for one ceremony cannot complete another.
 from __future__ import annotations
 
 import secrets
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
 
+from broker.assertion import WebAuthnJson
 from broker.errors import ChallengeInvalid
 from broker.store import PREFIX, guard
 
-FidoState = dict[str, Any]
+FidoState = WebAuthnJson
 """python-fido2's ceremony state: opaque to us, handed back to fido2 as it came."""
 
 

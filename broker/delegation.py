@@ -9,11 +9,11 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
 from broker.agent_token import Actor, mint_agent_token
+from broker.assertion import WebAuthnJson
 from broker.audit import Audit
 from broker.challenges import Challenges, DelegateState
 from broker.delegation_store import Delegation, DelegationStore
@@ -34,7 +34,7 @@ class Proposal:
     challenge_id: str
     grant: Grant
     canonical: str
-    options: dict[str, Any]
+    options: WebAuthnJson
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Delegations:
         challenge_id = await self.challenges.put("delegate", state)
         return Proposal(challenge_id, grant, canonical.decode(), options)
 
-    async def complete(self, person: Person, challenge_id: str, response: Any) -> Approved:
+    async def complete(self, person: Person, challenge_id: str, response: WebAuthnJson) -> Approved:
         """The agent token and its record, once a user-verified tap signed the grant.
 
         Raises:

@@ -28,7 +28,7 @@ SDK maps the same slugs back to exceptions of the same names.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from policies.errors import GrantDenied, PoliciesError
 
@@ -42,7 +42,7 @@ class VouchError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, **extra: object) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
@@ -51,9 +51,9 @@ class VouchError(Exception):
     def type_uri(self) -> str:
         return PROBLEM_PREFIX + self.slug
 
-    def problem(self, instance: str | None = None) -> dict[str, Any]:
+    def problem(self, instance: str | None = None) -> dict[str, object]:
         """The RFC 9457 body: standard members first, then the error's own data."""
-        body: dict[str, Any] = {
+        body: dict[str, object] = {
             "type": self.type_uri,
             "title": self.title,
             "status": self.status,
@@ -128,7 +128,7 @@ class PayloadTooLarge(VouchError):
 class RateLimited(VouchError):
     slug, status, title = "rate-limited", 429, "Too many requests"
 
-    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+    def __init__(self, detail: str, *, retry_after: int, **extra: object) -> None:
         super().__init__(detail, retry_after=retry_after, **extra)
         self.retry_after = retry_after
 
@@ -140,7 +140,7 @@ class StsRejected(VouchError):
 class Unavailable(VouchError):
     slug, status, title = "unavailable", 503, "Service unavailable"
 
-    def __init__(self, detail: str, *, retry_after: int = 1, **extra: Any) -> None:
+    def __init__(self, detail: str, *, retry_after: int = 1, **extra: object) -> None:
         super().__init__(detail, retry_after=retry_after, **extra)
         self.retry_after = retry_after
 

@@ -15,11 +15,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
 
 ALGORITHM = "ES256"
 
@@ -77,7 +80,7 @@ class LocalSigner:
 class KmsSigner:
     """An AWS KMS asymmetric key (ECC_NIST_P256): the private key never leaves KMS."""
 
-    client: Any
+    client: KMSClient
     key_id: str
     kid: str
 
@@ -233,7 +236,7 @@ def rotate_key_dir(directory: Path, *, keep_retired_s: int, now: float | None = 
     write_key(directory, generate_private_key(), "next")
 
 
-def kms_key_ring(client: Any, key_id: str) -> KeyRing:
+def kms_key_ring(client: KMSClient, key_id: str) -> KeyRing:
     """A ring whose signer is a KMS key; its public key is fetched once at start.
 
     Raises:
@@ -241,7 +244,8 @@ def kms_key_ring(client: Any, key_id: str) -> KeyRing:
     """
     answer = client.get_public_key(KeyId=key_id)
     # Older APIs (and moto) name the spec CustomerMasterKeySpec.
-    spec = answer.get("KeySpec") or answer.get("CustomerMasterKeySpec")
+    fields: dict[str, object] = dict(answer)
+    spec = fields.get("KeySpec") or fields.get("CustomerMasterKeySpec")
     public_key = serialization.load_der_public_key(answer["PublicKey"])
     if (
         spec != "ECC_NIST_P256"

@@ -7,11 +7,10 @@ a tap counts, so a rule added here (a flagged key, a revoked person) holds for b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from fido2.webauthn import AttestedCredentialData
 
-from broker.assertion import Asserted, RelyingParty, parse_credential_id
+from broker.assertion import Asserted, RelyingParty, WebAuthnJson, parse_credential_id
 from broker.audit import Audit
 from broker.challenges import FidoState
 from broker.errors import AssertionRejected, KeyFlagged, PermissionDenied
@@ -42,11 +41,11 @@ class KeyTaps:
 
     def begin(
         self, keys: list[AttestedCredentialData], *, uv: bool, challenge: bytes | None = None
-    ) -> tuple[dict[str, Any], FidoState]:
+    ) -> tuple[WebAuthnJson, FidoState]:
         """WebAuthn request options and the state to keep until the tap comes back."""
         return self.rp.authenticate_begin(keys, uv=uv, challenge=challenge)
 
-    async def verify(self, state: FidoState, response: Any, email: str | None) -> Tap:
+    async def verify(self, state: FidoState, response: WebAuthnJson, email: str | None) -> Tap:
         """Check an assertion against the stored key, its state and its counter.
 
         Raises: AssertionRejected, KeyFlagged, PermissionDenied.

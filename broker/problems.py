@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
+from http import HTTPStatus
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from broker.auth import HttpRequest
 from broker.errors import (
     InvalidRequest,
     NotFound,
@@ -30,16 +33,16 @@ _BY_STATUS: dict[int, type[VouchError]] = {
 }
 
 
-def problem_response(request: Request[Any, Any, Any], error: VouchError) -> Response[Any]:
+def problem_response(request: HttpRequest, error: VouchError) -> Response[Any]:
     headers = {}
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="vouch"'
-    metrics = getattr(request.app.state, "services", None)
-    if metrics is not None:
-        metrics.metrics.problems.labels(error.slug).inc()
+    services = getattr(request.app.state, "services", None)  # absent before start-up ends
+    if services is not None:
+        services.metrics.problems.labels(error.slug).inc()
     return Response(
         content=error.problem(request.url.path),
         status_code=error.status,
@@ -48,27 +51,17 @@ def problem_response(request: Request[Any, Any, Any], error: VouchError) -> Resp
     )
 
 
-def on_vouch_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def on_vouch_error(request: HttpRequest, exc: Exception) -> Response[Any]:
     assert isinstance(exc, VouchError)
     if exc.status >= 500:
         log.warning("request failed: %s: %s", exc.slug, exc.detail)
     return problem_response(request, exc)
 
 
-def on_http_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def on_http_exception(request: HttpRequest, exc: Exception) -> Response[Any]:
     """Litestar's own errors (routing, body validation, size limits) as problems."""
     assert isinstance(exc, HTTPException)
-    cls = _BY_STATUS.get(exc.status_code)
-    if cls is None:
-        cls = type(
-            "HttpProblem",
-            (VouchError,),
-            {
-                "slug": _slug(exc.status_code),
-                "status": exc.status_code,
-                "title": exc.detail or "HTTP error",
-            },
-        )
+    cls = _problem_class(exc.status_code)
     extra: dict[str, Any] = {}
     if isinstance(exc, ValidationException) and exc.extra:
         extra["errors"] = exc.extra
@@ -78,7 +71,7 @@ def on_http_exception(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return problem_response(request, cls(detail, **extra))
 
 
-def on_recursion(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def on_recursion(request: HttpRequest, exc: Exception) -> Response[Any]:
     """JSON nested deeper than the decoder goes is bad input (400); any other recursion a bug."""
     frames = traceback.extract_tb(exc.__traceback__)
     if frames and frames[-1].name == "decode_json":  # the request body decoder gave up
@@ -86,10 +79,24 @@ def on_recursion(request: Request[Any, Any, Any], exc: Exception) -> Response[An
     return on_unexpected(request, exc)
 
 
-def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def on_unexpected(request: HttpRequest, exc: Exception) -> Response[Any]:
     """A bug: log it (type only, the message may hold input) and answer a bare 500."""
     log.error("unexpected %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
     return problem_response(request, VouchError("internal error; the request had no effect"))
+
+
+@functools.cache
+def _problem_class(status: int) -> type[VouchError]:
+    """Our class for an HTTP status Litestar answers itself (one per status, made once)."""
+    known = _BY_STATUS.get(status)
+    if known is not None:
+        return known
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "HTTP error"
+    attrs = {"slug": _slug(status), "status": status, "title": title}
+    return type(f"Http{status}Problem", (VouchError,), attrs)
 
 
 def _slug(status: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -102,13 +102,15 @@ class Revocations:
                 kind = key.removeprefix(PREFIX).split(":")[1]
                 handle = {"cred": "credential"}.get(kind, kind)
                 raise TokenRevoked(f"token revoked: its {handle} was revoked", handle=handle)
-        if rate is not None and used > rate[1]:
+        if rate is not None and used is not None and used > rate[1]:
             raise RateLimited(
                 f"this delegation allows {rate[1]} exchanges per hour",
                 retry_after=3600 - int(now % 3600),
             )
 
-    async def _read(self, handles: Sequence[str], counter: str | None) -> tuple[list[Any], Any]:
+    async def _read(
+        self, handles: Sequence[str], counter: str | None
+    ) -> tuple[list[bytes | None], int | None]:
         """The handles' values and, with a counter, the use it counted: one round trip.
 
         One MGET where Redis allows it: it costs the client half the CPU of a pipeline of
@@ -116,7 +118,8 @@ class Revocations:
         there they stay a pipeline of GETs (one round trip per node).
         """
         if counter is None and not self._cluster:
-            return (list(await self.redis.mget(handles)) if handles else []), None
+            values = await self.redis.mget(handles) if handles else []
+            return cast(list[bytes | None], values), None
         pipe = self.redis.pipeline(transaction=False)
         if self._cluster:
             for key in handles:
@@ -128,4 +131,6 @@ class Revocations:
             pipe.expire(counter, 3700)
         results = await pipe.execute()
         values = results[: len(handles)] if self._cluster else results[0]
-        return list(values), results[-2] if counter is not None else None
+        return cast(list[bytes | None], list(values)), (
+            int(results[-2]) if counter is not None else None
+        )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from broker.assertion import RelyingParty
+from broker.assertion import RelyingParty, WebAuthnJson
 from broker.audit import Audit
 from broker.challenges import Challenges, EnrollState, LoginState
 from broker.errors import InvalidRequest, PermissionDenied
@@ -23,7 +22,7 @@ class Ceremony:
     """What a begin step returns: the challenge handle and the WebAuthn options."""
 
     challenge_id: str
-    options: dict[str, Any]
+    options: WebAuthnJson
 
 
 @dataclass
@@ -63,7 +62,7 @@ class SignIn:
         ceremony = EnrollState(fido=state, email=email, invite=invite_key)
         return Ceremony(await self.challenges.put("enroll", ceremony), options)
 
-    async def enroll_complete(self, challenge_id: str, response: Any) -> tuple[str, str]:
+    async def enroll_complete(self, challenge_id: str, response: WebAuthnJson) -> tuple[str, str]:
         """Register the key; returns the email and the key's cid.
 
         Raises: ChallengeInvalid, AssertionRejected, InviteInvalid, Conflict.
@@ -89,7 +88,9 @@ class SignIn:
         ceremony = LoginState(fido=state, email=email or None)
         return Ceremony(await self.challenges.put("login", ceremony), options)
 
-    async def login_complete(self, challenge_id: str, response: Any) -> tuple[str, int, str]:
+    async def login_complete(
+        self, challenge_id: str, response: WebAuthnJson
+    ) -> tuple[str, int, str]:
         """A session token, its expiry and the email.
 
         Raises: ChallengeInvalid, AssertionRejected, KeyFlagged, PermissionDenied.

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore import UNSIGNED
@@ -22,6 +22,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from broker.errors import StsRejected, StsUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
 
 POOL = 32  # concurrent STS calls per worker: threads and HTTP connections alike
 RETRYABLE = frozenset(
@@ -44,7 +47,7 @@ class AwsCredentials:
     session_token: str
     expiration: datetime
 
-    def process_document(self) -> dict[str, Any]:
+    def process_document(self) -> dict[str, object]:
         """The AWS `credential_process` JSON document (Version 1)."""
         return {
             "Version": 1,
@@ -76,7 +79,7 @@ class Sts:
         for name in ("botocore", "boto3", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING)
         # Web-identity calls are unsigned: no AWS credentials are needed or used.
-        self.client: Any = boto3.session.Session().client(
+        self.client: STSClient = boto3.session.Session().client(
             "sts",
             region_name=region,
             endpoint_url=endpoint_url,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Response, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 
-from broker.auth import ServicesDep, bearer
+from broker.auth import HttpRequest, ServicesDep, bearer
 from broker.routes.delegations import ModelName
 
 
@@ -23,7 +23,7 @@ def exchange_route(provider: str) -> HTTPRouteHandler:
     """``POST /v1/credentials/<provider>``: the exchange in front of that provider."""
 
     async def exchange(
-        request: Request[Any, Any, Any],
+        request: HttpRequest,
         services: ServicesDep,
         data: JSONBody[ExchangeRequest | None] = None,
     ) -> Response[dict[str, object]]:

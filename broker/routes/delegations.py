@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 import unicodedata
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, delete, get, post
+from litestar import delete, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from broker.auth import PersonDep, ServicesDep, client_address
+from broker.assertion import WebAuthnJson
+from broker.auth import HttpRequest, PersonDep, ServicesDep, client_address
 from broker.delegation_store import Delegation
 from broker.errors import GrantInvalid, InvalidRequest
+from broker.grant import Grant
 from broker.revoke import Target
 from broker.routes.signin import ChallengeId
 
@@ -51,14 +53,14 @@ class DelegationBegin(msgspec.Struct, forbid_unknown_fields=True):
 
 class DelegationProposal(msgspec.Struct):
     challenge_id: str
-    grant: dict[str, Any]
+    grant: Grant
     grant_canonical: str
-    options: dict[str, Any]
+    options: WebAuthnJson
 
 
 class DelegationComplete(msgspec.Struct, forbid_unknown_fields=True):
     challenge_id: ChallengeId
-    credential: dict[str, Any]
+    credential: WebAuthnJson
 
 
 class AgentToken(msgspec.Struct):
@@ -72,7 +74,7 @@ async def delegation_begin(
     data: JSONBody[DelegationBegin],
     services: ServicesDep,
     person: PersonDep,
-    request: Request[Any, Any, Any],
+    request: HttpRequest,
 ) -> DelegationProposal:
     """Check a grant (or an agent's request, by user code) against the org policy.
 
@@ -102,7 +104,7 @@ async def delegation_begin(
     proposal = await services.delegations.begin(person, grant, request_id=request_id)
     return DelegationProposal(
         proposal.challenge_id,
-        msgspec.to_builtins(proposal.grant),
+        proposal.grant,
         proposal.canonical,
         proposal.options,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from litestar import MediaType, Response, get
 
@@ -13,7 +13,7 @@ from broker.store import guard
 
 
 @get("/.well-known/openid-configuration", sync_to_thread=False, tags=["discovery"])
-def openid_configuration(services: ServicesDep) -> Response[dict[str, Any]]:
+def openid_configuration(services: ServicesDep) -> Response[Mapping[str, object]]:
     """The OIDC discovery document AWS IAM reads to find the JWKS."""
     issuer = services.settings.issuer
     body = {
@@ -38,7 +38,7 @@ def openid_configuration(services: ServicesDep) -> Response[dict[str, Any]]:
 
 
 @get("/.well-known/jwks.json", sync_to_thread=False, tags=["discovery"])
-def jwks(services: ServicesDep) -> Response[dict[str, Any]]:
+def jwks(services: ServicesDep) -> Response[Mapping[str, object]]:
     """Every public key a verifier may meet: active, next and retired."""
     return Response(services.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.params import JSONBody, PathParameter
 
-from broker.auth import PersonDep, ServicesDep, bearer, client_address
+from broker.auth import HttpRequest, PersonDep, ServicesDep, bearer, client_address
 from broker.delegation_requests import POLL_INTERVAL_S
 from broker.errors import from_policy
 from broker.identity import grant_agent, person_email
@@ -45,7 +45,7 @@ class RequestDeny(msgspec.Struct, forbid_unknown_fields=True):
 
 @post("/v1/delegation-requests", status_code=201, tags=["delegation"])
 async def create_request(
-    data: JSONBody[RequestCreate], services: ServicesDep, request: Request[Any, Any, Any]
+    data: JSONBody[RequestCreate], services: ServicesDep, request: HttpRequest
 ) -> RequestCreated:
     """An agent asks a person for a delegation; relay the user code to that person."""
     await services.limits.hit("request", address=client_address(request), identity=data.email)
@@ -71,7 +71,7 @@ async def create_request(
 @get("/v1/delegation-requests/{req_id:str}", tags=["delegation"])
 async def poll_request(
     req_id: Annotated[str, PathParameter(max_length=64)],
-    request: Request[Any, Any, Any],
+    request: HttpRequest,
     services: ServicesDep,
 ) -> RequestStatus:
     """The agent polls with its poll secret as bearer token; the token arrives once."""
@@ -87,7 +87,7 @@ async def deny_request(
     data: JSONBody[RequestDeny],
     services: ServicesDep,
     person: PersonDep,
-    request: Request[Any, Any, Any],
+    request: HttpRequest,
 ) -> RequestStatus:
     """The person refuses an agent's request."""
     await services.limits.hit("approval", address=client_address(request), identity=person.email)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, post
+from litestar import post
 from litestar.di import Provide
 from litestar.params import JSONBody
 
+from broker.assertion import WebAuthnJson
 from broker.auth import (
+    HttpRequest,
     OptionalPersonDep,
     ServicesDep,
     client_address,
@@ -27,7 +29,7 @@ class EnrollBegin(msgspec.Struct, forbid_unknown_fields=True):
 
 class CeremonyComplete(msgspec.Struct, forbid_unknown_fields=True):
     challenge_id: ChallengeId
-    credential: dict[str, Any]
+    credential: WebAuthnJson
 
 
 class LoginBegin(msgspec.Struct, forbid_unknown_fields=True):
@@ -36,7 +38,7 @@ class LoginBegin(msgspec.Struct, forbid_unknown_fields=True):
 
 class Ceremony(msgspec.Struct):
     challenge_id: str
-    options: dict[str, Any]
+    options: WebAuthnJson
 
 
 class Enrolled(msgspec.Struct):
@@ -61,7 +63,7 @@ async def enroll_begin(
     data: JSONBody[EnrollBegin],
     services: ServicesDep,
     person: OptionalPersonDep,
-    request: Request[Any, Any, Any],
+    request: HttpRequest,
 ) -> Ceremony:
     """Start registering a key: with an invite code, or a session to add another key."""
     await services.limits.hit("enroll", address=client_address(request), identity=data.email)
@@ -78,7 +80,7 @@ async def enroll_complete(data: JSONBody[CeremonyComplete], services: ServicesDe
 
 @post("/v1/login/begin", status_code=200, tags=["sign-in"])
 async def login_begin(
-    data: JSONBody[LoginBegin], services: ServicesDep, request: Request[Any, Any, Any]
+    data: JSONBody[LoginBegin], services: ServicesDep, request: HttpRequest
 ) -> Ceremony:
     """Start a login: by email, or usernameless with a discoverable credential."""
     await services.limits.hit("login", address=client_address(request), identity=data.email)
