@@ -141,7 +141,7 @@ class Exchange:
         """The session policy for a model set and its short digest (the cache key part)."""
         try:
             policy = compile_session_policy(
-                models, self.catalog, region=self.org.region, account_id=self.org.account_id
+                models, self.catalog, region=self.org.aws.region, account_id=self.org.aws.account_id
             )
         except PoliciesError as exc:
             raise GrantInvalid(str(exc)) from None
@@ -168,7 +168,7 @@ class Exchange:
     async def _assume(self, claims: dict[str, Any], policy: str, duration: int) -> AwsCredentials:
         assertion = self.sts_assertion(claims)
         return await self.sts.assume(
-            role_arn=self.org.role_arn,
+            role_arn=self.org.aws.role_arn,
             session_name=session_name(claims["sub"]),
             token=assertion,
             policy=policy,

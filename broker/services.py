@@ -162,7 +162,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
             timeout_s=settings.sts_timeout_s,
             on_call=lambda outcome: metrics.sts_calls.labels(outcome).inc(),
         ),
-        sts_audience=org.sts_audience,
+        sts_audience=org.aws.sts_audience,
         assertion_ttl_s=settings.sts_assertion_ttl_s,
     )
     return Services(

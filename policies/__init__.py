@@ -16,8 +16,10 @@ Org policy (org.py, org_file.py)
         raises InvalidGrant, UnknownModel, ModelNotCallable, GrantDenied
     OrgPolicy.is_admin(email) -> bool
     OrgPolicy.models_for(email) -> tuple[str, ...]
-    OrgPolicy.allowed_models, .max_token_lifetime_s, .default_ttl_s, .account_id,
-        .role_arn, .region, .sts_audience, .require_user_verification
+    OrgPolicy.allowed_models, .max_token_lifetime_s, .default_ttl_s,
+        .require_user_verification
+    OrgPolicy.aws -> AwsAccount                           .account_id, .role_arn, .region,
+                                                          .sts_audience, .role_max_session_s
     normalize_email(email) -> str                         raises InvalidGrant
 
 IAM documents (session_policy.py)
@@ -48,12 +50,13 @@ from policies.errors import (
     UnknownModel,
 )
 from policies.evaluator import Decision, Outcome, Request, StatementRef, evaluate
-from policies.org import Authorized, Limits, OrgPolicy, normalize_email
+from policies.org import Authorized, AwsAccount, Limits, OrgPolicy, normalize_email
 from policies.org_file import load_org_policy
 from policies.session_policy import compile_session_policy, role_permissions_policy, trust_policy
 
 __all__ = [
     "Authorized",
+    "AwsAccount",
     "Catalog",
     "CatalogError",
     "Decision",

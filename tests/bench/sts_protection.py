@@ -75,7 +75,7 @@ async def _simulate(world: World, duration_s: int | None, interval_s: int) -> di
         org=org,
         revocations=Revocations(redis, max_token_lifetime_s=8 * HOUR),
         sts=sts,  # type: ignore[arg-type]
-        sts_audience=org.sts_audience,
+        sts_audience=org.aws.sts_audience,
         assertion_ttl_s=300,
         cache=CredentialCache(),
         clock=clock,
