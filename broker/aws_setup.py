@@ -50,7 +50,7 @@ def plan(settings: Settings, org: OrgPolicy, catalog: Catalog) -> AwsPlan:
         SessionPolicyError: the issuer cannot be an IAM OIDC provider (https, no port), unless
             a local STS emulator is configured, where http://localhost is accepted.
     """
-    local = settings.aws_endpoint_url is not None
+    local = settings.aws.endpoint_url is not None
     return AwsPlan(
         provider_url=settings.issuer.rstrip("/"),
         client_ids=(org.aws.sts_audience,),

@@ -88,7 +88,7 @@ def load_keys(settings: Settings) -> KeyRing:
     """
     if settings.kms_key_id:
         kms: Any = boto3.client(
-            "kms", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url
+            "kms", region_name=settings.aws.region, endpoint_url=settings.aws.endpoint_url
         )
         return kms_key_ring(kms, settings.kms_key_id)
     if not settings.signing_keys:
@@ -157,13 +157,13 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         org=org,
         revocations=revocations,
         sts=Sts(
-            region=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            timeout_s=settings.sts_timeout_s,
+            region=settings.aws.region,
+            endpoint_url=settings.aws.endpoint_url,
+            timeout_s=settings.aws.sts_timeout_s,
             on_call=lambda outcome: metrics.sts_calls.labels(outcome).inc(),
         ),
         sts_audience=org.aws.sts_audience,
-        assertion_ttl_s=settings.sts_assertion_ttl_s,
+        assertion_ttl_s=settings.aws.sts_assertion_ttl_s,
     )
     return Services(
         settings=settings,

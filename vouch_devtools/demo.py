@@ -27,13 +27,13 @@ from typing import Any
 import uvicorn
 
 from broker.app import create_app
-from broker.dev import DevOptions, dev_settings, dev_stack
 from broker.invites import invite_from_host
 from broker.logs import configure
 from broker.services import load_policy
-from broker.settings import Settings
+from broker.settings import Settings, log_deprecations
 from policies import AwsAccount, Catalog, Outcome, Request, compile_session_policy, evaluate
 from policies.session_policy import model_arn, profile_arn
+from vouch_devtools.dev import DevOptions, dev_settings, dev_stack
 
 MODELS = ("us.claude-haiku-4-5", "us.claude-sonnet-4-5")
 DENIED = "us.claude-opus-4-5"
@@ -213,8 +213,9 @@ def run_demo() -> int:
             "XDG_STATE_HOME": str(work / "state"),
         }
         with dev_stack(opts) as overrides:
-            settings = dev_settings(opts, overrides)
+            settings, deprecations = dev_settings(opts, overrides)
             configure("WARNING")  # the story is the output; the broker's logs would bury it
+            log_deprecations(deprecations)
             with serving(settings, opts.port):
                 try:
                     story(settings, work, Narrator(env))
