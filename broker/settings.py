@@ -36,9 +36,13 @@ _SIGNER_CHECKS = {"checks": (f"{ONE_SIGNER} (signing_keys, kms_key_id)",)}
 class AwsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The AWS the broker calls: the `[aws]` table and `VOUCH_AWS_*` variables."""
 
-    region: Annotated[str, Meta(description="Region of the STS endpoint the broker calls.")] = (
-        "us-east-1"
-    )
+    region: Annotated[
+        str,
+        Meta(
+            description="Region of the AWS endpoints the broker calls: STS, and KMS with "
+            "kms_key_id."
+        ),
+    ] = "us-east-1"
     endpoint_url: Annotated[
         str | None,
         Meta(
