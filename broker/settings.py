@@ -263,9 +263,10 @@ def setting_fields(
     hints = get_type_hints(struct, include_extras=True)
     found: list[SettingField] = []
     for info in msgspec.structs.fields(struct):
-        hint, metas = hints[info.name], list[object]()
+        hint = hints[info.name]
+        metas: tuple[object, ...] = ()
         if get_origin(hint) is Annotated:
-            hint, *metas = get_args(hint)
+            hint, metas = get_args(hint)[0], get_args(hint)[1:]
         if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
             found.extend(setting_fields(hint, (*path, info.name)))
             continue
