@@ -31,7 +31,7 @@ run: sync check-redis
 	$(UV) run vouch-broker dev
 
 docs: sync
-	$(UV) run python -m broker.config_reference > docs/configuration.md
+	$(UV) run python -m vouch_devtools.config_reference > docs/configuration.md
 
 docker-check: sync
 	$(UV) tool run check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml

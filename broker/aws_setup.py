@@ -50,21 +50,21 @@ def plan(settings: Settings, org: OrgPolicy, catalog: Catalog) -> AwsPlan:
         SessionPolicyError: the issuer cannot be an IAM OIDC provider (https, no port), unless
             a local STS emulator is configured, where http://localhost is accepted.
     """
-    local = settings.aws_endpoint_url is not None
+    local = settings.aws.endpoint_url is not None
     return AwsPlan(
         provider_url=settings.issuer.rstrip("/"),
-        client_ids=(org.sts_audience,),
-        role_name=org.role_arn.rsplit("/", 1)[1],
-        role_arn=org.role_arn,
-        max_session_s=org.role_max_session_s,
+        client_ids=(org.aws.sts_audience,),
+        role_name=org.aws.role_arn.rsplit("/", 1)[1],
+        role_arn=org.aws.role_arn,
+        max_session_s=org.aws.role_max_session_s,
         trust_policy=trust_policy(
             issuer=settings.issuer,
-            account_id=org.account_id,
-            audience=org.sts_audience,
+            account_id=org.aws.account_id,
+            audience=org.aws.sts_audience,
             allow_local_http=local,
         ),
         permissions_policy=role_permissions_policy(
-            org.allowed_models, catalog, region=org.region, account_id=org.account_id
+            org.allowed_models, catalog, region=org.aws.region, account_id=org.aws.account_id
         ),
     )
 

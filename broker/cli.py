@@ -12,28 +12,46 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from broker.keys import SigningKeyError, generate_key_dir, read_key_dir, rotate_key_dir
-from broker.settings import Settings, SettingsError, load_settings
+from broker.settings import (
+    LoadedSettings,
+    Settings,
+    SettingsError,
+    load_settings,
+    log_deprecations,
+    read_settings,
+)
 from policies.errors import PoliciesError
 
 if TYPE_CHECKING:
     import uvicorn
 
 EXIT_CONFIG = 6
+NO_DEVTOOLS = (
+    "vouch-broker {command}: development tooling, not part of this installation; "
+    "run it from a source checkout of vouch (`make {make}`)"
+)
+
+
+def _read(args: argparse.Namespace) -> LoadedSettings:
+    return read_settings(config_file=Path(args.config) if args.config else None)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(config_file=Path(args.config) if args.config else None)
+    return _read(args).settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = _settings(args)  # fail fast, before forking workers, with every problem
+    # Fail fast, before forking workers, with every problem; workers read the settings again
+    # but only this process reports deprecated spellings, once.
+    settings, deprecations = _read(args)
     if args.config:
         os.environ["VOUCH_CONFIG"] = str(Path(args.config).resolve())
     from broker.logs import configure
 
     configure(settings.log_level)
+    log_deprecations(deprecations)
     options: dict[str, Any] = {
         "factory": True,
         "host": args.host,
@@ -153,8 +171,23 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_devtools(exc: ModuleNotFoundError, command: str, make: str) -> int:
+    """The one line `dev` and `demo` print where vouch_devtools is absent (an installed wheel).
+
+    Raises:
+        ModuleNotFoundError: exc, when something other than vouch_devtools is missing.
+    """
+    if exc.name != "vouch_devtools":
+        raise exc
+    print(NO_DEVTOOLS.format(command=command, make=make), file=sys.stderr)
+    return 1
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
-    from broker.dev import DevError, DevOptions, run_dev
+    try:  # development tooling: in a source checkout only, never in the wheel
+        from vouch_devtools.dev import DevError, DevOptions, run_dev
+    except ModuleNotFoundError as exc:
+        return _no_devtools(exc, "dev", "run")
 
     opts = DevOptions(
         Path(args.state_dir), args.port, args.redis_port, args.aws_port, args.real_aws
@@ -167,8 +200,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from broker.demo import run_demo
-    from broker.dev import DevError
+    try:  # development tooling: in a source checkout only, never in the wheel
+        from vouch_devtools.demo import run_demo
+        from vouch_devtools.dev import DevError
+    except ModuleNotFoundError as exc:
+        return _no_devtools(exc, "demo", "demo")
 
     try:
         return run_demo()
@@ -191,7 +227,7 @@ def cmd_aws_setup(args: argparse.Namespace) -> int:
     print(json.dumps(the_plan.describe(), indent=2))
     if args.apply:
         iam = boto3.client(
-            "iam", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region
+            "iam", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
         )
         for line in aws_setup.apply(the_plan, iam):
             print(line, file=sys.stderr)

@@ -74,7 +74,7 @@ def load_keys(settings: Settings) -> KeyRing:
     """
     if settings.kms_key_id:
         kms: Any = boto3.client(
-            "kms", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url
+            "kms", region_name=settings.aws.region, endpoint_url=settings.aws.endpoint_url
         )
         return kms_key_ring(kms, settings.kms_key_id)
     if not settings.signing_keys:

@@ -1,181 +1,512 @@
-"""Broker settings: one msgspec Struct from a TOML file and `VOUCH_*` variables.
+"""Broker settings: msgspec Structs from a TOML file and `VOUCH_*` variables.
 
 Every problem is collected and reported at once, so an operator fixes a config in one pass.
+Each field declares its description, range and start checks (`msgspec.Meta`); the loader,
+the start-up checks and the configuration reference (docs/configuration.md) all read
+them from `FIELDS`, so the documentation cannot drift from what is enforced.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Annotated, Any, NamedTuple, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
 import msgspec
+from msgspec import Meta
 
 ENV_PREFIX = "VOUCH_"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "redis+cluster"})
 EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policies" / "examples" / "org.toml"
 
+# Start checks beyond types and ranges: each rule is declared on its field (the reference
+# lists it) and is the text of the problem reported when it fails.
+HTTPS_ISSUER = "must be an https URL (plain http only for localhost)"
+BARE_ISSUER = "must be a bare URL without query or fragment"
+REDIS_SCHEME = f"scheme must be one of {', '.join(sorted(REDIS_SCHEMES))}"
+ONE_SIGNER = "set one, not both"
+_SIGNER_CHECKS = {"checks": (f"{ONE_SIGNER} (signing_keys, kms_key_id)",)}
+
+
+class AwsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The AWS the broker calls: the `[aws]` table and `VOUCH_AWS_*` variables."""
+
+    region: Annotated[
+        str,
+        Meta(
+            description="Region of the AWS endpoints the broker calls: STS, and KMS with "
+            "kms_key_id."
+        ),
+    ] = "us-east-1"
+    endpoint_url: Annotated[
+        str | None,
+        Meta(
+            description="A local STS (moto server) for development and tests; unset for real AWS."
+        ),
+    ] = None
+    sts_timeout_s: Annotated[
+        float,
+        Meta(
+            ge=0.05,
+            le=30,
+            description="Connect and read timeout of one STS call; with 3 attempts a refusal "
+            "comes in ~8 s.",
+        ),
+    ] = 2.5
+    sts_assertion_ttl_s: Annotated[
+        int,
+        Meta(
+            ge=30,
+            le=300,
+            description="Lifetime of the assertion the broker presents to STS (at most 300 s).",
+        ),
+    ] = 300
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Everything the broker reads at start. Field docs feed the configuration reference."""
+    """Everything the broker reads at start; nested Structs are TOML tables."""
 
-    issuer: str = "http://localhost:8080"
-    """The OIDC issuer URL (`iss` of every token); https except for localhost development."""
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    """Where all broker state lives: redis://, rediss://, unix://, redis+sentinel://, redis+cluster://."""
-    revocation_replicas: int = 0
-    """Replicas that must hold a revocation (Redis WAIT) before the API acknowledges it."""
-    revocation_wait_ms: int = 500
-    """How long to wait for those replicas before answering 503 (the revocation stands)."""
-    redis_timeout_s: float = 0.5
-    """Upper bound on one Redis round trip; past it the request fails closed with 503."""
-    signing_keys: str | None = None
-    """Directory of PEM signing keys (see `vouch-broker keys`). Required unless kms_key_id."""
-    kms_key_id: str | None = None
-    """AWS KMS key (ECC_NIST_P256) to sign with instead of local PEM files."""
-    policy_file: str = str(EXAMPLE_POLICY)
-    """The org policy (TOML): who may delegate which models, limits, admins, AWS role."""
-    catalog_file: str | None = None
-    """Optional TOML extending the built-in Bedrock model catalog."""
-    rp_id: str = "localhost"
-    """WebAuthn relying-party id: the broker's host name (or a registrable parent)."""
-    rp_name: str = "Vouch"
-    """Relying-party name shown by authenticators that display one."""
-    allow_software_keys: bool = False
-    """Accept the vouch software authenticator (tests and demos only; it is not hardware)."""
-    aaguids: list[str] = msgspec.field(default_factory=list)
-    """Allow-list of authenticator models (AAGUIDs); empty allows any hardware key."""
-    origins: list[str] = msgspec.field(default_factory=list)
-    """Origins accepted in FIDO2 client data; defaults to the issuer's origin."""
-    aws_region: str = "us-east-1"
-    """Region of the STS endpoint the broker calls."""
-    aws_endpoint_url: str | None = None
-    """A local STS (moto server) for development and tests; unset for real AWS."""
-    session_ttl_s: int = 8 * 3600
-    """Lifetime of a human session token."""
-    challenge_ttl_s: int = 120
-    """Lifetime of a WebAuthn challenge (at most 120 s)."""
-    request_ttl_s: int = 300
-    """How long an agent's delegation request waits for the person to approve it."""
-    invite_ttl_s: int = 24 * 3600
-    """Lifetime of a one-time invite code."""
-    clock_leeway_s: int = 30
-    """Clock skew tolerated when checking token times."""
-    sts_timeout_s: float = 2.5
-    """Connect and read timeout of one STS call; with 3 attempts a refusal comes in ~8 s."""
-    sts_assertion_ttl_s: int = 300
-    """Lifetime of the assertion the broker presents to STS (at most 300 s)."""
-    log_level: str = "INFO"
-    """Python logging level of the JSON logs."""
-    audit_max_len: int = 100_000
-    """Approximate cap on the audit stream length."""
-    rate_login_per_min: int = 30
-    """Login and enroll attempts per minute, per client address and per email."""
-    rate_requests_per_min: int = 20
-    """Agent delegation requests per minute, per client address and per email asked."""
-    rate_approvals_per_min: int = 10
-    """User-code lookups (approve or deny) per minute, per client address and per person."""
-    rate_polls_per_min: int = 120
-    """Delegation-request polls per minute, per client address and per request."""
+    issuer: Annotated[
+        str,
+        Meta(
+            description="The OIDC issuer URL (`iss` of every token); https except for localhost "
+            "development.",
+            extra={"checks": (HTTPS_ISSUER, BARE_ISSUER)},
+        ),
+    ] = "http://localhost:8080"
+    redis_url: Annotated[
+        str,
+        Meta(
+            description="Where all broker state lives: redis://, rediss://, unix://, "
+            "redis+sentinel://, redis+cluster://.",
+            extra={"checks": (REDIS_SCHEME,)},
+        ),
+    ] = "redis://127.0.0.1:6379/0"
+    revocation_replicas: Annotated[
+        int,
+        Meta(
+            description="Replicas that must hold a revocation (Redis WAIT) before the API "
+            "acknowledges it."
+        ),
+    ] = 0
+    revocation_wait_ms: Annotated[
+        int,
+        Meta(
+            description="How long to wait for those replicas before answering 503 (the "
+            "revocation stands)."
+        ),
+    ] = 500
+    redis_timeout_s: Annotated[
+        float,
+        Meta(
+            ge=0.01,
+            le=30,
+            description="Upper bound on one Redis round trip; past it the request fails closed "
+            "with 503.",
+        ),
+    ] = 0.5
+    signing_keys: Annotated[
+        str | None,
+        Meta(
+            description="Directory of PEM signing keys (see `vouch-broker keys`). Required "
+            "unless kms_key_id.",
+            extra=_SIGNER_CHECKS,
+        ),
+    ] = None
+    kms_key_id: Annotated[
+        str | None,
+        Meta(
+            description="AWS KMS key (ECC_NIST_P256) to sign with instead of local PEM files.",
+            extra=_SIGNER_CHECKS,
+        ),
+    ] = None
+    policy_file: Annotated[
+        str,
+        Meta(
+            description="The org policy (TOML): who may delegate which models, limits, admins, "
+            "AWS role."
+        ),
+    ] = str(EXAMPLE_POLICY)
+    catalog_file: Annotated[
+        str | None,
+        Meta(description="Optional TOML extending the built-in Bedrock model catalog."),
+    ] = None
+    rp_id: Annotated[
+        str,
+        Meta(
+            description="WebAuthn relying-party id: the broker's host name (or a registrable "
+            "parent)."
+        ),
+    ] = "localhost"
+    rp_name: Annotated[
+        str, Meta(description="Relying-party name shown by authenticators that display one.")
+    ] = "Vouch"
+    allow_software_keys: Annotated[
+        bool,
+        Meta(
+            description="Accept the vouch software authenticator (tests and demos only; it is "
+            "not hardware)."
+        ),
+    ] = False
+    aaguids: Annotated[
+        list[str],
+        Meta(
+            description="Allow-list of authenticator models (AAGUIDs); empty allows any "
+            "hardware key."
+        ),
+    ] = msgspec.field(default_factory=list)
+    origins: Annotated[
+        list[str],
+        Meta(description="Origins accepted in FIDO2 client data; defaults to the issuer's origin."),
+    ] = msgspec.field(default_factory=list)
+    session_ttl_s: Annotated[
+        int, Meta(ge=60, le=24 * 3600, description="Lifetime of a human session token.")
+    ] = 8 * 3600
+    challenge_ttl_s: Annotated[
+        int,
+        Meta(ge=1, le=120, description="Lifetime of a WebAuthn challenge (at most 120 s)."),
+    ] = 120
+    request_ttl_s: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=3600,
+            description="How long an agent's delegation request waits for the person to "
+            "approve it.",
+        ),
+    ] = 300
+    invite_ttl_s: Annotated[int, Meta(description="Lifetime of a one-time invite code.")] = (
+        24 * 3600
+    )
+    clock_leeway_s: Annotated[
+        int,
+        Meta(ge=0, le=300, description="Clock skew tolerated when checking token times."),
+    ] = 30
+    log_level: Annotated[str, Meta(description="Python logging level of the JSON logs.")] = "INFO"
+    audit_max_len: Annotated[
+        int, Meta(description="Approximate cap on the audit stream length.")
+    ] = 100_000
+    rate_login_per_min: Annotated[
+        int,
+        Meta(description="Login and enroll attempts per minute, per client address and per email."),
+    ] = 30
+    rate_requests_per_min: Annotated[
+        int,
+        Meta(
+            description="Agent delegation requests per minute, per client address and per "
+            "email asked."
+        ),
+    ] = 20
+    rate_approvals_per_min: Annotated[
+        int,
+        Meta(
+            description="User-code lookups (approve or deny) per minute, per client address "
+            "and per person."
+        ),
+    ] = 10
+    rate_polls_per_min: Annotated[
+        int,
+        Meta(
+            description="Delegation-request polls per minute, per client address and per request."
+        ),
+    ] = 120
+    aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
 
 
-_ENV_NAMES = {f"{ENV_PREFIX}{name.upper()}": name for name in Settings.__struct_fields__}
+@dataclass(frozen=True)
+class SettingField:
+    """One setting as the TOML file, the environment, the start checks and the docs name it."""
+
+    path: tuple[str, ...]
+    """Field names from `Settings` down: ("aws", "region")."""
+    type: Any
+    """The value's type without its metadata: what TOML and environment text convert to."""
+    default: Any
+    description: str
+    bounds: tuple[float, float] | None
+    """Inclusive range checked at start (`Meta(ge=..., le=...)`)."""
+    checks: tuple[str, ...]
+    """Further rules checked at start (`Meta(extra={"checks": ...})`)."""
+
+    @property
+    def key(self) -> str:
+        """The TOML key; dotted for a key inside a table (`aws.region` is region in [aws])."""
+        return ".".join(self.path)
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + "_".join(self.path).upper()
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """Everything checked at start, as the problem reported would word it."""
+        if self.bounds is None:
+            return self.checks
+        low, high = self.bounds
+        unit = " seconds" if self.path[-1].endswith("_s") else ""
+        return (f"must be between {low:g} and {high:g}{unit}", *self.checks)
+
+
+def setting_fields(
+    struct: type[msgspec.Struct], path: tuple[str, ...] = ()
+) -> tuple[SettingField, ...]:
+    """Every setting of struct in definition order; a nested Struct's fields follow its path.
+
+    Raises:
+        TypeError: a constraint the start checks do not enforce (only ge with le is).
+    """
+    hints = get_type_hints(struct, include_extras=True)
+    found: list[SettingField] = []
+    for info in msgspec.structs.fields(struct):
+        hint = hints[info.name]
+        metas: tuple[object, ...] = ()
+        if get_origin(hint) is Annotated:
+            hint, metas = get_args(hint)[0], get_args(hint)[1:]
+        if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+            found.extend(setting_fields(hint, (*path, info.name)))
+            continue
+        meta = next((m for m in metas if isinstance(m, Meta)), Meta())
+        if meta.gt is not None or meta.lt is not None or (meta.ge is None) != (meta.le is None):
+            raise TypeError(f"{info.name}: declare a range as Meta(ge=..., le=...)")
+        found.append(
+            SettingField(
+                path=(*path, info.name),
+                type=hint,
+                default=info.default_factory()
+                if info.default_factory is not msgspec.NODEFAULT
+                else info.default,
+                description=meta.description or "",
+                bounds=None if meta.ge is None or meta.le is None else (meta.ge, meta.le),
+                checks=tuple((meta.extra or {}).get("checks", ())),
+            )
+        )
+    return tuple(found)
+
+
+FIELDS = setting_fields(Settings)
+_BY_KEY = {f.key: f for f in FIELDS}
+_BY_ENV = {f.env: f for f in FIELDS}
+_TABLES = frozenset(f.path[0] for f in FIELDS if len(f.path) > 1)
+
+BOUNDS: dict[str, tuple[float, float]] = {f.key: f.bounds for f in FIELDS if f.bounds}
+"""Inclusive ranges checked at start, from the fields' `Meta(ge=..., le=...)`."""
+
+
+class Renamed(NamedTuple):
+    """A setting that moved: its old spelling is still read, with a deprecation notice."""
+
+    old_key: str
+    """The old top-level TOML key."""
+    new_key: str
+    old_env: str | None = None
+    """The old variable, where the variable's name changed too."""
+
+    def toml_notice(self, where: str) -> str:
+        table, leaf = self.new_key.split(".")
+        return (
+            f"{where}: top-level {self.old_key!r} is deprecated: "
+            f"write it as {leaf!r} in the [{table}] table"
+        )
+
+    def toml_clash(self, where: str) -> str:
+        table, leaf = self.new_key.split(".")
+        return (
+            f"{where}: top-level {self.old_key!r} (deprecated) and {leaf!r} in [{table}] "
+            f"are both given; remove {self.old_key!r}"
+        )
+
+    def env_notice(self) -> str:
+        return f"{self.old_env} is deprecated: set {_BY_KEY[self.new_key].env} instead"
+
+    def env_clash(self) -> str:
+        new = _BY_KEY[self.new_key].env
+        return f"{self.old_env} (deprecated) and {new} are both set; unset {self.old_env}"
+
+
+RENAMED = (
+    Renamed("aws_region", "aws.region"),
+    Renamed("aws_endpoint_url", "aws.endpoint_url"),
+    Renamed("sts_timeout_s", "aws.sts_timeout_s", "VOUCH_STS_TIMEOUT_S"),
+    Renamed("sts_assertion_ttl_s", "aws.sts_assertion_ttl_s", "VOUCH_STS_ASSERTION_TTL_S"),
+)
+"""The flat AWS settings of earlier versions, now in [aws] (VOUCH_AWS_REGION and
+VOUCH_AWS_ENDPOINT_URL kept their names)."""
 
 
 class SettingsError(ValueError):
     """Raised with every configuration problem found, one per line."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+    def __init__(self, problems: list[str], deprecations: Iterable[str] = ()) -> None:
+        lines = ["invalid configuration:", *(f"  - {p}" for p in problems)]
+        self.deprecations = tuple(deprecations)
+        if self.deprecations:  # they explain problems reported under the new names
+            lines += ["deprecated settings in use:", *(f"  - {d}" for d in self.deprecations)]
+        super().__init__("\n".join(lines))
         self.problems = problems
+
+
+class LoadedSettings(NamedTuple):
+    settings: Settings
+    deprecations: tuple[str, ...]
+    """One notice per old spelling read (see RENAMED); commands log them at start."""
 
 
 def load_settings(
     env: Mapping[str, str] | None = None, config_file: Path | None = None, **overrides: Any
 ) -> Settings:
-    """Merge defaults < TOML file < VOUCH_* env < keyword overrides, then validate.
+    """The settings `read_settings` reads, without its deprecation notices.
 
     Raises:
         SettingsError: listing every problem found.
     """
+    return read_settings(env, config_file, **overrides).settings
+
+
+def read_settings(
+    env: Mapping[str, str] | None = None, config_file: Path | None = None, **overrides: Any
+) -> LoadedSettings:
+    """Merge defaults < TOML file < VOUCH_* env < keyword overrides, then validate.
+
+    Overrides are named like TOML keys, tables as mappings: `aws={"endpoint_url": url}`.
+
+    Raises:
+        SettingsError: listing every problem found.
+        TypeError: an override that is not a setting.
+    """
     env = os.environ if env is None else env
     problems: list[str] = []
+    deprecations: list[str] = []
     raw: dict[str, Any] = {}
     path = config_file or (Path(env["VOUCH_CONFIG"]) if env.get("VOUCH_CONFIG") else None)
     if path is not None:
-        raw.update(_read_toml(path, problems))
-    raw.update(_read_env(env))
-    raw.update(overrides)
+        raw.update(_read_toml(path, problems, deprecations))
+    raw.update(_read_env(env, problems, deprecations))
+    raw.update(_read_overrides(overrides))
     values = _convert_fields(raw, problems)
-    settings = Settings(**values) if not problems else None
+    settings = _build(Settings, values) if not problems else None
     if settings is not None:
         problems.extend(_semantic_problems(settings))
     if problems or settings is None:
-        raise SettingsError(problems)
+        raise SettingsError(problems, deprecations)
     if not settings.origins:
         settings = msgspec.structs.replace(settings, origins=[_origin_of(settings.issuer)])
-    return settings
+    return LoadedSettings(settings, tuple(deprecations))
 
 
-def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+def log_deprecations(deprecations: Iterable[str]) -> None:
+    """Warn about each old spelling in use; `serve` and `dev` call this once at start."""
+    log = logging.getLogger("vouch.settings")
+    for notice in deprecations:
+        log.warning("%s", notice)
+
+
+def _read_toml(path: Path, problems: list[str], deprecations: list[str]) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         problems.append(f"{path}: {exc}")
         return {}
-    unknown = sorted(set(data) - set(Settings.__struct_fields__))
-    problems.extend(f"{path}: unknown setting {key!r}" for key in unknown)
-    return {k: v for k, v in data.items() if k not in unknown}
-
-
-def _read_env(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for var, name in _ENV_NAMES.items():
-        if var in env:
-            text = env[var]
-            is_list = name in {"origins", "aaguids"}
-            values[name] = [s.strip() for s in text.split(",") if s.strip()] if is_list else text
+    old_keys = {r.old_key for r in RENAMED}
+    for key, value in data.items():
+        if key in _TABLES and isinstance(value, dict):
+            values.update({f"{key}.{leaf}": item for leaf, item in value.items()})
+        elif key in _TABLES:
+            problems.append(f"{path}: {key!r} must be a table ([{key}])")
+        elif key not in old_keys:
+            values[key] = value
+    problems.extend(f"{path}: unknown setting {key!r}" for key in values if key not in _BY_KEY)
+    for renamed in (r for r in RENAMED if r.old_key in data):
+        if renamed.new_key in values:
+            problems.append(renamed.toml_clash(str(path)))
+        else:
+            values[renamed.new_key] = data[renamed.old_key]
+            deprecations.append(renamed.toml_notice(str(path)))
+    return {k: v for k, v in values.items() if k in _BY_KEY}
+
+
+def _read_env(
+    env: Mapping[str, str], problems: list[str], deprecations: list[str]
+) -> dict[str, Any]:
+    values = {f.key: _env_value(f, env[var]) for var, f in _BY_ENV.items() if var in env}
+    for renamed in RENAMED:
+        if renamed.old_env is None or renamed.old_env not in env:
+            continue
+        if renamed.new_key in values:
+            problems.append(renamed.env_clash())
+        else:
+            values[renamed.new_key] = _env_value(_BY_KEY[renamed.new_key], env[renamed.old_env])
+            deprecations.append(renamed.env_notice())
+    return values
+
+
+def _env_value(field: SettingField, text: str) -> Any:
+    if get_origin(field.type) is list:  # lists are comma-separated in the environment
+        return [s.strip() for s in text.split(",") if s.strip()]
+    return text
+
+
+def _read_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in _TABLES and isinstance(value, Mapping):
+            values.update({f"{key}.{leaf}": item for leaf, item in value.items()})
+        else:
+            values[key] = value
+    unknown = sorted(set(values) - set(_BY_KEY))
+    if unknown:
+        raise TypeError(f"not settings: {', '.join(unknown)}")
     return values
 
 
 def _convert_fields(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    hints = get_type_hints(Settings)
     values: dict[str, Any] = {}
-    for name, value in raw.items():
-        try:
-            values[name] = msgspec.convert(value, hints[name], strict=False)
+    for key, value in raw.items():
+        field = _BY_KEY[key]
+        try:  # to the bare type: ranges are start checks, reported in their own words
+            values[key] = msgspec.convert(value, field.type, strict=False)
         except msgspec.ValidationError as exc:
-            problems.append(f"{ENV_PREFIX}{name.upper()} / {name}: {exc} (got {value!r})")
+            problems.append(f"{field.env} / {field.key}: {exc} (got {value!r})")
     return values
 
 
-BOUNDS: dict[str, tuple[float, float]] = {
-    "request_ttl_s": (1, 3600),
-    "challenge_ttl_s": (1, 120),
-    "sts_assertion_ttl_s": (30, 300),
-    "session_ttl_s": (60, 24 * 3600),
-    "clock_leeway_s": (0, 300),
-    "sts_timeout_s": (0.05, 30),
-    "redis_timeout_s": (0.01, 30),
-}
-"""Inclusive ranges checked at start (the configuration reference shows them too)."""
+def _build(struct: type[msgspec.Struct], values: dict[str, Any], path: str = "") -> Any:
+    """struct from converted values by dotted key; nested Structs built likewise."""
+    hints = get_type_hints(struct)
+    given: dict[str, Any] = {}
+    for name in struct.__struct_fields__:
+        hint, key = hints[name], f"{path}{name}"
+        if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+            given[name] = _build(hint, values, f"{key}.")
+        elif key in values:
+            given[name] = values[key]
+    return struct(**given)
 
 
-def bound_rule(name: str) -> str:
-    low, high = BOUNDS[name]
-    return f"must be between {low:g} and {high:g} seconds"
+def _value(settings: Settings, key: str) -> Any:
+    value: Any = settings
+    for name in key.split("."):
+        value = getattr(value, name)
+    return value
+
+
+def bound_rule(key: str) -> str:
+    """How the range of a bounded setting is worded in problems and in the reference."""
+    return _BY_KEY[key].rules[0]
 
 
 def _semantic_problems(s: Settings) -> list[str]:
     problems = _url_problems(s)
-    for name, (low, high) in BOUNDS.items():
-        if not low <= getattr(s, name) <= high:
-            problems.append(f"{name}: {bound_rule(name)}")
+    for key, (low, high) in BOUNDS.items():
+        if not low <= _value(s, key) <= high:
+            problems.append(f"{key}: {bound_rule(key)}")
     if s.signing_keys and s.kms_key_id:
-        problems.append("signing_keys and kms_key_id: set one, not both")
+        problems.append(f"signing_keys and kms_key_id: {ONE_SIGNER}")
     if not Path(s.policy_file).is_file():
         problems.append(f"policy_file: no such file {s.policy_file}")
     if s.catalog_file and not Path(s.catalog_file).is_file():
@@ -188,11 +519,11 @@ def _url_problems(s: Settings) -> list[str]:
     issuer = urlparse(s.issuer)
     local = issuer.hostname in {"localhost", "127.0.0.1", "::1"}
     if issuer.scheme != "https" and not (issuer.scheme == "http" and local):
-        problems.append("issuer: must be an https URL (plain http only for localhost)")
+        problems.append(f"issuer: {HTTPS_ISSUER}")
     if issuer.query or issuer.fragment or not issuer.hostname:
-        problems.append("issuer: must be a bare URL without query or fragment")
+        problems.append(f"issuer: {BARE_ISSUER}")
     if urlparse(s.redis_url).scheme not in REDIS_SCHEMES:
-        problems.append(f"redis_url: scheme must be one of {', '.join(sorted(REDIS_SCHEMES))}")
+        problems.append(f"redis_url: {REDIS_SCHEME}")
     problems.extend(
         f"origins: {o!r} is not an http(s) origin" for o in s.origins if not _is_origin(o)
     )

@@ -16,8 +16,10 @@ Org policy (org.py, org_file.py)
         raises InvalidGrant, UnknownModel, ModelNotCallable, GrantDenied
     OrgPolicy.is_admin(email) -> bool
     OrgPolicy.models_for(email) -> tuple[str, ...]
-    OrgPolicy.allowed_models, .max_token_lifetime_s, .default_ttl_s, .account_id,
-        .role_arn, .region, .sts_audience, .require_user_verification
+    OrgPolicy.allowed_models, .max_token_lifetime_s, .default_ttl_s,
+        .require_user_verification
+    OrgPolicy.aws -> AwsAccount                           .account_id, .role_arn, .region,
+                                                          .sts_audience, .role_max_session_s
 
 Identities (identity.py)
     normalize_email(email) -> str                         raises InvalidGrant
@@ -53,12 +55,13 @@ from policies.errors import (
 )
 from policies.evaluator import Decision, Outcome, Request, StatementRef, evaluate
 from policies.identity import agent_sub, check_agent_name, normalize_email, parse_agent_sub
-from policies.org import Authorized, Limits, OrgPolicy
+from policies.org import Authorized, AwsAccount, Limits, OrgPolicy
 from policies.org_file import load_org_policy
 from policies.session_policy import compile_session_policy, role_permissions_policy, trust_policy
 
 __all__ = [
     "Authorized",
+    "AwsAccount",
     "Catalog",
     "CatalogError",
     "Decision",

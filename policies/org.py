@@ -65,16 +65,26 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class AwsAccount:
+    """The policy's [aws] table: where agents' credentials come from and what they may name."""
+
+    account_id: str
+    role_arn: str
+    """The role the broker assumes for agents (given as role_arn or role_name)."""
+    region: str
+    """Home region: where agents call Bedrock and what session policies name."""
+    sts_audience: str
+    """The `aud` STS expects in the broker's assertion (the OIDC provider's client id)."""
+    role_max_session_s: int
+    """The role's MaxSessionDuration: no STS session may be longer."""
+
+
+@dataclass(frozen=True)
 class OrgPolicy:
     """A validated org policy bound to the catalog its names were resolved against."""
 
     catalog: Catalog
-    account_id: str
-    role_arn: str
-    region: str
-    """Home region: where agents call Bedrock and what session policies name."""
-    sts_audience: str
-    role_max_session_s: int
+    aws: AwsAccount
     require_user_verification: bool
     default_ttl_s: int
     admins: frozenset[str]
@@ -151,7 +161,8 @@ class OrgPolicy:
 
     def _limits(self, person: str, model: str, ttl_s: int, rules: list[Rule]) -> Limits:
         """The most generous limits among the rules that allow this model at this TTL."""
-        self.catalog.require_callable(model, self.region, set().union(*(r.models for r in rules)))
+        allowed = set().union(*(r.models for r in rules))
+        self.catalog.require_callable(model, self.aws.region, allowed)
         covering = [r for r in rules if model in r.models]
         name = self.catalog.short_name(model)
         if not covering:

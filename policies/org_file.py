@@ -39,7 +39,7 @@ from policies._toml import Problems, Table, read_toml, suggest
 from policies.catalog import REGION, Catalog
 from policies.errors import CatalogError, InvalidGrant, PoliciesError
 from policies.identity import DOMAIN, normalize_email
-from policies.org import Limits, OrgPolicy, Rule
+from policies.org import AwsAccount, Limits, OrgPolicy, Rule
 
 _DAY = 24 * 3600
 _TOP = ("admins", "require_user_verification", "aws", "defaults", "groups", "rules")
@@ -73,7 +73,7 @@ def parse_org_policy(data: dict[str, Any], file: str, catalog: Catalog) -> OrgPo
     root = Table(data, "", problems, _TOP)
     aws = _aws(root.table("aws", _AWS) or Table({}, "aws", problems, _AWS))
     defaults_table = root.table("defaults", _DEFAULTS) or Table({}, "defaults", problems, ())
-    defaults = _limits(defaults_table, _BUILTIN_LIMITS, aws["role_max_session_s"])
+    defaults = _limits(defaults_table, _BUILTIN_LIMITS, aws.role_max_session_s)
     default_ttl = defaults_table.duration("ttl", low=60, high=7 * _DAY) or 2 * 3600
     if default_ttl > defaults.max_ttl_s:
         defaults_table.problem("ttl", "is longer than max_ttl")
@@ -84,18 +84,18 @@ def parse_org_policy(data: dict[str, Any], file: str, catalog: Catalog) -> OrgPo
     )
     policy = OrgPolicy(
         catalog=catalog,
+        aws=aws,
         require_user_verification=root.boolean("require_user_verification", True),
         default_ttl_s=default_ttl,
         admins=frozenset(_emails(root, "admins")),
         groups=groups,
         rules=rules,
-        **aws,
     )
     problems.raise_if_any()
     return policy
 
 
-def _aws(table: Table) -> dict[str, Any]:
+def _aws(table: Table) -> AwsAccount:
     account = table.string("account_id", required=True, pattern="[0-9]{12}") or ""
     region = table.string("region", required=True, pattern=REGION) or ""
     role_arn = table.string("role_arn", pattern=_ROLE_ARN)
@@ -106,14 +106,13 @@ def _aws(table: Table) -> dict[str, Any]:
         table.problem("role_arn", f"is in account {role_arn.split(':')[4]}, not {account}")
     if role_name and account:
         role_arn = f"arn:aws:iam::{account}:role/{role_name}"
-    return {
-        "account_id": account,
-        "region": region,
-        "role_arn": role_arn or "",
-        "role_max_session_s": table.duration("role_max_session", low=3600, high=12 * 3600) or 3600,
-        "sts_audience": table.string("sts_audience", pattern=r"[!-~]{1,256}")
-        or "sts.amazonaws.com",
-    }
+    return AwsAccount(
+        account_id=account,
+        region=region,
+        role_arn=role_arn or "",
+        role_max_session_s=table.duration("role_max_session", low=3600, high=12 * 3600) or 3600,
+        sts_audience=table.string("sts_audience", pattern=r"[!-~]{1,256}") or "sts.amazonaws.com",
+    )
 
 
 def _limits(table: Table, inherited: Limits, role_max_session_s: int) -> Limits:
@@ -161,7 +160,7 @@ def _rule(
     defaults: Limits,
     groups: dict[str, frozenset[str]],
     catalog: Catalog,
-    aws: dict[str, Any],
+    aws: AwsAccount,
 ) -> Rule:
     table.string("description")
     emails, domains = _people(table)
@@ -176,8 +175,8 @@ def _rule(
         emails=frozenset(emails),
         domains=frozenset(domains),
         groups=tuple(g for g in group_names if g in groups),
-        models=_models(table, catalog, aws["region"]),
-        limits=_limits(table, defaults, aws["role_max_session_s"]),
+        models=_models(table, catalog, aws.region),
+        limits=_limits(table, defaults, aws.role_max_session_s),
     )
 
 

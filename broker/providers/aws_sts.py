@@ -111,18 +111,18 @@ def build(
     """The AWS provider as the settings and org policy configure it."""
     return AwsStsProvider(
         sts=Sts(
-            region=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            timeout_s=settings.sts_timeout_s,
+            region=settings.aws.region,
+            endpoint_url=settings.aws.endpoint_url,
+            timeout_s=settings.aws.sts_timeout_s,
             on_call=lambda outcome: metrics.sts_calls.labels(outcome).inc(),
         ),
         keys=keys,
         issuer=settings.issuer,
         catalog=catalog,
-        role_arn=org.role_arn,
-        region=org.region,
-        account_id=org.account_id,
-        sts_audience=org.sts_audience,
-        assertion_ttl_s=settings.sts_assertion_ttl_s,
+        role_arn=org.aws.role_arn,
+        region=org.aws.region,
+        account_id=org.aws.account_id,
+        sts_audience=org.aws.sts_audience,
+        assertion_ttl_s=settings.aws.sts_assertion_ttl_s,
         clock=time.time,
     )

@@ -82,7 +82,7 @@ def e2e_broker(
 ) -> Iterator[BrokerServer]:
     redis = RedisServer(tmp_path_factory.mktemp("e2e-redis")).start()
     settings = broker_settings(
-        tmp_path_factory.mktemp("e2e-broker"), redis.url, aws_endpoint_url=moto_server.url
+        tmp_path_factory.mktemp("e2e-broker"), redis.url, aws={"endpoint_url": moto_server.url}
     )
     server = BrokerServer(settings).start()
     yield server

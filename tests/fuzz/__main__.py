@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         moto = MotoServer().start()
         gate = StsGate(moto).start()
         server = BrokerServer(
-            broker_settings(workdir, redis.url, aws_endpoint_url=gate.url, **SETTINGS)
+            broker_settings(workdir, redis.url, aws={"endpoint_url": gate.url}, **SETTINGS)
         ).start()
         try:
             wire_aws(server, gate)

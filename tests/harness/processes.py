@@ -15,11 +15,19 @@ from tests.harness.services import free_port, wait_for
 class BrokerProcess:
     """`vouch-broker serve` on its own port with the same settings (keys, Redis, policy)."""
 
-    def __init__(self, settings: Settings, log: Path, *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Path,
+        *,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.workers = workers
         self.settings = settings
         self.log = log
+        self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -35,10 +43,10 @@ class BrokerProcess:
             "VOUCH_POLICY_FILE": s.policy_file,
             "VOUCH_ORIGINS": ",".join(s.origins),
             "VOUCH_ALLOW_SOFTWARE_KEYS": "true",
-            "VOUCH_AWS_ENDPOINT_URL": s.aws_endpoint_url or "",
+            "VOUCH_AWS_ENDPOINT_URL": s.aws.endpoint_url or "",
             "VOUCH_LOG_LEVEL": "WARNING",
         }
-        return {**os.environ, **{k: v for k, v in values.items() if v}}
+        return {**os.environ, **{k: v for k, v in values.items() if v}, **self.extra_env}
 
     def start(self) -> BrokerProcess:
         with self.log.open("wb") as out:

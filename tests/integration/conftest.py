@@ -25,7 +25,7 @@ def wire_aws(server: BrokerServer, gate: StsGate) -> None:
 @pytest.fixture
 def broker(tmp_path: Path, redis_url: str, sts_gate: StsGate) -> Iterator[BrokerServer]:
     """A broker whose STS is the gate (AWS's checks in front of moto), AWS wired by aws-setup."""
-    settings = broker_settings(tmp_path, redis_url, aws_endpoint_url=sts_gate.url)
+    settings = broker_settings(tmp_path, redis_url, aws={"endpoint_url": sts_gate.url})
     server = BrokerServer(settings).start()
     wire_aws(server, sts_gate)
     yield server

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def durable(
     tmp_path: Path, aof_redis: RedisServer, moto_server: MotoServer
 ) -> Iterator[BrokerServer]:
-    settings = broker_settings(tmp_path, aof_redis.url, aws_endpoint_url=moto_server.url)
+    settings = broker_settings(tmp_path, aof_redis.url, aws={"endpoint_url": moto_server.url})
     server = BrokerServer(settings).start()
     yield server
     server.stop()

@@ -67,7 +67,7 @@ def exchange(base_url: str, token: str, timeout: float = 10) -> httpx.Response:
 
 
 def start_broker(tmp_path: Path, redis_url: str, gate: StsGate, **overrides: Any) -> BrokerServer:
-    settings = broker_settings(tmp_path, redis_url, aws_endpoint_url=gate.url, **overrides)
+    settings = broker_settings(tmp_path, redis_url, aws={"endpoint_url": gate.url}, **overrides)
     server = BrokerServer(settings).start()
     wire_aws(server, gate)
     return server
@@ -278,7 +278,7 @@ def test_a_slow_sts_is_cut_off_by_the_timeout_and_retried(
     broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate
 ) -> None:
     token = human_factory().delegate("researcher", [HAIKU])["token"]
-    sts_gate.delay_next(1, 3.0)  # beyond the broker's 2.5 s STS timeout (VOUCH_STS_TIMEOUT_S)
+    sts_gate.delay_next(1, 3.0)  # beyond the broker's 2.5 s STS timeout (VOUCH_AWS_STS_TIMEOUT_S)
     started = time.monotonic()
     answer = exchange(local(broker), token, timeout=30)
     elapsed = time.monotonic() - started

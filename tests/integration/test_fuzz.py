@@ -26,7 +26,7 @@ EXAMPLES = 12  # per operation, mode and set of credentials: ~2,000 cases, ~15 s
 
 @pytest.fixture
 def fuzz_broker(tmp_path: Path, redis_url: str, sts_gate: StsGate) -> Iterator[BrokerServer]:
-    settings = broker_settings(tmp_path, redis_url, aws_endpoint_url=sts_gate.url, **SETTINGS)
+    settings = broker_settings(tmp_path, redis_url, aws={"endpoint_url": sts_gate.url}, **SETTINGS)
     server = BrokerServer(settings).start()
     wire_aws(server, sts_gate)
     yield server

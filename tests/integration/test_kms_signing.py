@@ -70,7 +70,7 @@ def test_broker_serves_kms_key_in_jwks(
         issuer=f"http://localhost:{port}",
         redis_url=redis_url,
         kms_key_id=key_id,
-        aws_endpoint_url=moto_server.url,
+        aws={"endpoint_url": moto_server.url},
     )
     server = BrokerServer(settings).start()
     try:

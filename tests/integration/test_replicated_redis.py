@@ -23,7 +23,7 @@ def start_broker(tmp_path: Path, url: str, gate: StsGate) -> BrokerServer:
     settings = broker_settings(
         tmp_path,
         url,
-        aws_endpoint_url=gate.url,
+        aws={"endpoint_url": gate.url},
         revocation_replicas=1,
         revocation_wait_ms=2000,
         redis_timeout_s=1.0,
@@ -105,7 +105,7 @@ def test_revocation_without_enough_replicas_is_not_acknowledged_but_enforced(
     settings = broker_settings(
         tmp_path,
         redis_url,
-        aws_endpoint_url=sts_gate.url,
+        aws={"endpoint_url": sts_gate.url},
         revocation_replicas=1,
         revocation_wait_ms=100,
     )

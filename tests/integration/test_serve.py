@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from tests.harness.broker import BrokerServer
 from tests.harness.people import Human
 from tests.harness.processes import BrokerProcess
+from tests.harness.services import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,3 +45,28 @@ def test_two_workers_serve_exchanges_and_spread_connections(
         served.stop()
     log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log, log
+
+
+def test_serve_logs_each_deprecated_setting_once_for_all_workers(
+    broker: BrokerServer, tmp_path: Path
+) -> None:
+    old = {"VOUCH_STS_TIMEOUT_S": "2", "VOUCH_STS_ASSERTION_TTL_S": "240"}
+    env = {**old, "VOUCH_LOG_LEVEL": "INFO"}  # INFO: each worker logs its startup
+    log = tmp_path / "serve.log"
+    served = BrokerProcess(broker.settings, log, workers=2, extra_env=env).start()
+    try:  # both workers have read the settings too
+        wait_for(lambda: log.read_text().count("Application startup complete") == 2)
+    finally:
+        served.stop()
+    warnings = [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if '"logger":"vouch.settings"' in line
+    ]
+    assert [(w["level"], w["msg"]) for w in warnings] == [
+        ("warning", "VOUCH_STS_TIMEOUT_S is deprecated: set VOUCH_AWS_STS_TIMEOUT_S instead"),
+        (
+            "warning",
+            "VOUCH_STS_ASSERTION_TTL_S is deprecated: set VOUCH_AWS_STS_ASSERTION_TTL_S instead",
+        ),
+    ]

@@ -68,7 +68,7 @@ def test_expired_challenge_is_refused(
     tmp_path: Path, redis_url: str, moto_server: MotoServer
 ) -> None:
     settings = broker_settings(
-        tmp_path, redis_url, challenge_ttl_s=1, aws_endpoint_url=moto_server.url
+        tmp_path, redis_url, challenge_ttl_s=1, aws={"endpoint_url": moto_server.url}
     )
     server = BrokerServer(settings).start()
     try:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Annotated
 
+import msgspec
 import pytest
+from msgspec import Meta
 
-from broker.settings import SettingsError, load_settings
+from broker.settings import (
+    BOUNDS,
+    FIELDS,
+    AwsSettings,
+    SettingsError,
+    load_settings,
+    log_deprecations,
+    read_settings,
+    setting_fields,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +84,224 @@ def test_semantic_problems_are_all_listed(tmp_path: Path) -> None:
         "signing_keys and kms_key_id: set one, not both",
     ):
         assert expected in text
+
+
+def test_aws_settings_are_the_aws_table(tmp_path: Path) -> None:
+    config = tmp_path / "vouch.toml"
+    config.write_text(
+        'issuer = "https://vouch.example.com"\n'
+        "[aws]\n"
+        'region = "eu-west-1"\n'
+        'endpoint_url = "http://127.0.0.1:5000"\n'
+        "sts_timeout_s = 1.5\n"
+        "sts_assertion_ttl_s = 120\n"
+    )
+    loaded = read_settings(env={}, config_file=config)
+    assert loaded.settings.aws == AwsSettings(
+        region="eu-west-1",
+        endpoint_url="http://127.0.0.1:5000",
+        sts_timeout_s=1.5,
+        sts_assertion_ttl_s=120,
+    )
+    assert loaded.deprecations == ()
+
+
+def test_aws_defaults() -> None:
+    assert load_settings(env={}).aws == AwsSettings(
+        region="us-east-1", endpoint_url=None, sts_timeout_s=2.5, sts_assertion_ttl_s=300
+    )
+
+
+def test_aws_variables_override_the_table_key_by_key(tmp_path: Path) -> None:
+    config = tmp_path / "vouch.toml"
+    config.write_text('[aws]\nregion = "eu-west-1"\nsts_timeout_s = 1.5\n')
+    env = {
+        "VOUCH_AWS_REGION": "ap-southeast-2",
+        "VOUCH_AWS_ENDPOINT_URL": "http://127.0.0.1:5001",
+        "VOUCH_AWS_STS_ASSERTION_TTL_S": "60",
+    }
+    loaded = read_settings(env=env, config_file=config)
+    assert loaded.settings.aws == AwsSettings(
+        region="ap-southeast-2",
+        endpoint_url="http://127.0.0.1:5001",
+        sts_timeout_s=1.5,  # from the file: no variable for it
+        sts_assertion_ttl_s=60,
+    )
+    assert loaded.deprecations == ()
+    env = {"VOUCH_AWS_STS_TIMEOUT_S": "4"}
+    assert load_settings(env=env, config_file=config).aws.sts_timeout_s == 4.0
+
+
+def test_the_old_top_level_keys_are_read_with_a_notice_each(tmp_path: Path) -> None:
+    config = tmp_path / "vouch.toml"
+    config.write_text(
+        'aws_region = "eu-west-1"\n'
+        'aws_endpoint_url = "http://127.0.0.1:5000"\n'
+        "sts_timeout_s = 1.5\n"
+        "sts_assertion_ttl_s = 120\n"
+    )
+    loaded = read_settings(env={}, config_file=config)
+    assert loaded.settings.aws == AwsSettings(
+        region="eu-west-1",
+        endpoint_url="http://127.0.0.1:5000",
+        sts_timeout_s=1.5,
+        sts_assertion_ttl_s=120,
+    )
+    assert loaded.deprecations == (
+        f"{config}: top-level 'aws_region' is deprecated: write it as 'region' in the [aws] table",
+        f"{config}: top-level 'aws_endpoint_url' is deprecated: write it as 'endpoint_url' in "
+        "the [aws] table",
+        f"{config}: top-level 'sts_timeout_s' is deprecated: write it as 'sts_timeout_s' in "
+        "the [aws] table",
+        f"{config}: top-level 'sts_assertion_ttl_s' is deprecated: write it as "
+        "'sts_assertion_ttl_s' in the [aws] table",
+    )
+
+
+def test_the_old_variables_are_read_with_a_notice_each() -> None:
+    env = {"VOUCH_STS_TIMEOUT_S": "1.5", "VOUCH_STS_ASSERTION_TTL_S": "120"}
+    loaded = read_settings(env=env)
+    assert (loaded.settings.aws.sts_timeout_s, loaded.settings.aws.sts_assertion_ttl_s) == (
+        1.5,
+        120,
+    )
+    assert loaded.deprecations == (
+        "VOUCH_STS_TIMEOUT_S is deprecated: set VOUCH_AWS_STS_TIMEOUT_S instead",
+        "VOUCH_STS_ASSERTION_TTL_S is deprecated: set VOUCH_AWS_STS_ASSERTION_TTL_S instead",
+    )
+    # load_settings reads the same, notices aside (uvicorn workers: the parent logs them).
+    assert load_settings(env=env) == loaded.settings
+
+
+def test_old_and_new_spelling_in_one_place_are_errors_all_reported_at_once(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "vouch.toml"
+    config.write_text(
+        'aws_region = "eu-west-1"\nsts_timeout_s = 1.5\nbogus = 1\n'
+        '[aws]\nregion = "eu-west-2"\nsts_timeout_s = 2.0\n'
+    )
+    env = {
+        "VOUCH_STS_ASSERTION_TTL_S": "120",
+        "VOUCH_AWS_STS_ASSERTION_TTL_S": "60",
+        "VOUCH_STS_TIMEOUT_S": "3",  # the file has both; this one is only deprecated
+    }
+    with pytest.raises(SettingsError) as caught:
+        read_settings(env=env, config_file=config)
+    assert caught.value.problems == [
+        f"{config}: unknown setting 'bogus'",
+        f"{config}: top-level 'aws_region' (deprecated) and 'region' in [aws] are both given; "
+        "remove 'aws_region'",
+        f"{config}: top-level 'sts_timeout_s' (deprecated) and 'sts_timeout_s' in [aws] are "
+        "both given; remove 'sts_timeout_s'",
+        "VOUCH_STS_ASSERTION_TTL_S (deprecated) and VOUCH_AWS_STS_ASSERTION_TTL_S are both "
+        "set; unset VOUCH_STS_ASSERTION_TTL_S",
+    ]
+    assert caught.value.deprecations == (
+        "VOUCH_STS_TIMEOUT_S is deprecated: set VOUCH_AWS_STS_TIMEOUT_S instead",
+    )
+
+
+def test_a_variable_overrides_the_file_whichever_spelling_each_uses(tmp_path: Path) -> None:
+    config = tmp_path / "vouch.toml"
+    config.write_text("sts_timeout_s = 1.5\n[aws]\nsts_assertion_ttl_s = 120\n")
+    env = {"VOUCH_AWS_STS_TIMEOUT_S": "4", "VOUCH_STS_ASSERTION_TTL_S": "60"}
+    loaded = read_settings(env=env, config_file=config)
+    assert (loaded.settings.aws.sts_timeout_s, loaded.settings.aws.sts_assertion_ttl_s) == (
+        4.0,
+        60,
+    )
+    assert loaded.deprecations == (
+        f"{config}: top-level 'sts_timeout_s' is deprecated: write it as 'sts_timeout_s' in "
+        "the [aws] table",
+        "VOUCH_STS_ASSERTION_TTL_S is deprecated: set VOUCH_AWS_STS_ASSERTION_TTL_S instead",
+    )
+
+
+def test_problems_name_the_new_spelling_and_list_the_notices(tmp_path: Path) -> None:
+    config = tmp_path / "vouch.toml"
+    config.write_text("sts_assertion_ttl_s = 3600\n")
+    env = {"VOUCH_STS_TIMEOUT_S": "soon"}
+    with pytest.raises(SettingsError) as caught:
+        read_settings(env=env, config_file=config)
+    assert caught.value.problems == [
+        "VOUCH_AWS_STS_TIMEOUT_S / aws.sts_timeout_s: Expected `float`, got `str` (got 'soon')"
+    ]
+    assert str(caught.value) == "\n".join(
+        [
+            "invalid configuration:",
+            "  - VOUCH_AWS_STS_TIMEOUT_S / aws.sts_timeout_s: Expected `float`, got `str` "
+            "(got 'soon')",
+            "deprecated settings in use:",
+            f"  - {config}: top-level 'sts_assertion_ttl_s' is deprecated: write it as "
+            "'sts_assertion_ttl_s' in the [aws] table",
+            "  - VOUCH_STS_TIMEOUT_S is deprecated: set VOUCH_AWS_STS_TIMEOUT_S instead",
+        ]
+    )
+    with pytest.raises(SettingsError) as caught:
+        read_settings(env={}, config_file=config)
+    assert caught.value.problems == ["aws.sts_assertion_ttl_s: must be between 30 and 300 seconds"]
+
+
+def test_the_aws_table_admits_only_its_keys(tmp_path: Path) -> None:
+    config = tmp_path / "vouch.toml"
+    config.write_text('region = "eu-west-1"\n[aws]\nrole_arn = "arn:aws:iam::1:role/x"\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env={}, config_file=config)
+    assert caught.value.problems == [
+        f"{config}: unknown setting 'region'",
+        f"{config}: unknown setting 'aws.role_arn'",
+    ]
+    config.write_text('aws = "eu-west-1"\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env={}, config_file=config)
+    assert caught.value.problems == [f"{config}: 'aws' must be a table ([aws])"]
+
+
+def test_overrides_use_the_toml_layout() -> None:
+    settings = load_settings(env={}, aws={"endpoint_url": "http://127.0.0.1:5000"})
+    assert settings.aws.endpoint_url == "http://127.0.0.1:5000"
+    assert settings.aws.region == "us-east-1"
+    with pytest.raises(TypeError, match=r"^not settings: aws\.role, aws_endpoint_url$"):
+        load_settings(env={}, aws_endpoint_url="http://x", aws={"role": "r"})
+
+
+def test_every_setting_has_its_variable() -> None:
+    assert {f.key: f.env for f in FIELDS if f.path[0] == "aws"} == {
+        "aws.region": "VOUCH_AWS_REGION",
+        "aws.endpoint_url": "VOUCH_AWS_ENDPOINT_URL",
+        "aws.sts_timeout_s": "VOUCH_AWS_STS_TIMEOUT_S",
+        "aws.sts_assertion_ttl_s": "VOUCH_AWS_STS_ASSERTION_TTL_S",
+    }
+    assert all(f.env == "VOUCH_" + f.key.upper() for f in FIELDS if len(f.path) == 1)
+
+
+def test_ranges_come_from_the_field_metadata() -> None:
+    assert BOUNDS == {
+        "redis_timeout_s": (0.01, 30),
+        "session_ttl_s": (60, 24 * 3600),
+        "challenge_ttl_s": (1, 120),
+        "request_ttl_s": (1, 3600),
+        "clock_leeway_s": (0, 300),
+        "aws.sts_timeout_s": (0.05, 30),
+        "aws.sts_assertion_ttl_s": (30, 300),
+    }
+
+    class HalfRange(msgspec.Struct):
+        n: Annotated[int, Meta(ge=1, description="Only a floor.")] = 1
+
+    with pytest.raises(TypeError, match=r"n: declare a range as Meta\(ge=\.\.\., le=\.\.\.\)"):
+        setting_fields(HalfRange)
+
+
+def test_deprecations_are_logged_one_warning_each(caplog: pytest.LogCaptureFixture) -> None:
+    notices = read_settings(env={"VOUCH_STS_TIMEOUT_S": "1.5"}).deprecations
+    with caplog.at_level(logging.WARNING, logger="vouch.settings"):
+        log_deprecations(notices)
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "vouch.settings",
+            "WARNING",
+            "VOUCH_STS_TIMEOUT_S is deprecated: set VOUCH_AWS_STS_TIMEOUT_S instead",
+        )
+    ]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from policies import (
+    AwsAccount,
     Catalog,
     GrantDenied,
     InvalidGrant,
@@ -79,10 +80,13 @@ def org(catalog: Catalog, tmp_path: Path) -> OrgPolicy:
 
 
 def test_the_example_policy(example: OrgPolicy) -> None:
-    assert example.account_id == "123456789012"
-    assert example.role_arn == "arn:aws:iam::123456789012:role/vouch-agents"
-    assert example.region == "us-east-1"
-    assert example.sts_audience == "sts.amazonaws.com"
+    assert example.aws == AwsAccount(
+        account_id="123456789012",
+        role_arn="arn:aws:iam::123456789012:role/vouch-agents",
+        region="us-east-1",
+        sts_audience="sts.amazonaws.com",
+        role_max_session_s=H,
+    )
     assert example.require_user_verification
     assert example.default_ttl_s == 2 * H
     assert example.allowed_models == (HAIKU_US, SONNET_US)
@@ -101,9 +105,13 @@ def test_the_example_policy(example: OrgPolicy) -> None:
 
 
 def test_the_file_settings(org: OrgPolicy) -> None:
-    assert org.role_arn == "arn:aws:iam::210987654321:role/agents"
-    assert org.role_max_session_s == 4 * H
-    assert org.sts_audience == "vouch-sts"
+    assert org.aws == AwsAccount(  # role_name is completed to the role's ARN in the account
+        account_id="210987654321",
+        role_arn="arn:aws:iam::210987654321:role/agents",
+        region="us-east-1",
+        sts_audience="vouch-sts",
+        role_max_session_s=4 * H,
+    )
     assert not org.require_user_verification
     assert org.default_ttl_s == H
     assert org.admins == {"admin@example.com", "root@corp.example"}

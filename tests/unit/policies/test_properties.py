@@ -183,4 +183,4 @@ def test_authorized_grants_never_exceed_the_org_policy(
         return
     assert set(granted.models) <= set(policy.models_for(email)) <= set(policy.allowed_models)
     assert granted.ttl_s == ttl <= 8 * 3600
-    assert granted.max_sts_s <= policy.role_max_session_s
+    assert granted.max_sts_s <= policy.aws.role_max_session_s

@@ -177,7 +177,10 @@ def test_role_permissions_cover_everything_the_org_allows(
     catalog: Catalog, example: OrgPolicy
 ) -> None:
     text = role_permissions_policy(
-        example.allowed_models, catalog, region=example.region, account_id=example.account_id
+        example.allowed_models,
+        catalog,
+        region=example.aws.region,
+        account_id=example.aws.account_id,
     )
     assert text == compile_session_policy(
         example.allowed_models, catalog, region="us-east-1", account_id=ACCOUNT

@@ -31,7 +31,7 @@ from broker.invites import invite_from_host
 from broker.keys import generate_key_dir
 from broker.logs import configure
 from broker.services import load_policy
-from broker.settings import Settings, load_settings
+from broker.settings import LoadedSettings, Settings, log_deprecations, read_settings
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -144,7 +144,7 @@ def dev_stack(opts: DevOptions) -> Iterator[dict[str, Any]]:
             overrides["redis_url"] = start_redis(opts, children)
         if not os.environ.get("VOUCH_AWS_ENDPOINT_URL") and not opts.real_aws:
             os.environ.update({k: os.environ.get(k, v) for k, v in FAKE_AWS.items()})
-            overrides["aws_endpoint_url"] = start_moto(opts, children)
+            overrides["aws"] = {"endpoint_url": start_moto(opts, children)}
         yield overrides
     finally:
         for child in reversed(children):
@@ -156,7 +156,7 @@ def dev_stack(opts: DevOptions) -> Iterator[dict[str, Any]]:
                 child.kill()
 
 
-def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> Settings:
+def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> LoadedSettings:
     """Settings for the dev stack: a local key, software keys allowed, AWS wired if emulated.
 
     Raises:
@@ -165,30 +165,32 @@ def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> Settings:
     keys = opts.state_dir / "keys"
     if not keys.exists():
         generate_key_dir(keys)
-    settings = load_settings(
+    loaded = read_settings(
         issuer=os.environ.get("VOUCH_ISSUER", f"http://localhost:{opts.port}"),
         signing_keys=os.environ.get("VOUCH_SIGNING_KEYS", str(keys)),
         allow_software_keys=True,
         **overrides,
     )
-    if "aws_endpoint_url" in overrides:
+    settings = loaded.settings
+    if "aws" in overrides:
         catalog, org = load_policy(settings)
         iam = boto3.client(
-            "iam", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region
+            "iam", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
         )
         aws_setup.apply(aws_setup.plan(settings, org, catalog), iam)
-    return settings
+    return loaded
 
 
 def run_dev(opts: DevOptions) -> int:
     """Run the stack until Ctrl-C. Raises: DevError, SettingsError."""
     require_free(opts.port, "the broker", "--port")
     with dev_stack(opts) as overrides:
-        settings = dev_settings(opts, overrides)
+        settings, deprecations = dev_settings(opts, overrides)
         admin = sorted(load_policy(settings)[1].admins)[0]
         code = invite_from_host(settings.redis_url, admin, ttl_s=settings.invite_ttl_s)
-        _banner(settings.issuer, admin, code, overrides)
+        _banner(settings, admin, code)
         configure(settings.log_level)
+        log_deprecations(deprecations)
         uvicorn.run(
             create_app(settings),
             host="127.0.0.1",
@@ -201,12 +203,13 @@ def run_dev(opts: DevOptions) -> int:
     return 0
 
 
-def _banner(issuer: str, admin: str, code: str, overrides: dict[str, Any]) -> None:
-    aws = overrides.get("aws_endpoint_url", "real AWS (your credentials)")
+def _banner(settings: Settings, admin: str, code: str) -> None:
+    issuer = settings.issuer
+    aws = settings.aws.endpoint_url or "real AWS (your credentials)"
     print(
         f"""
 Vouch broker (development) at {issuer}
-  redis: {overrides.get("redis_url", os.environ.get("VOUCH_REDIS_URL"))}
+  redis: {settings.redis_url}
   aws:   {aws}
   org policy: policies/examples/org.toml (admins: {admin})
 

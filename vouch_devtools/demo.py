@@ -27,13 +27,13 @@ from typing import Any
 import uvicorn
 
 from broker.app import create_app
-from broker.dev import DevOptions, dev_settings, dev_stack
 from broker.invites import invite_from_host
 from broker.logs import configure
 from broker.services import load_policy
-from broker.settings import Settings
-from policies import Catalog, Outcome, Request, compile_session_policy, evaluate
+from broker.settings import Settings, log_deprecations
+from policies import AwsAccount, Catalog, Outcome, Request, compile_session_policy, evaluate
 from policies.session_policy import model_arn, profile_arn
+from vouch_devtools.dev import DevOptions, dev_settings, dev_stack
 
 MODELS = ("us.claude-haiku-4-5", "us.claude-sonnet-4-5")
 DENIED = "us.claude-opus-4-5"
@@ -146,7 +146,7 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     )
     claims = _claims(token_file.read_text().strip())
     policy = compile_session_policy(
-        claims["models"], catalog, region=org.region, account_id=org.account_id
+        claims["models"], catalog, region=org.aws.region, account_id=org.aws.account_id
     )
     narrator.say(
         "The session policy STS will receive (only these models)",
@@ -157,7 +157,7 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     print(f"   AccessKeyId {doc['AccessKeyId'][:4]}…  expires {doc['Expiration']}")
     narrator.say("What those credentials may call (IAM evaluation: role ∩ session policy)")
     for name, want in ((MODELS[0], Outcome.ALLOW), (DENIED, Outcome.IMPLICIT_DENY)):
-        outcome = _invoke(policy, catalog.resolve(name), catalog, org.region, org.account_id)
+        outcome = _invoke(policy, catalog.resolve(name), catalog, org.aws)
         print(f"   bedrock:InvokeModel {name}: {outcome.value}")
         if outcome is not want:
             raise DemoFailed(f"{name}: expected {want.value}, got {outcome.value}")
@@ -176,13 +176,13 @@ def _claims(token: str) -> dict[str, Any]:
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
 
 
-def _invoke(policy: str, canonical: str, catalog: Catalog, region: str, account: str) -> Outcome:
+def _invoke(policy: str, canonical: str, catalog: Catalog, aws: AwsAccount) -> Outcome:
     entry = catalog.entry(canonical)
-    profile = profile_arn(entry, region, account)
+    profile = profile_arn(entry, aws.region, aws.account_id)
     on_profile = evaluate(Request("bedrock:InvokeModel", profile), [BROAD_ROLE], [policy])
     routed = Request(
         "bedrock:InvokeModel",
-        model_arn(region, entry.model_id),
+        model_arn(aws.region, entry.model_id),
         {"bedrock:InferenceProfileArn": profile},
     )
     on_model = evaluate(routed, [BROAD_ROLE], [policy])
@@ -213,8 +213,9 @@ def run_demo() -> int:
             "XDG_STATE_HOME": str(work / "state"),
         }
         with dev_stack(opts) as overrides:
-            settings = dev_settings(opts, overrides)
+            settings, deprecations = dev_settings(opts, overrides)
             configure("WARNING")  # the story is the output; the broker's logs would bury it
+            log_deprecations(deprecations)
             with serving(settings, opts.port):
                 try:
                     story(settings, work, Narrator(env))
