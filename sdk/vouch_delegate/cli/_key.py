@@ -101,7 +101,7 @@ def _options(kind: Any, public_key: Mapping[str, Any]) -> Any:
     try:
         return kind.from_dict(public_key)
     except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidResponse(f"the broker's WebAuthn options are malformed ({exc!r})") from None
+        raise InvalidResponse(f"the broker's WebAuthn options are malformed ({exc})") from None
 
 
 def _as_json(response: Any) -> dict[str, object]:

@@ -178,3 +178,22 @@ def test_a_malformed_broker_answer_exits_1_naming_the_field(
         ("GET", "/v1/delegations", "session.jwt"),
         ("POST", "/v1/admin/invites", "session.jwt"),
     ]
+
+
+def test_webauthn_options_fido2_cannot_read_are_an_invalid_response_before_any_tap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("VOUCH_PIN", "123456")
+    key = f"soft:{tmp_path / 'key.json'}"
+    with FakeBroker() as broker:
+        broker.answer(200, {"challenge_id": "c" * 32, "options": {"publicKey": {"timeout": "x"}}})
+        argv = ["login", "--email", "alice@example.com", "--server", broker.url]
+        assert main([*argv, "--authenticator", key]) == 1
+    err = capsys.readouterr().err
+    assert err.endswith(
+        "vouch: the broker's WebAuthn options are malformed "
+        "(invalid literal for int() with base 10: 'x')\n"
+    )
+    assert "Touch your security key" not in err
+    assert [s.path for s in broker.seen] == ["/v1/login/begin"]  # no complete step
