@@ -232,3 +232,40 @@ def test_no_broker_credentials_means_disabled(redis_url: str) -> None:
         assert await writer.sync() is None
 
     scenario(redis_url, body)
+
+
+def test_aws_setup_bounds_the_role_so_a_compromised_broker_grants_nothing_beyond_bedrock(
+    tmp_path: Any, redis_url: str, moto_server: MotoServer
+) -> None:
+    from broker import aws_setup
+    from broker.services import load_policy
+    from tests.harness.broker import broker_settings
+
+    settings = broker_settings(tmp_path, redis_url, aws={"endpoint_url": moto_server.url})
+    catalog, org = load_policy(settings)
+    plan = aws_setup.plan(settings, org, catalog)
+    iam = moto_client(moto_server, "iam")
+    done = aws_setup.apply(plan, iam)
+    assert "set permissions boundary vouch-agents-boundary on vouch-agents" in done
+    again = aws_setup.apply(plan, iam)  # idempotent, versions of the managed policies rotate
+    assert again[-1].startswith("managed policy arn:aws:iam::123456789012:policy/vouch-broker")
+    role = iam.get_role(RoleName="vouch-agents")["Role"]
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == plan.boundary_arn
+    version = iam.get_policy(PolicyArn=plan.boundary_arn)["Policy"]["DefaultVersionId"]
+    boundary = iam.get_policy_version(PolicyArn=plan.boundary_arn, VersionId=version)
+    document = boundary["PolicyVersion"]["Document"]
+    boundary_doc = document if isinstance(document, str) else json.dumps(document)
+    # A compromised broker writes "allow everything" on the role and in a session policy.
+    evil = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+    }
+    for action, resource, want in (
+        ("s3:GetObject", "arn:aws:s3:::payroll/2026.csv", Outcome.IMPLICIT_DENY),
+        ("iam:CreateUser", "*", Outcome.IMPLICIT_DENY),
+        ("bedrock:CreateModelCustomizationJob", "*", Outcome.IMPLICIT_DENY),
+        ("bedrock:InvokeModel", MODEL, Outcome.ALLOW),
+    ):
+        # A permissions boundary intersects like a session policy: every one must allow.
+        decided = evaluate(Request(action, resource), [evil], [evil, boundary_doc]).outcome
+        assert decided is want, action
