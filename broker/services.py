@@ -129,6 +129,12 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         require_uv=org.require_user_verification,
     )
     store = DelegationStore(redis)
+    requests = DelegationRequests(
+        redis,
+        ttl_s=settings.request_ttl_s,
+        max_per_person=settings.request_max_pending_per_person,
+        max_per_address=settings.request_max_pending_per_address,
+    )
     delegations = Delegations(
         org=org,
         store=store,
@@ -137,6 +143,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         audit=audit,
         keys=keys,
         issuer=settings.issuer,
+        requests=requests,
     )
     exchanges = {
         name: exchange_for(
@@ -170,7 +177,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         revoker=revoker,
         signin=signin,
         delegations=delegations,
-        requests=DelegationRequests(redis, ttl_s=settings.request_ttl_s),
+        requests=requests,
         exchanges=exchanges,
         limits=RateLimits(
             redis,

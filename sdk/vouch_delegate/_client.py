@@ -30,6 +30,8 @@ from ._messages import (
     InviteCreate,
     InviteCreated,
     LoginBegin,
+    PendingRequest,
+    PendingRequests,
     RequestCreate,
     RequestCreated,
     RequestDeny,
@@ -153,6 +155,11 @@ class BrokerClient:
         """An agent asks `email` for a delegation (no bearer: the agent has nothing yet)."""
         body = RequestCreate(email, agent, list(models), ttl_s, message)
         return self._call("POST", "/v1/delegation-requests", RequestCreated, body=body)
+
+    def list_requests(self) -> list[PendingRequest]:
+        """The person's (`session`) agent requests waiting for an answer, oldest first."""
+        listed = self._call("GET", "/v1/delegation-requests", PendingRequests, token=self.session)
+        return listed.requests
 
     def poll_request(self, request_id: str, poll_secret: str) -> RequestStatus:
         """The request's status, read with its poll secret as bearer."""

@@ -194,6 +194,24 @@ class RequestStatus(msgspec.Struct):
     delegation_id: str | None = None
 
 
+class PendingRequest(msgspec.Struct):
+    """An agent's request waiting for the person. `agent` and `message` are the asker's own
+    words and `address` is where the broker saw the request come from: untrusted text."""
+
+    user_code: str
+    agent: str
+    models: list[str]
+    ttl_s: int
+    message: str
+    address: str
+    created_at: int
+    expires_at: int
+
+
+class PendingRequests(msgspec.Struct):
+    requests: list[PendingRequest]
+
+
 class CredentialDocument(msgspec.Struct, rename="pascal"):
     """The exchange's answer, AWS's `credential_process` document (Version 1)."""
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import stat
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 
@@ -133,3 +135,45 @@ def test_not_signed_in_exits_2_and_bad_configuration_exits_6(
     alice.run("logout")
     alice.run("status", code=2)
     alice.run("login")
+
+
+def test_delegate_requests_lists_what_agents_asked_then_deny_clears_it(person: Person) -> None:
+    alice = person()
+    message = 'weekly "digest" \\ caf\u00e9'
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.5")) as stranger:
+        asked = stranger.post(
+            f"http://127.0.0.1:{alice.broker.port}/v1/delegation-requests",
+            json={
+                "email": alice.email,
+                "agent": "stranger",
+                "models": ["us.claude-haiku-4-5"],
+                "ttl_s": 1800,
+                "message": message,
+            },
+        )
+    assert asked.status_code == 201, asked.text
+    code = asked.json()["user_code"]
+    listed = json.loads(alice.run("delegate", "requests", "--json").stdout)["requests"]
+    [mine] = [r for r in listed if r["user_code"] == code]
+    assert mine["created_at"] <= time.time() < mine["expires_at"]
+    assert {k: v for k, v in mine.items() if k not in ("created_at", "expires_at")} == {
+        "user_code": code,
+        "agent": "stranger",
+        "models": [HAIKU],
+        "ttl_s": 1800,
+        "message": message,
+        "address": "127.0.0.5",
+    }
+    shown = alice.run("delegate", "requests")
+    block = shown.stdout[shown.stdout.index(code) :].split("\n\n")[0]
+    assert block.splitlines()[0].startswith(f"{code}  asked ")
+    assert " ago from 127.0.0.5 (expires in " in block
+    assert "  agent:    stranger" in block and f"  models:   {HAIKU}" in block
+    assert "  lifetime: 30m" in block
+    assert (
+        '  message (the agent\'s words, not the broker\'s): "weekly \\"digest\\" \\\\ caf\u00e9"'
+    ) in block
+    assert "vouch delegate deny CODE" in shown.stderr
+    alice.run("delegate", "deny", code)
+    after = json.loads(alice.run("delegate", "requests", "--json").stdout)["requests"]
+    assert code not in {r["user_code"] for r in after}

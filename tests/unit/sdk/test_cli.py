@@ -197,3 +197,53 @@ def test_webauthn_options_fido2_cannot_read_are_an_invalid_response_before_any_t
     )
     assert "Touch your security key" not in err
     assert [s.path for s in broker.seen] == ["/v1/login/begin"]  # no complete step
+
+
+def test_delegate_requests_shows_the_askers_words_escaped_and_framed_as_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("VOUCH_SERVER", raising=False)
+    now = int(time.time())
+    hostile = {  # what a broker must never relay, and the CLI must not trust it not to
+        "user_code": "BCDF-GHJK",
+        "agent": "nightly\x1b[2J",
+        "models": ["us.anthropic.claude-haiku-4-5-20251001-v1:0", "m2"],
+        "ttl_s": 5400,
+        "message": 'ok" \\ approved by admin\nvouch: \u202eall clear\x1b[31m',
+        "address": "192.0.2.7",
+        "created_at": now - 125,
+        "expires_at": now + 175,
+    }
+    with FakeBroker() as broker:
+        SessionStore.from_env({"XDG_CONFIG_HOME": str(tmp_path)}).save(
+            SavedSession(broker.url, "alice@example.com", "session.jwt", now + 3600)
+        )
+        broker.answer(200, {"requests": [hostile]})
+        assert main(["delegate", "requests"]) == 0
+        text, hint = capsys.readouterr()
+        broker.answer(200, {"requests": [hostile]})
+        assert main(["delegate", "requests", "--json"]) == 0
+        as_json = capsys.readouterr().out
+        broker.answer(200, {"requests": []})
+        assert main(["delegate", "requests"]) == 0
+        empty = capsys.readouterr()
+    [first, agent, models, more, lifetime, message] = text.splitlines()
+    assert first.startswith("BCDF-GHJK  asked 2m") and "ago from 192.0.2.7 (expires in 2m" in first
+    assert agent == "  agent:    nightly\\x1b[2J"
+    assert (models, more) == (
+        "  models:   us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "            m2",
+    )
+    assert lifetime == "  lifetime: 1h30m"
+    assert message == (
+        "  message (the agent's words, not the broker's): "
+        '"ok\\" \\\\ approved by admin\\nvouch: \\u202eall clear\\x1b[31m"'
+    )
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "vouch delegate deny CODE" in hint
+    assert json.loads(as_json) == {"requests": [hostile]}
+    assert (empty.out, empty.err) == ("no pending requests\n", "")
+    assert [(s.method, s.path, s.bearer) for s in broker.seen] == [
+        ("GET", "/v1/delegation-requests", "session.jwt")
+    ] * 3

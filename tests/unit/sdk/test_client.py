@@ -26,6 +26,7 @@ from vouch_delegate._messages import (
     DelegationProposal,
     Enrolled,
     InviteCreated,
+    PendingRequest,
     RequestCreated,
     RequestStatus,
     RevocationDone,
@@ -69,6 +70,16 @@ CREATED = {
     "poll_secret": "s3cret",
     "expires_at": 1_800_000_300,
     "interval": 2,
+}
+PENDING = {
+    "user_code": "BCDF-GHJK",
+    "agent": "nightly",
+    "models": ["us.anthropic.claude-haiku-4-5-20251001-v1:0"],
+    "ttl_s": 3600,
+    "message": "nightly report",
+    "address": "192.0.2.7",
+    "created_at": 1_800_000_000,
+    "expires_at": 1_800_000_300,
 }
 DOCUMENT = {
     "Version": 1,
@@ -245,6 +256,15 @@ CASES = {
         {"status": "approved", "interval": 2, "token": "a.g.t", "delegation_id": "dlg_1"},
         RequestStatus("approved", 2.0, "a.g.t", "dlg_1"),
     ),
+    "list_requests": Case(
+        lambda c: c.list_requests(),
+        "GET",
+        "/v1/delegation-requests",
+        None,
+        SESSION,
+        {"requests": [PENDING]},
+        [PendingRequest(**PENDING)],
+    ),
     "deny_request": Case(
         lambda c: c.deny_request("BCDF-GHJK"),
         "POST",
@@ -332,6 +352,7 @@ MALFORMED = {
     "revoke_delegation": ("id", ("models", "m1"), "array"),
     "create_request": ("poll_secret", ("expires_at", None), "int"),
     "poll_request with the poll secret": ("status", ("token", ["a"]), "str | null"),
+    "list_requests": ("requests", ("requests", [{**PENDING, "ttl_s": "1h"}]), "int"),
     "deny_request": ("status", ("status", False), "str"),
     "exchange_aws narrowed": ("SessionToken", ("Expiration", 1_800_000_000), "datetime"),
     "create_invite": ("code", ("expires_in", "3 days"), "int"),
