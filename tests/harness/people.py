@@ -37,6 +37,8 @@ class Human:
         self.pin = pin
         self.device = device or SoftwareAuthenticator(key_file)
         self.session: str | None = None
+        self.credential_ids: list[str] = []
+        """The raw ids (base64url) of the keys this person registered, as the key sent them."""
 
     def client(self) -> Any:
         return make_client(self.device, self.origin, pin=lambda: self.pin, on_prompt=lambda _: None)
@@ -53,17 +55,32 @@ class Human:
         opts = PublicKeyCredentialRequestOptions.from_dict(options["publicKey"])
         return to_json(self.client().get_assertion(opts).get_response(0))
 
-    def enroll(self, code: str | None = None, *, token: str | None = None) -> str:
-        begin = self.post("/v1/enroll/begin", {"email": self.email, "code": code}, token)
+    def begin_enrollment(
+        self, code: str | None = None, *, token: str | None = None
+    ) -> httpx.Response:
+        """`POST /v1/enroll/begin` with an invite code, or a session to add a key."""
+        body: dict[str, Any] = {"email": self.email}
+        if code is not None:
+            body["code"] = code
+        return self.post("/v1/enroll/begin", body, token)
+
+    def finish_enrollment(
+        self, ceremony: dict[str, Any], *, approver: Human | None = None
+    ) -> httpx.Response:
+        """Register this key; `approver` taps the approval the broker asks for, if any."""
+        credential = self.register(ceremony["options"])
+        self.credential_ids.append(str(credential["rawId"]))
+        body: dict[str, Any] = {"challenge_id": ceremony["challenge_id"], "credential": credential}
+        if ceremony.get("approval") and approver is not None:
+            body["approval"] = approver.sign_assertion(ceremony["approval"]["options"])
+        return self.post("/v1/enroll/complete", body)
+
+    def enroll(
+        self, code: str | None = None, *, token: str | None = None, approver: Human | None = None
+    ) -> str:
+        begin = self.begin_enrollment(code, token=token)
         begin.raise_for_status()
-        ceremony = begin.json()
-        done = self.post(
-            "/v1/enroll/complete",
-            {
-                "challenge_id": ceremony["challenge_id"],
-                "credential": self.register(ceremony["options"]),
-            },
-        )
+        done = self.finish_enrollment(begin.json(), approver=approver)
         done.raise_for_status()
         return str(done.json()["credential"])
 
@@ -100,6 +117,33 @@ class Human:
             },
             self.session,
         )
+        done.raise_for_status()
+        return dict(done.json())
+
+    def tapped(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """A power-raising action: `<path>/begin` with the session, then this key's tap over
+        the action's challenge at `<path>/complete`."""
+        begin = self.post(f"{path}/begin", body, self.session)
+        begin.raise_for_status()
+        proposal = begin.json()
+        return self.post(
+            f"{path}/complete",
+            {
+                "challenge_id": proposal["challenge_id"],
+                "credential": self.sign_assertion(proposal["options"]),
+            },
+            self.session,
+        )
+
+    def invite(self, email: str) -> dict[str, Any]:
+        """An admin's invite for `email` (a tap bound to it); the answer carries the code."""
+        done = self.tapped("/v1/admin/invites", {"email": email})
+        done.raise_for_status()
+        return dict(done.json())
+
+    def reinstate(self, email: str) -> dict[str, Any]:
+        """An admin's reinstatement of a revoked person (a tap bound to it)."""
+        done = self.tapped("/v1/admin/reinstatements", {"email": email})
         done.raise_for_status()
         return dict(done.json())
 
