@@ -11,7 +11,7 @@ from litestar.params import JSONBody, PathParameter
 from broker.auth import HttpRequest, PersonDep, ServicesDep, bearer, client_address
 from broker.delegation_requests import POLL_INTERVAL_S
 from broker.errors import from_policy
-from broker.identity import grant_agent, person_email
+from broker.identity import grant_agent, limit_identity, person_email
 from broker.routes.delegations import ModelName, check_free_text
 from policies.errors import PoliciesError
 
@@ -48,7 +48,9 @@ async def create_request(
     data: JSONBody[RequestCreate], services: ServicesDep, request: HttpRequest
 ) -> RequestCreated:
     """An agent asks a person for a delegation; relay the user code to that person."""
-    await services.limits.hit("request", address=client_address(request), identity=data.email)
+    await services.limits.hit(
+        "request", address=client_address(request), identity=limit_identity(data.email)
+    )
     grant_agent(data.agent)
     check_free_text(data.message, "message")
     try:  # refuse what could never be granted now, not when the person tries to approve it

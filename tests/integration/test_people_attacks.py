@@ -80,7 +80,7 @@ def test_a_session_alone_cannot_add_a_key(
     assert problem(done) == (401, "assertion-rejected")
     assert "tap from one of your registered keys" in done.json()["detail"]
     with pytest.raises(httpx.HTTPStatusError) as caught:
-        thief.login()
+        thief.login(email=None)  # its discoverable credential, whatever the allow-list says
     assert problem(caught.value.response) == (401, "assertion-rejected")
     assert audited(broker, "enrolled")[-1]["actor"] == alice.email  # only her first key
     assert len(audited(broker, "enrolled")) == 1
@@ -106,7 +106,7 @@ def test_adding_a_key_takes_a_user_verified_tap_from_an_active_key_of_the_same_p
     alice.device.uv_mode = "skip"  # alice's key, but without its PIN
     no_pin = attempt(alice)
     assert problem(no_pin) == (401, "assertion-rejected")
-    assert "user verification" in no_pin.json()["detail"]
+    assert "user verification" in no_pin.json()["detail"].lower()
     alice.device.uv_mode = "pin"
 
     ceremony = spare.begin_enrollment(token=alice.session).json()
@@ -157,9 +157,9 @@ def test_with_user_verification_optional_a_found_key_cannot_add_the_finders_key(
         assert begin.status_code == 200
         done = finder.finish_enrollment(begin.json(), approver=alice)
         assert problem(done) == (401, "assertion-rejected")
-        assert "user verification" in done.json()["detail"]
+        assert "user verification" in done.json()["detail"].lower()
         with pytest.raises(httpx.HTTPStatusError):
-            finder.login()
+            finder.login(email=None)
     finally:
         server.stop()
 
@@ -206,7 +206,7 @@ def test_an_enrollment_begun_before_a_revocation_cannot_complete_after_it(
         assert problem(late) == (403, "permission-denied"), human.device
         assert "revoked" in late.json()["detail"]
         with pytest.raises(httpx.HTTPStatusError) as caught:
-            human.login()
+            human.login(email=None)
         assert problem(caught.value.response) == (401, "assertion-rejected")
 
 
@@ -233,8 +233,6 @@ def test_adding_a_key_never_lifts_a_revocation_only_an_admin_reinstatement_does(
     refused = fresh.begin_enrollment(code)
     assert problem(refused) == (403, "permission-denied")
     assert "reinstate" in refused.json()["detail"]
-    with pytest.raises(httpx.HTTPStatusError):
-        fresh.login()
 
     done = admin.reinstate(alice.email)
     assert done["email"] == alice.email
@@ -247,7 +245,7 @@ def test_adding_a_key_never_lifts_a_revocation_only_an_admin_reinstatement_does(
     fresh.enroll(code)
     assert fresh.login().count(".") == 2
     with pytest.raises(httpx.HTTPStatusError) as caught:
-        alice.login()  # her old key stays revoked: reinstating a person is not un-revoking keys
+        alice.login(email=None)  # her old key stays revoked: reinstating is not un-revoking
     assert problem(caught.value.response) == (401, "assertion-rejected")
 
 
@@ -278,7 +276,7 @@ def test_reinstating_takes_an_admin_tap_bound_to_that_person(
         "/v1/admin/reinstatements/complete",
         {
             "challenge_id": proposal["challenge_id"],
-            "credential": carol.sign_assertion(proposal["options"]),
+            "credential": carol.sign_assertion(proposal["options"], any_key=True),
         },
         admin.session,
     )
@@ -322,7 +320,7 @@ def test_a_session_alone_cannot_issue_an_invite(
         "/v1/admin/invites/complete",
         {
             "challenge_id": proposal["challenge_id"],
-            "credential": alice.sign_assertion(proposal["options"]),
+            "credential": alice.sign_assertion(proposal["options"], any_key=True),
         },
         admin.session,
     )
