@@ -12,7 +12,7 @@ from litestar.params import JSONBody, PathParameter
 from broker.auth import HttpRequest, PersonDep, ServicesDep, bearer, client_address
 from broker.delegation_requests import POLL_INTERVAL_S
 from broker.errors import from_policy
-from broker.identity import grant_agent, person_email
+from broker.identity import grant_agent, limit_identity, person_email
 from broker.routes.delegations import ModelName, check_free_text
 from policies.errors import PoliciesError
 
@@ -72,7 +72,7 @@ async def create_request(
     known and an unknown email get the same answer.
     """
     address = client_address(request)
-    await services.limits.hit("request", address=address, identity=data.email)
+    await services.limits.hit("request", address=address, identity=limit_identity(data.email))
     grant_agent(data.agent)
     check_free_text(data.message, "message")
     try:  # refuse what could never be granted now, not when the person tries to approve it

@@ -27,6 +27,8 @@ class SavedSession:
     email: str | None = None
     token: str | None = None
     expires_at: int | None = None
+    signed_out_at: int | None = None
+    """When `vouch logout` ended the session (so `vouch status` can say so)."""
 
     def signed_in(self, now: float | None = None) -> bool:
         moment = time.time() if now is None else now
@@ -34,6 +36,11 @@ class SavedSession:
 
     def without_token(self) -> SavedSession:
         return replace(self, token=None, expires_at=None)
+
+    def signed_out(self, now: float | None = None) -> SavedSession:
+        """Without the token, remembering when it was signed out."""
+        moment = int(time.time() if now is None else now)
+        return replace(self.without_token(), signed_out_at=moment)
 
 
 def config_dir(env: Mapping[str, str]) -> Path:
@@ -83,6 +90,7 @@ class SessionStore:
                 email=data.get("email"),
                 token=data.get("token"),
                 expires_at=data.get("expires_at"),
+                signed_out_at=data.get("signed_out_at"),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"cannot read {self.path} ({exc}); delete it and log in") from None

@@ -164,19 +164,21 @@ def test_a_malformed_broker_answer_exits_1_naming_the_field(
         )
         broker.answer(200, {"delegation": []})  # a broker (or something) answering nonsense
         assert main(["delegate", "list"]) == 1
-        broker.answer(200, {"email": "bob@example.com", "code": 1234, "expires_in": 3600})
+        action = {"action": "invite", "by": "alice@example.com", "email": "bob@example.com"}
+        proposal = {"challenge_id": "c" * 32, "action": action, "action_canonical": 5}
+        broker.answer(200, {**proposal, "options": {"publicKey": {}}})
         assert main(["admin", "invite", "bob@example.com", "--json"]) == 1
     out, err = capsys.readouterr()
     assert out == ""  # nothing half-decoded reaches stdout
     assert err == (
         "vouch: the broker's answer to GET /v1/delegations is malformed: "
         "Object missing required field `delegations`\n"
-        "vouch: the broker's answer to POST /v1/admin/invites is malformed: "
-        "Expected `str`, got `int` - at `$.code`\n"
+        "vouch: the broker's answer to POST /v1/admin/invites/begin is malformed: "
+        "Expected `str`, got `int` - at `$.action_canonical`\n"
     )
     assert [(s.method, s.path, s.bearer) for s in broker.seen] == [
         ("GET", "/v1/delegations", "session.jwt"),
-        ("POST", "/v1/admin/invites", "session.jwt"),
+        ("POST", "/v1/admin/invites/begin", "session.jwt"),
     ]
 
 
