@@ -1,0 +1,116 @@
+"""Attacks on the exchange and the HTTP edge (issue 12, items 13, 15 and 16): each refused
+with its exact problem, at real HTTP, over a real redis-server and the STS gate."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from broker.keys import load_key_ring
+from broker.tokens import AGENT_TYP, mint
+from tests.harness.broker import BrokerServer
+from tests.harness.people import Human
+from tests.harness.sts_gate import StsGate
+
+pytestmark = pytest.mark.integration
+
+HAIKU = "us.claude-haiku-4-5"
+EXCHANGE = "/v1/credentials/aws"
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(answer: httpx.Response) -> tuple[int, str]:
+    """(status, slug) of a problem answer, after checking it is a well-formed problem."""
+    assert answer.headers["content-type"].startswith(PROBLEM_JSON), answer.text
+    body = answer.json()
+    assert body["status"] == answer.status_code
+    assert body["title"] and body["detail"]
+    return answer.status_code, str(body["type"]).removeprefix("urn:vouch:problem:")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def http(broker: BrokerServer) -> Iterator[httpx.Client]:
+    with broker.client() as client:
+        yield client
+
+
+@pytest.fixture
+def alice(human_factory: Callable[..., Human]) -> Human:
+    return human_factory("alice@example.com")
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+def resigned(broker: BrokerServer, claims: dict[str, Any]) -> str:
+    """`claims` signed with the broker's own active key: a token only the broker could make."""
+    ring = load_key_ring(Path(broker.settings.signing_keys or ""))
+    return mint(claims, typ=AGENT_TYP, keys=ring)
+
+
+# --- item 13: 500s at the edge ------------------------------------------------------------------
+
+
+NOT_UTF8 = "request body is not valid UTF-8"
+INVALID_UTF8 = {
+    b'{"email": "\xff\xfe"}': NOT_UTF8,  # bytes that are never UTF-8, inside a string
+    b'{"email": "\xc3"}': NOT_UTF8,  # a truncated two-byte sequence
+    b'{"models": ["\xed\xa0\x80"]}': NOT_UTF8,  # an encoded surrogate (CESU-8)
+    b'{"\xf0\x9f": 1}': NOT_UTF8,  # in a member name
+    b"\x80": "JSON is malformed: invalid character (byte 0)",  # outside any string
+}
+
+
+def test_invalid_utf8_in_a_json_body_is_a_400_at_every_body_door(
+    http: httpx.Client, alice: Human, sts_gate: StsGate
+) -> None:
+    token = alice.delegate("researcher", [HAIKU])["token"]
+    doors: list[tuple[str, str | None]] = [
+        ("/v1/login/begin", None),
+        ("/v1/login/complete", None),
+        ("/v1/enroll/begin", None),
+        ("/v1/enroll/complete", None),
+        ("/v1/delegation-requests", None),
+        ("/v1/delegation-requests/deny", alice.session),
+        ("/v1/delegations/begin", alice.session),
+        ("/v1/delegations/complete", alice.session),
+        (EXCHANGE, token),
+    ]
+    for path, auth in doors:
+        for body, detail in INVALID_UTF8.items():
+            headers = {"content-type": "application/json", **(bearer(auth) if auth else {})}
+            answer = http.post(path, content=body, headers=headers)
+            assert problem(answer) == (400, "invalid-request"), (path, body, answer.text)
+            assert answer.json()["detail"] == detail, (path, body)
+    assert sts_gate.calls == 0
+    assert http.get("/readyz").status_code == 200
+
+
+def test_a_signed_agent_token_whose_act_lacks_cid_is_401_token_invalid(
+    broker: BrokerServer, http: httpx.Client, alice: Human, sts_gate: StsGate
+) -> None:
+    claims = claims_of(alice.delegate("researcher", [HAIKU])["token"])
+    shapes = {
+        "act without cid": {**claims, "act": {"sub": alice.email, "amr": ["hwk", "uv"]}},
+        "act a string": {**claims, "act": alice.email},
+        "cid a number": {**claims, "act": {**claims["act"], "cid": 7}},
+    }
+    for name, shaped in shapes.items():
+        answer = http.post(EXCHANGE, headers=bearer(resigned(broker, shaped)))
+        assert problem(answer) == (401, "token-invalid"), (name, answer.text)
+        assert answer.json()["detail"].startswith("agent token claims are malformed: "), name
+        assert answer.headers["www-authenticate"] == 'Bearer realm="vouch"'
+    assert sts_gate.calls == 0
