@@ -46,7 +46,7 @@ class Exchange:
             rate=(claims.dlg, claims.rate) if claims.rate else None,
         )
         grant = self.authorizer.authorize(
-            Principal.of_agent(claims), models=models, duration_s=duration_s
+            Principal.of_agent(claims), models=models, duration_s=duration_s, now=now
         )
         served = await self.provider.issue(grant, now)
         if served.fresh:

@@ -3,10 +3,10 @@ with its exact problem, at real HTTP, over a real redis-server and the STS gate.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ import pytest
 
 from broker.keys import load_key_ring
 from broker.tokens import AGENT_TYP, mint
+from policies import Catalog, Request, evaluate
+from policies.session_policy import profile_arn
 from tests.harness.broker import BrokerServer
 from tests.harness.people import Human
 from tests.harness.sts_gate import StsGate
@@ -114,3 +116,63 @@ def test_a_signed_agent_token_whose_act_lacks_cid_is_401_token_invalid(
         assert answer.json()["detail"].startswith("agent token claims are malformed: "), name
         assert answer.headers["www-authenticate"] == 'Bearer realm="vouch"'
     assert sts_gate.calls == 0
+
+
+# --- item 15: credentials never outlive the grant (invariant 12) --------------------------------
+
+
+BROAD_ROLE = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"}],
+}
+
+
+def iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def expiry_of(document: dict[str, Any]) -> float:
+    return datetime.fromisoformat(str(document["Expiration"])).timestamp()
+
+
+def allows_haiku_at(policy: str, epoch: float) -> bool:
+    """Would AWS allow invoking the Haiku profile at `epoch`, under this session policy?"""
+    catalog = Catalog.builtin()
+    entry = catalog.entry(catalog.resolve(HAIKU))
+    arn = profile_arn(entry, "us-east-1", "123456789012")
+    now = {"aws:CurrentTime": iso(epoch)}
+    return evaluate(Request("bedrock:InvokeModel", arn, now), [BROAD_ROLE], [policy]).allowed
+
+
+def test_credentials_asked_for_longer_than_the_delegation_lives_end_with_it(
+    http: httpx.Client, alice: Human, sts_gate: StsGate
+) -> None:
+    done = alice.delegate("researcher", [HAIKU], ttl_s=1800)  # 30 min left
+    expires_at = claims_of(done["token"])["exp"]
+    asked = time.time()
+    answer = http.post(EXCHANGE, json={"duration_s": 3600}, headers=bearer(done["token"]))
+    assert answer.status_code == 200, answer.text
+    call = sts_gate.accepted[-1]
+    assert expires_at - asked - 5 <= call.duration_s <= expires_at - asked  # not 3600
+    assert expiry_of(answer.json()) <= expires_at + 1  # STS counts from its own clock
+    # And AWS itself ends them then: every Allow stops at the delegation's expiry.
+    statements = json.loads(call.policy or "")["Statement"]
+    assert statements and all(
+        s["Condition"]["DateLessThan"] == {"aws:CurrentTime": iso(expires_at)} for s in statements
+    )
+    assert allows_haiku_at(call.policy or "", expires_at - 1)
+    assert not allows_haiku_at(call.policy or "", expires_at)
+
+
+def test_a_delegation_with_less_than_the_sts_floor_left_gets_the_floor_ended_by_the_policy(
+    http: httpx.Client, alice: Human, sts_gate: StsGate
+) -> None:
+    done = alice.delegate("researcher", [HAIKU], ttl_s=300)  # STS gives no less than 900 s
+    expires_at = claims_of(done["token"])["exp"]
+    answer = http.post(EXCHANGE, headers=bearer(done["token"]))
+    assert answer.status_code == 200, answer.text
+    call = sts_gate.accepted[-1]
+    assert call.duration_s == 900
+    assert allows_haiku_at(call.policy or "", expires_at - 1)
+    assert not allows_haiku_at(call.policy or "", expires_at)
+    assert not allows_haiku_at(call.policy or "", time.time() + 899)
