@@ -15,7 +15,7 @@ from functools import lru_cache
 import msgspec
 
 from broker.agent_token import AgentClaims
-from broker.errors import PolicyDenied, from_policy
+from broker.errors import GrantInvalid, PolicyDenied, from_policy
 from policies import Catalog, OrgPolicy
 from policies.errors import PoliciesError
 
@@ -116,8 +116,10 @@ class Authorizer:
         )
 
     def _narrow(self, granted: tuple[str, ...], requested: list[str] | None) -> tuple[str, ...]:
-        if not requested:
+        if requested is None:
             return granted
+        if not requested:  # the route refuses it too: "no models" never means "all of them"
+            raise GrantInvalid("models: name at least one model, or leave it out for the grant")
         chosen = self._resolve(tuple(requested))
         extra = sorted(set(chosen) - set(granted))
         if extra:

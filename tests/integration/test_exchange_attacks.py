@@ -3,6 +3,7 @@ with its exact problem, at real HTTP, over a real redis-server and the STS gate.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -176,3 +177,48 @@ def test_a_delegation_with_less_than_the_sts_floor_left_gets_the_floor_ended_by_
     assert allows_haiku_at(call.policy or "", expires_at - 1)
     assert not allows_haiku_at(call.policy or "", expires_at)
     assert not allows_haiku_at(call.policy or "", time.time() + 899)
+
+
+# --- item 16: smaller holes at the edge ---------------------------------------------------------
+
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_second_spelling_of_a_token_is_refused_at_every_door(
+    http: httpx.Client, alice: Human, sts_gate: StsGate
+) -> None:
+    """(r, n - s) and a padded signature verify as the same token: only the minted form opens."""
+    tokens = {"agent": alice.delegate("researcher", [HAIKU])["token"], "session": alice.session}
+    doors = {"agent": ("POST", EXCHANGE), "session": ("GET", "/v1/delegations")}
+    for kind, token in tokens.items():
+        assert token is not None
+        head, _, segment = token.rpartition(".")
+        raw = base64.urlsafe_b64decode(segment + "==")
+        s = int.from_bytes(raw[32:], "big")
+        twin = f"{head}.{b64(raw[:32] + (P256_ORDER - s).to_bytes(32, 'big'))}"
+        method, path = doors[kind]
+        assert http.request(method, path, headers=bearer(token)).status_code == 200, kind
+        for variant in (twin, f"{token}=="):
+            answer = http.request(method, path, headers=bearer(variant))
+            assert problem(answer) == (401, "token-invalid"), (kind, answer.text)
+            assert answer.json()["detail"] == (
+                "token signature is not canonical ES256 (r || low s, unpadded base64url)"
+            )
+    assert sts_gate.calls == 1
+
+
+def test_an_empty_model_list_is_a_400_not_the_whole_grant(
+    http: httpx.Client, alice: Human, sts_gate: StsGate
+) -> None:
+    token = alice.delegate("researcher", [HAIKU, "us.claude-sonnet-4-5"])["token"]
+    answer = http.post(EXCHANGE, json={"models": []}, headers=bearer(token))
+    assert problem(answer) == (400, "invalid-request"), answer.text
+    assert "models" in answer.json()["detail"]
+    assert sts_gate.calls == 0
+    for whole in ({"models": None}, {}):  # null or absent: the whole grant, as documented
+        assert http.post(EXCHANGE, json=whole, headers=bearer(token)).status_code == 200

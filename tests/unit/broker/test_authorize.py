@@ -7,6 +7,7 @@ import msgspec
 import pytest
 
 from broker.authorize import Authorizer, Principal
+from broker.errors import GrantInvalid
 from broker.settings import EXAMPLE_POLICY
 from policies import Catalog, load_org_policy
 
@@ -76,3 +77,10 @@ def test_the_cache_key_ignores_the_clamp_and_names_the_end(authorizer: Authorize
     assert other_end.key != early.key  # the session policy's end differs
     other_term = authorizer.authorize(p, models=None, duration_s=900, now=NOW)
     assert other_term.key != early.key
+
+
+def test_an_empty_model_list_never_means_the_whole_grant(authorizer: Authorizer) -> None:
+    with pytest.raises(GrantInvalid, match="name at least one model"):
+        authorizer.authorize(principal(7200), models=[], duration_s=None, now=NOW)
+    whole = authorizer.authorize(principal(7200), models=None, duration_s=None, now=NOW)
+    assert whole.models == (HAIKU,)
