@@ -15,12 +15,14 @@ import httpx
 import jwt
 import pytest
 
-from broker.keys import load_key_ring
+from broker.keys import generate_key_dir, load_key_ring
+from broker.settings import load_settings
 from broker.tokens import AGENT_TYP, mint
 from policies import Catalog, Request, evaluate
 from policies.session_policy import profile_arn
 from tests.harness.broker import BrokerServer
 from tests.harness.people import Human
+from tests.harness.services import free_port
 from tests.harness.sts_gate import StsGate
 
 pytestmark = pytest.mark.integration
@@ -222,3 +224,41 @@ def test_an_empty_model_list_is_a_400_not_the_whole_grant(
     assert sts_gate.calls == 0
     for whole in ({"models": None}, {}):  # null or absent: the whole grant, as documented
         assert http.post(EXCHANGE, json=whole, headers=bearer(token)).status_code == 200
+
+
+def test_metrics_and_schema_are_closed_on_the_broker_port_unless_turned_on(
+    tmp_path: Path, redis_url: str
+) -> None:
+    closed = BrokerServer(load_settings(env={}, **production_like(tmp_path, redis_url))).start()
+    try:
+        with closed.client() as http:
+            for path in ("/metrics", "/schema", "/schema/openapi.json", "/schema/swagger"):
+                answer = http.get(path)
+                assert problem(answer) == (404, "not-found"), path
+            assert http.get("/healthz").status_code == 200  # the rest of /ops stays
+            assert http.get("/.well-known/jwks.json").status_code == 200
+    finally:
+        closed.stop()
+    opened = load_settings(
+        env={}, **production_like(tmp_path, redis_url), expose_metrics=True, expose_schema=True
+    )
+    server = BrokerServer(opened).start()
+    try:
+        with server.client() as http:
+            assert "vouch_http_requests_total" in http.get("/metrics").text
+            assert "/v1/credentials/aws" in http.get("/schema/openapi.json").json()["paths"]
+    finally:
+        server.stop()
+
+
+def production_like(tmp_path: Path, redis_url: str) -> dict[str, Any]:
+    """The settings a production broker starts with: nothing but what it must be told."""
+    keys = tmp_path / "keys"
+    if not keys.exists():
+        generate_key_dir(keys)
+    port = free_port()
+    return {
+        "issuer": f"http://localhost:{port}",
+        "redis_url": redis_url,
+        "signing_keys": str(keys),
+    }

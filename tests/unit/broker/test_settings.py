@@ -283,6 +283,7 @@ def test_ranges_come_from_the_field_metadata() -> None:
         "challenge_ttl_s": (1, 120),
         "request_ttl_s": (1, 3600),
         "clock_leeway_s": (0, 300),
+        "http_header_timeout_s": (0.5, 300),
         "aws.sts_timeout_s": (0.05, 30),
         "aws.sts_assertion_ttl_s": (30, 300),
     }
