@@ -8,6 +8,7 @@
 Everything public is exported here; modules starting with an underscore are private.
 """
 
+from ._client import BrokerClient
 from ._credentials import AgentCredentials, AwsCredentials
 from ._delegation_request import request_delegation
 from ._errors import (
@@ -21,6 +22,7 @@ from ._errors import (
     GrantInvalid,
     GrantMismatch,
     InvalidRequest,
+    InvalidResponse,
     InviteInvalid,
     KeyFlagged,
     NetworkError,
@@ -46,6 +48,7 @@ __all__ = [
     "AgentCredentials",
     "AssertionRejected",
     "AwsCredentials",
+    "BrokerClient",
     "BrokerUnavailable",
     "ChallengeInvalid",
     "ConfigError",
@@ -55,6 +58,7 @@ __all__ = [
     "GrantInvalid",
     "GrantMismatch",
     "InvalidRequest",
+    "InvalidResponse",
     "InviteInvalid",
     "KeyFlagged",
     "NetworkError",

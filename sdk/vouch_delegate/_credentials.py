@@ -14,12 +14,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ._client import BrokerClient
 from ._errors import BrokerUnavailable, NetworkError, RateLimited, VouchError
+from ._messages import CredentialDocument, decode
 from ._token import TokenSource, claims_of, resolve_server, token_source
 from ._transport import Transport
 
@@ -41,20 +43,22 @@ class AwsCredentials:
     expiration: datetime
 
     @classmethod
-    def from_process_document(cls, doc: dict[str, Any]) -> AwsCredentials:
-        """Raises: VouchError when the broker's answer is not a credential_process document."""
-        try:
-            expiration = datetime.fromisoformat(str(doc["Expiration"]).replace("Z", "+00:00"))
-            return cls(
-                str(doc["AccessKeyId"]),
-                str(doc["SecretAccessKey"]),
-                str(doc["SessionToken"]),
-                expiration if expiration.tzinfo else expiration.replace(tzinfo=UTC),
-            )
-        except (KeyError, ValueError) as exc:
-            raise VouchError(f"the broker's credential document is malformed ({exc})") from None
+    def from_document(cls, doc: CredentialDocument) -> AwsCredentials:
+        """The credentials in an exchange's answer (a time without zone is UTC)."""
+        expiration = doc.expiration
+        return cls(
+            doc.access_key_id,
+            doc.secret_access_key,
+            doc.session_token,
+            expiration if expiration.tzinfo else expiration.replace(tzinfo=UTC),
+        )
 
-    def process_document(self) -> dict[str, Any]:
+    @classmethod
+    def from_process_document(cls, doc: Mapping[str, object]) -> AwsCredentials:
+        """Raises: InvalidResponse when `doc` is not a credential_process document."""
+        return cls.from_document(decode(doc, CredentialDocument, "the credential exchange"))
+
+    def process_document(self) -> dict[str, str | int]:
         """The AWS `credential_process` JSON document (Version 1)."""
         return {
             "Version": 1,
@@ -147,7 +151,8 @@ class AgentCredentials:
         Raises:
             TokenRevoked, TokenExpired, TokenInvalid, PolicyDenied, GrantInvalid, ...: the
                 broker refused; NetworkError, BrokerUnavailable: it could not answer and
-                no still-valid credentials were at hand.
+                no still-valid credentials were at hand; InvalidResponse: it answered
+                something other than a credential document.
         """
         cached = self._cached
         if cached is not None and self.clock() < cached.refresh_at:
@@ -195,19 +200,11 @@ class AgentCredentials:
         return credentials.expiration.timestamp() - self.clock() > MIN_USABLE_S
 
     def _exchange(self) -> AwsCredentials:
-        body: dict[str, Any] = {}
-        if self.models:
-            body["models"] = self.models
-        if self.duration_s is not None:
-            body["duration_s"] = self.duration_s
-        doc = self.transport.request(
-            "POST",
-            f"{self.server}/v1/credentials/aws",
-            token=self._source.read(),
-            body=body or None,
-            retry=True,  # the exchange is idempotent: the broker caches per grant
+        broker = BrokerClient(self.server, transport=self.transport)
+        document = broker.exchange_aws(
+            self._source.read(), models=self.models, duration_s=self.duration_s
         )
-        return AwsCredentials.from_process_document(doc)
+        return AwsCredentials.from_document(document)
 
     def botocore_metadata(self) -> dict[str, str]:
         """Current credentials in the shape botocore's RefreshableCredentials refreshes from."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from ._client import BrokerClient
 from ._errors import (
     BrokerUnavailable,
     Conflict,
@@ -22,7 +22,8 @@ from ._errors import (
     VouchError,
 )
 from ._grant import parse_duration
-from ._transport import Transport, normalize_server
+from ._messages import RequestCreated
+from ._transport import Transport
 
 log = logging.getLogger("vouch_delegate")
 
@@ -59,18 +60,12 @@ def request_delegation(
         DelegationDenied: the person refused. DelegationExpired: the request expired or
         `timeout_s` passed. GrantInvalid, ConfigError, NetworkError, ...: as named.
     """
-    http = transport or Transport()
-    base = normalize_server(server)
-    body = {
-        "email": email,
-        "agent": agent,
-        "models": list(models),
-        "ttl_s": parse_duration(ttl),
-        "message": message,
-    }
-    created = http.request("POST", f"{base}/v1/delegation-requests", body=body)
-    (on_code or _announce)(str(created["user_code"]), int(created["expires_at"]))
-    poll = _Poll(http, f"{base}/v1/delegation-requests/{created['request_id']}", created)
+    broker = BrokerClient(server, transport=transport)
+    created = broker.create_request(
+        email=email, agent=agent, models=models, ttl_s=parse_duration(ttl), message=message
+    )
+    (on_code or _announce)(created.user_code, created.expires_at)
+    poll = _Poll(broker, created)
     token = poll.until_answered(clock() + timeout_s, clock, sleep)
     if token is None:
         raise DelegationExpired(f"no answer from {email} within {timeout_s:g} s")
@@ -80,11 +75,11 @@ def request_delegation(
 class _Poll:
     """One request's status, read with its poll secret."""
 
-    def __init__(self, http: Transport, url: str, created: dict[str, Any]) -> None:
-        self.http = http
-        self.url = url
-        self.secret = str(created["poll_secret"])
-        self.server_interval = float(created.get("interval") or 2)
+    def __init__(self, broker: BrokerClient, created: RequestCreated) -> None:
+        self.broker = broker
+        self.request_id = created.request_id
+        self.secret = created.poll_secret
+        self.server_interval = created.interval or 2.0
 
     def until_answered(
         self, deadline: float, clock: Callable[[], float], sleep: Callable[[float], None]
@@ -110,15 +105,15 @@ class _Poll:
         Raises: DelegationDenied, DelegationExpired, Conflict (token already delivered).
         """
         try:
-            answer = self.http.request("GET", self.url, token=self.secret)
+            answer = self.broker.poll_request(self.request_id, self.secret)
         except NotFound:
             raise DelegationExpired("the delegation request expired") from None
-        status = answer.get("status")
-        self.server_interval = float(answer.get("interval") or self.server_interval)
+        status = answer.status
+        self.server_interval = answer.interval or self.server_interval
         if status == "pending":
             return None
-        if status == "approved" and isinstance(answer.get("token"), str):
-            return str(answer["token"])
+        if status == "approved" and answer.token is not None:
+            return answer.token
         if status == "denied":
             raise DelegationDenied("the person denied the delegation request")
         if status == "expired":

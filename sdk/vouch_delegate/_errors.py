@@ -3,6 +3,7 @@
     VouchError                          any failure (a broker 500 "internal" arrives as this)
     ├── ConfigError                     local: no server or token, unsafe token file, bad value
     ├── NetworkError                    local: the broker did not answer (after retries)
+    ├── InvalidResponse                 local: the broker's answer is not what it should be
     ├── GrantMismatch                   local: a delegation challenge not bound to the grant shown
     ├── DelegationDenied                local: the person refused the agent's request
     ├── DelegationExpired               local: the request expired or the wait timed out
@@ -64,6 +65,12 @@ class ConfigError(VouchError):
 
 class NetworkError(VouchError):
     slug = "network"
+
+
+class InvalidResponse(VouchError):
+    """A success answer unlike the broker's: not JSON, or a field missing or of the wrong type."""
+
+    slug = "invalid-response"
 
 
 class GrantMismatch(VouchError):

@@ -13,12 +13,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from ._errors import ConfigError, GrantMismatch
+from ._messages import DelegationProposal, Grant
 
 DOMAIN = b"vouch-grant-v1\x00"
 NONCE_BYTES = 16
@@ -64,19 +66,17 @@ def grant_digest(canonical: str) -> bytes:
     return hashlib.sha256(DOMAIN + canonical.encode("utf-8")).digest()
 
 
-def verified_grant(proposal: Mapping[str, Any]) -> dict[str, Any]:
+def verified_grant(proposal: DelegationProposal) -> Grant:
     """The grant a delegation proposal asks the key to sign, once its challenge checks out.
 
-    Display this (it is parsed from the signed bytes), never `proposal["grant"]` alone.
+    Display this (it is parsed from the signed bytes), never `proposal.grant` alone.
 
     Raises:
         GrantMismatch: the challenge does not commit to `grant_canonical`, or the
             proposal's `grant` object says something else.
     """
-    canonical = proposal.get("grant_canonical")
-    if not isinstance(canonical, str):
-        raise GrantMismatch("the broker's proposal carries no canonical grant")
-    challenge = _challenge_bytes(proposal)
+    canonical = proposal.grant_canonical
+    challenge = _challenge_bytes(proposal.options.public_key)
     if len(challenge) != NONCE_BYTES + 32 or not hmac.compare_digest(
         challenge[NONCE_BYTES:], grant_digest(canonical)
     ):
@@ -84,30 +84,31 @@ def verified_grant(proposal: Mapping[str, Any]) -> dict[str, Any]:
             "the security key challenge does not commit to the grant shown; refusing to sign"
         )
     try:
-        grant = json.loads(canonical)
-    except ValueError:
-        raise GrantMismatch("the canonical grant is not JSON") from None
-    if not isinstance(grant, dict) or grant != proposal.get("grant", grant):
+        grant = msgspec.json.decode(canonical, type=Grant)
+    except msgspec.DecodeError as exc:  # ValidationError included: JSON, but not a grant
+        raise GrantMismatch(f"the canonical grant is not a grant ({exc})") from None
+    if grant != proposal.grant:
         raise GrantMismatch("the proposal's grant differs from the canonical grant it signs")
     return grant
 
 
-def _challenge_bytes(proposal: Mapping[str, Any]) -> bytes:
+def _challenge_bytes(public_key: Mapping[str, Any]) -> bytes:
     try:
-        encoded = proposal["options"]["publicKey"]["challenge"]
+        encoded = public_key["challenge"]
         return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     except (KeyError, TypeError, ValueError, binascii.Error):
         raise GrantMismatch("the broker's proposal carries no readable challenge") from None
 
 
-def check_grant_matches(grant: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+def check_grant_matches(grant: Grant, expected: Mapping[str, object]) -> None:
     """Refuse a grant that differs from what the person asked for in the fields they set.
 
     Raises:
         GrantMismatch: naming the first field that differs.
     """
     for name, wanted in expected.items():
-        if wanted is not None and grant.get(name) != wanted:
+        actual = getattr(grant, name, None)
+        if wanted is not None and actual != wanted:
             raise GrantMismatch(
-                f"the broker proposed {name}={grant.get(name)!r}, not the requested {wanted!r}"
+                f"the broker proposed {name}={actual!r}, not the requested {wanted!r}"
             )

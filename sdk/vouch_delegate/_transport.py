@@ -16,7 +16,14 @@ from urllib.parse import urlencode, urlsplit
 
 import urllib3
 
-from ._errors import BrokerUnavailable, ConfigError, NetworkError, VouchError, from_problem
+from ._errors import (
+    BrokerUnavailable,
+    ConfigError,
+    InvalidResponse,
+    NetworkError,
+    VouchError,
+    from_problem,
+)
 from ._version import __version__
 
 USER_AGENT = f"vouch-delegate/{__version__}"
@@ -90,6 +97,7 @@ class Transport:
 
         Raises:
             NetworkError: no answer after the allowed attempts.
+            InvalidResponse: a success answer that is not a JSON object.
             VouchError: the broker's problem as its typed subclass (see the error tree).
         """
         retryable = method == "GET" if retry is None else retry
@@ -141,7 +149,7 @@ def _answer(status: int, headers: Mapping[str, str], data: bytes) -> dict[str, A
     parsed = _json_object(data) if len(data) <= _MAX_BODY else None
     if 200 <= status < 300:
         if parsed is None:
-            raise VouchError(f"the broker answered HTTP {status} without a JSON object")
+            raise InvalidResponse(f"the broker answered HTTP {status} without a JSON object")
         return parsed
     problem = parsed if parsed is not None else {}
     raise from_problem(status, problem, retry_after=_retry_after(headers.get("Retry-After")))

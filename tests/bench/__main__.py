@@ -217,6 +217,25 @@ class Run:
 
     def miss(self) -> None:
         self.data["miss"] = exchange_miss.run(self.world, self.report, self.seconds, self.quick)
+        if self.args.baseline:
+            self._miss_baseline()
+
+    def _miss_baseline(self) -> None:
+        """The cache miss at HEAD and at the baseline, interleaved in this run (committed code)."""
+        tree = baseline_tree(self.args.baseline, self.world.root / "baseline-miss")
+        head = baseline_tree("HEAD", self.world.root / "head-miss")
+        runs = {}
+        for label, which in (("after", head), ("before", tree), ("after2", head)):
+            print(f"  [miss {label}]", flush=True)
+            runs[label] = exchange_miss.misses(self.world, self.seconds, which)[0]
+        after = [runs["after"], runs["after2"]]
+        for key, name, unit in (
+            ("p50_ms", "miss p50 (fake STS included), after vs before", "ms"),
+            ("cpu_us_per_req", "CPU per miss, after vs before", "us"),
+        ):
+            value = sum(r[key] for r in after) / 2
+            self.report.add(Row("baseline", name, value, unit, runs["before"][key], "before"))
+        self.data.setdefault("baseline", {})["miss"] = runs
 
     def ceremony(self) -> None:
         self.data["ceremony"] = ceremonies.run(self.world, self.report, 20 if self.quick else 100)

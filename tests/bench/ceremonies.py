@@ -1,11 +1,12 @@
 """Item 3, the two FIDO2 ceremonies a person goes through: sign-in and delegation.
 
-The person is the test harness's `Human` with the software authenticator. Each ceremony is
-timed in three parts: the server's `begin`, the authenticator (client side: CTAP2 through
-python-fido2, PIN, P-256 signature; a YubiKey adds a human tap on top), and the server's
-`complete` (assertion verification, counter update in Redis, token mint, audit), each
-measured from this process as an HTTP round trip on loopback. The broker runs on core 1,
-this process on core 0.
+The person is the test harness's `Human` with the software authenticator, talking through
+the SDK's `BrokerClient`. Each ceremony is timed in three parts: the server's `begin`, the
+authenticator (client side: CTAP2 through python-fido2, PIN, P-256 signature; a YubiKey adds
+a human tap on top), and the server's `complete` (assertion verification, counter update in
+Redis, token mint, audit), each measured from this process as an HTTP round trip on
+loopback (plus the client's decoding of the answer). The broker runs on core 1, this
+process on core 0.
 """
 
 from __future__ import annotations
@@ -15,21 +16,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from vouch_delegate._messages import Ceremony, DelegationProposal
+
 from tests.bench.report import Report, Row, percentiles
 from tests.bench.world import MODEL, Broker, World
 from tests.harness.people import Human
 
 
 def _ceremony(
-    human: Human, begin: Callable[[], Any], complete: Callable[[str, Any], Any]
+    human: Human,
+    begin: Callable[[], Ceremony | DelegationProposal],
+    complete: Callable[[str, Any], Any],
 ) -> tuple[float, float, float]:
     clock = time.perf_counter
     t0 = clock()
     started = begin()
     t1 = clock()
-    credential = human.sign_assertion(started["options"])
+    credential = human.sign_assertion(started.options)
     t2 = clock()
-    complete(started["challenge_id"], credential)
+    complete(started.challenge_id, credential)
     return t1 - t0, t2 - t1, clock() - t2
 
 
@@ -70,34 +75,20 @@ def run(world: World, report: Report, count: int) -> dict[str, Any]:
 
 
 def _login(human: Human) -> tuple[float, float, float]:
-    def begin() -> Any:
-        answer = human.post("/v1/login/begin", {"email": human.email})
-        answer.raise_for_status()
-        return answer.json()
+    def begin() -> Ceremony:
+        return human.broker.login_begin(human.email)
 
     def complete(challenge_id: str, credential: Any) -> None:
-        done = human.post(
-            "/v1/login/complete", {"challenge_id": challenge_id, "credential": credential}
-        )
-        done.raise_for_status()
-        human.session = str(done.json()["token"])
+        human.session = human.broker.login_complete(challenge_id, credential).token
 
     return _ceremony(human, begin, complete)
 
 
 def _delegate(human: Human) -> tuple[float, float, float]:
-    def begin() -> Any:
-        grant = {"agent": "ceremony-agent", "models": [MODEL], "ttl_s": 3600}
-        answer = human.post("/v1/delegations/begin", grant, human.session)
-        answer.raise_for_status()
-        return answer.json()
+    def begin() -> DelegationProposal:
+        return human.broker.delegation_begin(agent="ceremony-agent", models=[MODEL], ttl_s=3600)
 
     def complete(challenge_id: str, credential: Any) -> None:
-        done = human.post(
-            "/v1/delegations/complete",
-            {"challenge_id": challenge_id, "credential": credential},
-            human.session,
-        )
-        done.raise_for_status()
+        human.broker.delegation_complete(challenge_id, credential)
 
     return _ceremony(human, begin, complete)

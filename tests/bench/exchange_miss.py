@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -50,20 +51,28 @@ def sts_round_trip(world: World, count: int) -> dict[str, float]:
     return percentiles(samples)
 
 
-def run(world: World, report: Report, seconds: float, quick: bool) -> dict[str, Any]:
+def misses(
+    world: World, seconds: float, tree: Path | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(every request a miss, the same broker's sequential hits) for the broker in `tree`."""
     assert world.sts is not None
     tokens = write_lines(world.root / "miss-tokens.txt", world.agent_tokens(20))
     wrk = Wrk(world.root, cpus="0")
     post: dict[str, Any] = {"method": "POST", "tokens": tokens, "connections": 1}
-    with Broker(world, 1, cpus="1") as broker:
+    with Broker(world, 1, cpus="1", tree=tree) as broker:
         wrk.run(broker.url + EXCHANGE, seconds=1, **post)  # warm: one miss per token
         calls = world.sts.calls()
         miss = measure(wrk, broker, EXCHANGE, body="@durations", seconds=seconds, **post)
         miss["sts_calls"] = world.sts.calls() - calls
         hit = measure(wrk, broker, EXCHANGE, seconds=max(2.0, seconds / 2), **post)
-    sts = sts_round_trip(world, 500 if quick else 3000)
     if miss["sts_calls"] < miss["requests"]:
         raise RuntimeError(f"expected every request to miss: {miss}")
+    return miss, hit
+
+
+def run(world: World, report: Report, seconds: float, quick: bool) -> dict[str, Any]:
+    miss, hit = misses(world, seconds)
+    sts = sts_round_trip(world, 500 if quick else 3000)
     out = {
         "miss": miss,
         "hit_sequential": hit,

@@ -303,7 +303,7 @@ class World:
         """A real agent token: enroll, sign in, approve a delegation with a key tap."""
         human = self.enroll(broker)
         answer = human.delegate("bench-agent", [MODEL], ttl_s=8 * 3600)
-        self.agent_token = str(answer["token"])
+        self.agent_token = str(answer.token)
         self.agent_claims = jwt.decode(self.agent_token, options={"verify_signature": False})
         return self.agent_token
 

@@ -1,4 +1,5 @@
-"""vouch-delegate installs alone: agents get boto3 and fido2, never the broker's server stack."""
+"""vouch-delegate installs alone: agents get boto3, fido2 and msgspec, never the broker's
+server stack."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 SDK_DIR = Path(__file__).resolve().parents[2] / "sdk"
-SERVER_STACK = {"litestar", "redis", "uvicorn", "msgspec", "vouch-broker", "prometheus-client"}
+# msgspec is shared: the SDK decodes the broker's answers with it (no dependencies itself).
+SERVER_STACK = {"litestar", "redis", "uvicorn", "vouch-broker", "prometheus-client"}
 
 
 def run(*args: str | Path) -> str:
@@ -36,7 +38,7 @@ def test_sdk_alone_in_a_fresh_venv_pulls_no_server_stack(tmp_path: Path) -> None
     run(uv, "pip", "install", "--quiet", "--python", python, SDK_DIR)
     listed = json.loads(run(uv, "pip", "list", "--python", python, "--format", "json"))
     names = {entry["name"].lower() for entry in listed}
-    assert {"vouch-delegate", "boto3", "fido2"} <= names
+    assert {"vouch-delegate", "boto3", "fido2", "msgspec"} <= names
     assert not names & SERVER_STACK
     assert "vouch delegate" in run(venv / "bin" / "vouch", "--help")
     imported = run(

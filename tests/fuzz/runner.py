@@ -110,7 +110,7 @@ def credentials(server: BrokerServer, workdir: Path) -> dict[str, str | None]:
         human.enroll(make_invite(server.settings, email))
         made[who] = human.login()
         if who == "session":
-            made["agent"] = str(human.delegate("researcher", ["us.claude-haiku-4-5"])["token"])
+            made["agent"] = str(human.delegate("researcher", ["us.claude-haiku-4-5"]).token)
     return made
 
 

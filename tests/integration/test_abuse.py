@@ -75,7 +75,7 @@ def world(
         {
             "iss": broker.url,
             "aud": "sts.amazonaws.com",
-            "sub": done["delegation"]["sub"],
+            "sub": done.delegation.sub,
             "iat": now,
             "exp": now + 300,
             "jti": secrets.token_urlsafe(16),
@@ -87,11 +87,11 @@ def world(
     return {
         "alice": alice,
         "admin": admin,
-        "delegation": done["delegation"],
+        "delegation": done.delegation,
         "request": asked,
         "tokens": {
             "session": alice.session,
-            "agent": done["token"],
+            "agent": done.token,
             "sts-assertion": sts_shaped,
             "invite-code": make_invite(broker.settings, "carol@example.com"),
             "poll-secret": asked["poll_secret"],
@@ -303,7 +303,7 @@ def test_agent_names_have_one_spelling(world: dict[str, Any], http: httpx.Client
         else:
             assert problem(revoked) == (400, "invalid-request"), name
     # An admin's spelling of the person's email is folded onto the agent that exists.
-    sub = world["delegation"]["sub"]
+    sub = world["delegation"].sub
     answer = admin.post(
         "/v1/admin/revocations", {"agent": "agent.researcher.ALICE@Example.com"}, admin.session
     )
@@ -368,7 +368,7 @@ def test_control_characters_in_free_text_are_refused_and_logs_stay_one_line_per_
         )
         reason = admin.post(
             "/v1/admin/revocations",
-            {"delegation": world["delegation"]["id"], "reason": text},
+            {"delegation": world["delegation"].id, "reason": text},
             admin.session,
         )
         assert problem(purpose) == (400, "grant-invalid"), repr(text)
@@ -379,7 +379,7 @@ def test_control_characters_in_free_text_are_refused_and_logs_stay_one_line_per_
     alice.delegate("writer", [HAIKU], purpose=ALLOWED)
     answer = admin.post(
         "/v1/admin/revocations",
-        {"delegation": world["delegation"]["id"], "reason": ALLOWED},
+        {"delegation": world["delegation"].id, "reason": ALLOWED},
         admin.session,
     )
     assert answer.status_code == 201
@@ -457,7 +457,7 @@ def doors(world: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any] | N
         ),
         "revoke delegation": (
             "DELETE",
-            f"/v1/delegations/{world['delegation']['id']}",
+            f"/v1/delegations/{world['delegation'].id}",
             None,
             "session",
         ),

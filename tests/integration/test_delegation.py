@@ -38,7 +38,7 @@ def test_delegate_then_exchange_returns_credential_process_document(
 ) -> None:
     alice = human_factory()
     done = alice.delegate("researcher", ["us.claude-haiku-4-5", "us.claude-sonnet-4-5"])
-    token = done["token"]
+    token = done.token
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert header["typ"] == "vouch-agent+jwt"
@@ -58,13 +58,11 @@ def test_revoked_delegation_is_refused_on_next_exchange(
 ) -> None:
     alice = human_factory()
     done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
-    with broker.client(done["token"]) as agent:
+    with broker.client(done.token) as agent:
         assert agent.post("/v1/credentials/aws").status_code == 200
-        revoke = alice.http.delete(
-            f"/v1/delegations/{done['delegation']['id']}",
-            headers={"Authorization": f"Bearer {alice.session}"},
-        )
-        assert revoke.status_code == 200, revoke.text
+        revoked = alice.revoke(done.delegation.id)
+        assert (revoked.id, revoked.revoked_by) == (done.delegation.id, alice.email)
+        assert revoked.revoked_at is not None
         refused = agent.post("/v1/credentials/aws")
     assert refused.status_code == 401
     assert refused.json()["type"] == "urn:vouch:problem:token-revoked"

@@ -66,7 +66,7 @@ def test_policy_reaching_sts_allows_exactly_the_granted_models(
     broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate
 ) -> None:
     alice = human_factory()
-    token = alice.delegate("researcher", ["us.claude-haiku-4-5", "us.claude-sonnet-4-5"])["token"]
+    token = alice.delegate("researcher", ["us.claude-haiku-4-5", "us.claude-sonnet-4-5"]).token
     doc = exchange(broker, token)
     [call] = sts_gate.accepted
     assert call.access_key_id == doc["AccessKeyId"]
@@ -96,27 +96,27 @@ def test_sts_assertion_carries_identity_tags_and_defaults(
 ) -> None:
     alice = human_factory()
     done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
-    exchange(broker, done["token"])
+    exchange(broker, done.token)
     [call] = sts_gate.accepted
     assert call.session_name == "agent.researcher.alice@example.com"
     assert call.source_identity == "alice@example.com"
     assert call.tags == {
         "vouch:User": "alice@example.com",
         "vouch:Agent": "researcher",
-        "vouch:Delegation": done["delegation"]["id"],
+        "vouch:Delegation": done.delegation.id,
         "vouch:AccessType": "agent",
     }
     assert call.duration_s == 900  # issued credentials cannot be recalled: shortest by default
     assert call.audience == "sts.amazonaws.com"
     assert call.claims["exp"] - call.claims["iat"] <= 300
-    assert jwt.decode(done["token"], options={"verify_signature": False})["aud"] == broker.url
+    assert jwt.decode(done.token, options={"verify_signature": False})["aud"] == broker.url
 
 
 def test_agent_token_is_useless_at_sts(
     human_factory: Callable[..., Human], sts_gate: StsGate
 ) -> None:
     alice = human_factory()
-    token = alice.delegate("researcher", ["us.claude-haiku-4-5"])["token"]
+    token = alice.delegate("researcher", ["us.claude-haiku-4-5"]).token
     sts = boto3.client(
         "sts",
         endpoint_url=sts_gate.url,
@@ -138,7 +138,7 @@ def test_agent_can_narrow_but_never_widen(
     broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate
 ) -> None:
     alice = human_factory()
-    token = alice.delegate("researcher", ["us.claude-haiku-4-5", "us.claude-sonnet-4-5"])["token"]
+    token = alice.delegate("researcher", ["us.claude-haiku-4-5", "us.claude-sonnet-4-5"]).token
     exchange(broker, token, {"models": ["us.claude-haiku-4-5"]})
     [call] = sts_gate.accepted
     assert call.policy is not None
@@ -154,7 +154,7 @@ def test_cache_and_single_flight_make_one_sts_call(
     broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate
 ) -> None:
     alice = human_factory()
-    token = alice.delegate("researcher", ["us.claude-haiku-4-5"])["token"]
+    token = alice.delegate("researcher", ["us.claude-haiku-4-5"]).token
     sts_gate.delay_next(1, 0.5)  # the first call is slow: concurrent requests must wait for it
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         docs = list(pool.map(lambda _: exchange(broker, token), range(8)))
@@ -167,11 +167,11 @@ def test_sts_throttling_is_retried_then_503(
     broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate
 ) -> None:
     alice = human_factory()
-    token = alice.delegate("researcher", ["us.claude-haiku-4-5"])["token"]
+    token = alice.delegate("researcher", ["us.claude-haiku-4-5"]).token
     sts_gate.throttle_next(1)
     exchange(broker, token)  # one throttle is absorbed by a jittered retry
     assert sts_gate.calls == 2
-    other = alice.delegate("writer", ["us.claude-haiku-4-5"])["token"]
+    other = alice.delegate("writer", ["us.claude-haiku-4-5"]).token
     sts_gate.throttle_next(10)
     with broker.client(other) as agent:
         answer = agent.post("/v1/credentials/aws")
@@ -191,7 +191,7 @@ def test_sts_throttling_is_retried_then_503(
 
 def test_rate_cap_per_delegation(broker: BrokerServer, human_factory: Callable[..., Human]) -> None:
     alice = human_factory()
-    token = alice.delegate("researcher", ["us.claude-haiku-4-5"], rate=2)["token"]
+    token = alice.delegate("researcher", ["us.claude-haiku-4-5"], rate=2).token
     assert jwt.decode(token, options={"verify_signature": False})["rate"] == 2
     exchange(broker, token)
     exchange(broker, token)

@@ -25,7 +25,7 @@ import httpx
 import jwt
 import pytest
 import redis
-from vouch_delegate import AgentCredentials, Transport, VouchError, boto3_session
+from vouch_delegate import AgentCredentials, BrokerClient, Transport, VouchError, boto3_session
 
 from broker.keys import load_key_ring
 from broker.sts import Sts
@@ -89,18 +89,15 @@ def test_redis_killed_under_load_refuses_everything_then_recovers_losing_nothing
     durable: BrokerServer, aof_redis: RedisServer, tmp_path: Path
 ) -> None:
     alice = sign_in(durable, tmp_path, "alice@example.com")
-    live = {f"agent-{i}": alice.delegate(f"agent-{i}", [HAIKU])["token"] for i in range(2)}
+    live = {f"agent-{i}": alice.delegate(f"agent-{i}", [HAIKU]).token for i in range(2)}
     revoked = alice.delegate("revoked", [HAIKU])
-    gone = alice.http.delete(
-        f"/v1/delegations/{revoked['delegation']['id']}",
-        headers={"Authorization": f"Bearer {alice.session}"},
-    )
-    assert gone.status_code == 200  # acknowledged: must survive the crash
+    gone = alice.revoke(revoked.delegation.id)
+    assert gone.revoked_at is not None  # acknowledged: must survive the crash
     created = alice.delegate("created", [HAIKU])  # acknowledged just before the crash
     base = local(durable)
     calls = [
         *(Call(label, base, "POST", EXCHANGE, token) for label, token in live.items()),
-        Call("revoked", base, "POST", EXCHANGE, revoked["token"]),
+        Call("revoked", base, "POST", EXCHANGE, revoked.token),
         Call("session", base, "GET", "/v1/delegations", alice.session),
         Call("readyz", base, "GET", "/readyz"),
     ]
@@ -135,11 +132,11 @@ def test_redis_killed_under_load_refuses_everything_then_recovers_losing_nothing
     assert recovery_s < 5.0
 
     # Nothing acknowledged was lost: the revocation holds (above) and the delegation lives.
-    assert exchange(base, created["token"]).status_code == 200
+    assert exchange(base, created.token).status_code == 200
     with durable.client(alice.session) as person:
         listed = {d["id"]: d for d in person.get("/v1/delegations").json()["delegations"]}
-    assert created["delegation"]["id"] in listed
-    assert listed[revoked["delegation"]["id"]]["revoked_at"] is not None
+    assert created.delegation.id in listed
+    assert listed[revoked.delegation.id]["revoked_at"] is not None
     figures(
         "redis-kill",
         requests_total=len(samples),
@@ -162,7 +159,7 @@ def test_slow_redis_fails_requests_within_the_configured_timeout(
     server = start_broker(tmp_path, aof_redis.url, sts_gate, redis_timeout_s=timeout_s)
     try:
         alice = sign_in(server, tmp_path, "alice@example.com")
-        token = alice.delegate("researcher", [HAIKU])["token"]
+        token = alice.delegate("researcher", [HAIKU]).token
         base = local(server)
         assert exchange(base, token).status_code == 200
         requests: list[Callable[[httpx.Client], httpx.Response]] = [
@@ -242,7 +239,7 @@ def test_sts_faults_get_bounded_retries_then_a_clear_503(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     alice = human_factory()
-    token = alice.delegate("researcher", [HAIKU])["token"]
+    token = alice.delegate("researcher", [HAIKU]).token
 
     def inject(n: int) -> None:
         if fault == "throttle":
@@ -278,7 +275,7 @@ def test_sts_faults_get_bounded_retries_then_a_clear_503(
 def test_a_slow_sts_is_cut_off_by_the_timeout_and_retried(
     broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate
 ) -> None:
-    token = human_factory().delegate("researcher", [HAIKU])["token"]
+    token = human_factory().delegate("researcher", [HAIKU]).token
     sts_gate.delay_next(1, 3.0)  # beyond the broker's 2.5 s STS timeout (VOUCH_AWS_STS_TIMEOUT_S)
     started = time.monotonic()
     answer = exchange(local(broker), token, timeout=30)
@@ -298,7 +295,7 @@ def test_sts_timeouts_on_every_attempt_end_in_a_bounded_503(
     services.exchange.provider.inner.sts = Sts(
         region="us-east-1", endpoint_url=sts_gate.url, timeout_s=0.5
     )
-    token = human_factory().delegate("researcher", [HAIKU])["token"]
+    token = human_factory().delegate("researcher", [HAIKU]).token
     calls = BROKER_ATTEMPTS
     sts_gate.delay_next(calls, 0.8)
     sts_gate.throttle_next(calls)
@@ -318,7 +315,7 @@ def test_a_slow_sts_does_not_stall_unrelated_requests(
     broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate
 ) -> None:
     people = [human_factory("alice@example.com"), human_factory("bob@example.com")]
-    tokens = [p.delegate(f"agent-{i}", [HAIKU])["token"] for p in people for i in range(4)]
+    tokens = [p.delegate(f"agent-{i}", [HAIKU]).token for p in people for i in range(4)]
     sts_gate.delay_next(len(tokens), 2.0)  # each distinct delegation needs its own STS call
     base = local(broker)
 
@@ -407,25 +404,21 @@ def test_agents_ride_through_broker_restarts_and_no_state_lives_in_memory(
     session = {"Authorization": f"Bearer {alice.session}"}
     first, second = replicas
     revoked = alice.delegate("revoked", [HAIKU])
-    gone = alice.http.delete(f"/v1/delegations/{revoked['delegation']['id']}", headers=session)
-    assert gone.status_code == 200
+    assert alice.revoke(revoked.delegation.id).revoked_at is not None
     # A ceremony begun on a replica, and an agent's pending request, both before the restarts.
-    proposal = httpx.post(
-        first.base_url + "/v1/delegations/begin",
-        json={"agent": "late", "models": [HAIKU]},
-        headers=session,
-    ).json()
-    asked = httpx.post(
-        second.base_url + "/v1/delegation-requests",
-        json={"email": alice.email, "agent": "nightly", "models": [HAIKU]},
-    ).json()
+    proposal = BrokerClient(first.base_url, session=alice.session).delegation_begin(
+        agent="late", models=[HAIKU]
+    )
+    asked = BrokerClient(second.base_url).create_request(
+        email=alice.email, agent="nightly", models=[HAIKU], ttl_s=7200
+    )
     agents = [
-        Agent(replica.base_url, alice.delegate(f"agent-{i}", [HAIKU])["token"])
+        Agent(replica.base_url, alice.delegate(f"agent-{i}", [HAIKU]).token)
         for i, replica in enumerate([first, second, first, second])
     ]
     boto = boto3_session(
         first.base_url,
-        token=alice.delegate("boto", [HAIKU])["token"],
+        token=alice.delegate("boto", [HAIKU]).token,
         region_name="us-east-1",
     )
     sts = boto.client("sts", endpoint_url=sts_gate.url)
@@ -453,24 +446,17 @@ def test_agents_ride_through_broker_restarts_and_no_state_lives_in_memory(
     slowest = max(ended - started for started, ended, _ in outcomes)
     assert sts.get_caller_identity()["Arn"]  # the boto3 session rode through too
 
-    # Nothing that matters lived in the old processes' memory:
-    done = httpx.post(
-        first.base_url + "/v1/delegations/complete",
-        json={
-            "challenge_id": proposal["challenge_id"],
-            "credential": alice.sign_assertion(proposal["options"]),
-        },
-        headers=session,
+    # Nothing that matters lived in the old processes' memory (fresh clients: new sockets):
+    at_first = BrokerClient(first.base_url, session=alice.session)
+    done = at_first.delegation_complete(  # the challenge was in Redis
+        proposal.challenge_id, alice.sign_assertion(proposal.options)
     )
-    assert done.status_code == 201, done.text  # the challenge was in Redis
-    assert exchange(second.base_url, done.json()["token"]).status_code == 200
-    polled = httpx.get(
-        f"{second.base_url}/v1/delegation-requests/{asked['request_id']}",
-        headers={"Authorization": f"Bearer {asked['poll_secret']}"},
-    )
-    assert polled.json()["status"] == "pending"
+    assert done.token is not None
+    assert exchange(second.base_url, done.token).status_code == 200
+    polled = BrokerClient(second.base_url).poll_request(asked.request_id, asked.poll_secret)
+    assert polled.status == "pending"
     for replica in replicas:
-        refused = exchange(replica.base_url, revoked["token"])
+        refused = exchange(replica.base_url, revoked.token)
         assert (refused.status_code, slug(refused)) == (401, "token-revoked")
         listed = httpx.get(replica.base_url + "/v1/delegations", headers=session)
         assert listed.status_code == 200  # the session is still good after the restart
@@ -513,7 +499,7 @@ def run_revocation_race(
     }
     urls = [local(broker), replica.base_url]
     calls = [
-        Call(label, url, "POST", EXCHANGE, done["token"])
+        Call(label, url, "POST", EXCHANGE, done.token)
         for label, done in agents.items()
         for url in urls
     ]
@@ -531,13 +517,13 @@ def run_revocation_race(
     with Traffic(calls, threads=8, max_seconds=30, max_requests=12_000) as traffic:
         time.sleep(3.0)
         asked = time.monotonic()
-        dlg = agents["alice-0"]["delegation"]["id"]
+        dlg = agents["alice-0"].delegation.id
         acked["alice-0"] = revoke(replica.base_url, f"/v1/delegations/{dlg}", None, people["alice"])
-        sub = agents["alice-1"]["delegation"]["sub"]
+        sub = agents["alice-1"].delegation.sub
         acked["alice-1"] = revoke(urls[0], "/v1/admin/revocations", {"agent": sub}, admin)
         at = revoke(replica.base_url, "/v1/admin/revocations", {"user": "bob@example.com"}, admin)
         acked.update({f"bob-{i}": at for i in range(3)})
-        cid = agents["carol-0"]["delegation"]["cid"]
+        cid = agents["carol-0"].delegation.cid
         at = revoke(urls[0], "/v1/admin/revocations", {"credential": cid}, admin)
         acked.update({f"carol-{i}": at for i in range(3)})
         time.sleep(6.0)
@@ -743,7 +729,7 @@ def test_clock_skew_within_the_leeway_passes_beyond_it_fails(
     words: str,
 ) -> None:
     alice = human_factory()
-    token = alice.delegate("researcher", [HAIKU])["token"]
+    token = alice.delegate("researcher", [HAIKU]).token
     ring = load_key_ring(Path(broker.settings.signing_keys or ""))
     leeway = broker.settings.clock_leeway_s
     now = int(time.time())

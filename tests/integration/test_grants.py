@@ -156,30 +156,16 @@ def poll(
     )
 
 
-def approve(human: Human, code: str) -> dict[str, Any]:
-    proposal = human.post("/v1/delegations/begin", {"request_code": code}, human.session)
-    assert proposal.status_code == 200, proposal.text
-    done = human.post(
-        "/v1/delegations/complete",
-        {
-            "challenge_id": proposal.json()["challenge_id"],
-            "credential": human.sign_assertion(proposal.json()["options"]),
-        },
-        human.session,
-    )
-    assert done.status_code == 201, done.text
-    return {"proposal": proposal.json(), "done": done.json()}
-
-
 def test_agent_request_approved_delivers_the_token_once(
     broker: BrokerServer, human_factory: Callable[..., Human]
 ) -> None:
     alice = human_factory()
     request = ask(broker)
     assert poll(broker, request).json() == {"status": "pending", "interval": 2}
-    result = approve(alice, request["user_code"].lower().replace("-", ""))  # forgiving input
-    assert result["proposal"]["grant"]["purpose"] == "nightly report run"
-    assert result["done"].get("token") is None  # the approver never holds the agent's token
+    proposal, done = alice.approve(request["user_code"].lower().replace("-", ""))  # forgiving
+    assert proposal.grant.purpose == "nightly report run"
+    assert done.request_id == request["request_id"]
+    assert done.token is None  # the approver never holds the agent's token
     first = poll(broker, request).json()
     assert first["status"] == "approved" and first["token"].count(".") == 2
     assert poll(broker, request).json()["status"] == "delivered"

@@ -31,13 +31,13 @@ def test_a_whole_flow_writes_no_secret(
     alice.enroll(code)
     session = alice.login()
     done = alice.delegate("researcher", ["us.claude-haiku-4-5"], purpose="token=abc secret")
-    with broker.client(done["token"]) as agent:
+    with broker.client(done.token) as agent:
         doc = agent.post("/v1/credentials/aws").json()
         agent.post("/v1/credentials/aws", json={"models": ["us.claude-opus-4-5"]})  # refused
     sts_gate.throttle_next(10)
-    with broker.client(alice.delegate("writer", ["us.claude-haiku-4-5"])["token"]) as agent:
+    with broker.client(alice.delegate("writer", ["us.claude-haiku-4-5"]).token) as agent:
         assert agent.post("/v1/credentials/aws").status_code == 503
-    secrets = [code, session, done["token"], doc["SecretAccessKey"], doc["SessionToken"]]
+    secrets = [code, session, done.token, doc["SecretAccessKey"], doc["SessionToken"]]
     audit = redis.Redis.from_url(broker.settings.redis_url).xrange("vouch:audit")
     written = caplog.text + "\n".join(str(fields) for _, fields in audit)
     assert len(audit) >= 4  # enrolled, login, delegated x2 at least: the check looked at something

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from vouch_delegate import BrokerUnavailable
 
 from broker.revocation import delegation_key
 from tests.harness.broker import BrokerServer, broker_settings
@@ -54,15 +55,12 @@ def run_scenario(server: BrokerServer, tmp_path: Path, fail_over: Callable[[str]
     alice = signed_in(server, "alice@example.com", tmp_path / "alice.json")
     revoked = alice.delegate("researcher", ["us.claude-haiku-4-5"])
     kept = alice.delegate("writer", ["us.claude-haiku-4-5"])
-    assert exchange(server, revoked["token"])[0] == 200
-    dlg = revoked["delegation"]["id"]
-    answer = alice.http.delete(
-        f"/v1/delegations/{dlg}", headers={"Authorization": f"Bearer {alice.session}"}
-    )
-    assert answer.status_code == 200, answer.text  # acknowledged: a replica holds it
+    assert exchange(server, revoked.token)[0] == 200
+    dlg = revoked.delegation.id
+    assert alice.revoke(dlg).revoked_at is not None  # acknowledged: a replica holds it
     fail_over(delegation_key(dlg))
-    eventually_ok(server, kept["token"])
-    assert exchange(server, revoked["token"]) == (401, "token-revoked")
+    eventually_ok(server, kept.token)
+    assert exchange(server, revoked.token) == (401, "token-revoked")
 
 
 @pytest.fixture
@@ -116,12 +114,10 @@ def test_revocation_without_enough_replicas_is_not_acknowledged_but_enforced(
         alice.enroll(make_invite(settings, alice.email))
         alice.login()
         done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
-        answer = alice.http.delete(
-            f"/v1/delegations/{done['delegation']['id']}",
-            headers={"Authorization": f"Bearer {alice.session}"},
-        )
-        assert answer.status_code == 503
-        assert "acknowledged by 0 of 1 replicas" in answer.json()["detail"]
-        assert exchange(server, done["token"]) == (401, "token-revoked")
+        with pytest.raises(BrokerUnavailable) as refused:
+            alice.revoke(done.delegation.id)
+        assert refused.value.status == 503
+        assert "acknowledged by 0 of 1 replicas" in refused.value.detail
+        assert exchange(server, done.token) == (401, "token-revoked")
     finally:
         server.stop()

@@ -46,15 +46,15 @@ def test_admin_revocation_by_each_handle_is_enforced_on_every_replica(
     admin = human_factory("admin@example.com")
     alice = human_factory("alice@example.com")
     done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
-    token, record = done["token"], done["delegation"]
+    token, record = done.token, done.delegation
     local = f"http://127.0.0.1:{broker.port}"
     assert exchange_status(local, token)[0] == 200
     assert exchange_status(replica.base_url, token)[0] == 200  # the replica caches too
     value = {
-        "delegation": record["id"],
-        "agent": record["sub"],
+        "delegation": record.id,
+        "agent": record.sub,
         "user": alice.email,
-        "credential": record["cid"],
+        "credential": record.cid,
     }[handle]
     answer = admin.post("/v1/admin/revocations", {handle: value, "reason": "test"}, admin.session)
     assert answer.status_code == 201, answer.text
@@ -94,11 +94,11 @@ def test_person_cannot_revoke_someone_elses_delegation(
     bob = human_factory("bob@example.com")
     done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
     answer = bob.http.delete(
-        f"/v1/delegations/{done['delegation']['id']}",
+        f"/v1/delegations/{done.delegation.id}",
         headers={"Authorization": f"Bearer {bob.session}"},
     )
     assert answer.status_code == 404
-    assert exchange_status(f"http://127.0.0.1:{broker.port}", done["token"])[0] == 200
+    assert exchange_status(f"http://127.0.0.1:{broker.port}", done.token)[0] == 200
 
 
 def test_revocation_needs_exactly_one_handle(

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_two_workers_serve_exchanges_and_spread_connections(
     broker: BrokerServer, human_factory: Callable[..., Human], tmp_path: Path
 ) -> None:
-    token = human_factory().delegate("researcher", ["us.claude-haiku-4-5"])["token"]
+    token = human_factory().delegate("researcher", ["us.claude-haiku-4-5"]).token
     served = BrokerProcess(broker.settings, tmp_path / "serve.log", workers=2).start()
     try:
         for _ in range(40):  # a new connection each time: the kernel picks a worker

@@ -21,6 +21,7 @@ from fido2.webauthn import (
     PublicKeyCredentialRpEntity,
     PublicKeyCredentialUserEntity,
 )
+from vouch_delegate import AssertionRejected, InviteInvalid, KeyFlagged, VouchError
 from vouch_delegate.authenticators import DEFAULT_PIN, SoftwareAuthenticator
 
 from broker.keys import load_key_ring, public_jwk
@@ -37,6 +38,13 @@ PROBLEM = "urn:vouch:problem:"
 def problem(answer: httpx.Response) -> str:
     assert answer.headers["content-type"].startswith("application/problem+json"), answer.text
     return str(answer.json()["type"]).removeprefix(PROBLEM)
+
+
+def refused(error: VouchError) -> str:
+    """The problem slug of a refusal raised by the broker client: 401 and the body agree."""
+    assert error.status == 401
+    assert error.problem["type"] == PROBLEM + error.slug, error.problem
+    return error.slug
 
 
 def begin_login(human: Human) -> dict[str, Any]:
@@ -162,12 +170,12 @@ def test_cloned_key_is_detected_and_flagged(
     alice.login()
     alice.login()  # the original is now ahead of the clone
     twin = Human(str(alice.http.base_url), alice.origin, alice.email, tmp_path / "y", device=clone)
-    with pytest.raises(httpx.HTTPStatusError) as caught:
+    with pytest.raises(KeyFlagged) as caught:
         twin.login()
-    assert problem(caught.value.response) == "key-flagged"
-    with pytest.raises(httpx.HTTPStatusError) as again:
+    assert refused(caught.value) == "key-flagged"
+    with pytest.raises(KeyFlagged) as again:
         alice.login()  # the key is flagged for everyone holding it until an admin acts
-    assert problem(again.value.response) == "key-flagged"
+    assert refused(again.value) == "key-flagged"
     events = redis.Redis.from_url(broker.settings.redis_url).xrange("vouch:audit")
     assert any(fields[b"event"] == b"key_flagged" for _, fields in events)
 
@@ -177,9 +185,9 @@ def test_invite_code_is_single_use(broker: BrokerServer, tmp_path: Path) -> None
     bob = person_at(broker, "bob@example.com", tmp_path / "bob.json")
     bob.enroll(code)
     other = person_at(broker, "bob@example.com", tmp_path / "bob2.json")
-    with pytest.raises(httpx.HTTPStatusError) as caught:
+    with pytest.raises(InviteInvalid) as caught:
         other.enroll(code)
-    assert problem(caught.value.response) == "invite-invalid"
+    assert refused(caught.value) == "invite-invalid"
 
 
 def test_expired_invite_is_refused(tmp_path: Path, redis_url: str) -> None:
@@ -189,9 +197,9 @@ def test_expired_invite_is_refused(tmp_path: Path, redis_url: str) -> None:
         code = make_invite(settings, "bob@example.com")
         time.sleep(1.5)
         bob = person_at(server, "bob@example.com", tmp_path / "bob.json")
-        with pytest.raises(httpx.HTTPStatusError) as caught:
+        with pytest.raises(InviteInvalid) as caught:
             bob.enroll(code)
-        assert problem(caught.value.response) == "invite-invalid"
+        assert refused(caught.value) == "invite-invalid"
     finally:
         server.stop()
 
@@ -201,10 +209,10 @@ def test_missing_user_verification_is_refused(
 ) -> None:
     alice = human_factory()
     alice.device.uv_mode = "skip"
-    with pytest.raises(httpx.HTTPStatusError) as caught:
+    with pytest.raises(AssertionRejected) as caught:
         alice.login()
-    assert problem(caught.value.response) == "assertion-rejected"
-    assert "verif" in caught.value.response.json()["detail"].lower()
+    assert refused(caught.value) == "assertion-rejected"
+    assert "verif" in caught.value.detail.lower()
 
 
 # --- session tokens (invariant 6) -------------------------------------------------------------
@@ -297,9 +305,9 @@ def test_software_key_is_refused_unless_allowed(
     server = BrokerServer(settings).start()
     try:
         bob = person_at(server, "bob@example.com", tmp_path / "bob.json")
-        with pytest.raises(httpx.HTTPStatusError) as caught:
+        with pytest.raises(AssertionRejected) as caught:
             bob.enroll(make_invite(settings, bob.email))
-        assert problem(caught.value.response) == "assertion-rejected"
-        assert "software authenticators" in caught.value.response.json()["detail"]
+        assert refused(caught.value) == "assertion-rejected"
+        assert "software authenticators" in caught.value.detail
     finally:
         server.stop()

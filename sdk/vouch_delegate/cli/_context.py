@@ -1,4 +1,4 @@
-"""What every command needs: the broker URL, the saved session, HTTP, the key, output."""
+"""What every command needs: the broker URL, the saved session, the broker, the key, output."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TextIO
+from typing import TextIO, TypeVar
 
+import msgspec
+
+from vouch_delegate._client import BrokerClient
 from vouch_delegate._errors import ConfigError, TokenInvalid, Unauthenticated
 from vouch_delegate._token import SERVER_ENV
 from vouch_delegate._transport import Transport, normalize_server, origin_of
 from vouch_delegate.cli._exit import NotSignedIn
 from vouch_delegate.cli._key import AUTHENTICATOR_ENV, Key
 from vouch_delegate.cli._store import SavedSession, SessionStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,32 +64,15 @@ class Context:
             raise NotSignedIn(f"your session for {self.server} has expired: run `vouch login`")
         return saved
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Mapping[str, Any] | None = None,
-        query: Mapping[str, str | int] | None = None,
-        signed_in: bool = True,
-    ) -> dict[str, Any]:
-        """A broker request, with the person's session as bearer when `signed_in`.
+    def client(self, *, signed_in: bool = True) -> BrokerClient:
+        """The broker, with the person's saved session as bearer when `signed_in`.
 
-        Raises: NotSignedIn when the broker no longer accepts the session (not revoked:
-        a revoked person is denied, exit 5), or the broker's typed errors.
+        Raises: NotSignedIn when `signed_in` and there is no usable session; its calls
+        raise NotSignedIn when the broker no longer accepts the session.
         """
-        token = self.session().token if signed_in else None
-        try:
-            return self.http.request(
-                method, f"{self.server}{path}", token=token, body=body, query=query
-            )
-        except Unauthenticated as exc:
-            # Revoked people and rejected key taps are denials (exit 5), not a stale login.
-            if signed_in and (isinstance(exc, TokenInvalid) or type(exc) is Unauthenticated):
-                raise NotSignedIn(
-                    f"the broker refused your session ({exc.detail}): run `vouch login`"
-                ) from exc
-            raise
+        if not signed_in:
+            return BrokerClient(self.server, transport=self.http)
+        return _PersonClient(self.server, session=self.session().token, transport=self.http)
 
     def key(self) -> Key:
         """The security key named by --authenticator, $VOUCH_AUTHENTICATOR, or USB."""
@@ -96,13 +84,42 @@ class Context:
         self.err.write(message + "\n")
         self.err.flush()
 
-    def emit(self, data: Any, text: str | None = None) -> None:
-        """JSON on stdout with --json, else `text` (if any) on stdout."""
+    def emit(self, data: object, text: str | None = None) -> None:
+        """JSON on stdout with --json (Structs as their JSON objects), else `text` if any."""
         if self.args.json:
-            self.out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            plain = msgspec.to_builtins(data)
+            self.out.write(json.dumps(plain, indent=2, sort_keys=True) + "\n")
         elif text is not None:
             self.out.write(text + "\n")
         self.out.flush()
+
+
+class _PersonClient(BrokerClient):
+    """A client acting with the saved session: a session the broker refuses means log in."""
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        reply: type[T],
+        *,
+        body: msgspec.Struct | None = None,
+        token: str | None = None,
+        query: Mapping[str, str | int] | None = None,
+        retry: bool | None = None,
+    ) -> T:
+        try:
+            return super()._call(
+                method, path, reply, body=body, token=token, query=query, retry=retry
+            )
+        except Unauthenticated as exc:
+            # Revoked people and rejected key taps are denials (exit 5), not a stale login.
+            with_session = token is not None and token == self.session
+            if with_session and (isinstance(exc, TokenInvalid) or type(exc) is Unauthenticated):
+                raise NotSignedIn(
+                    f"the broker refused your session ({exc.detail}): run `vouch login`"
+                ) from exc
+            raise
 
 
 def when(epoch: float | None) -> str:

@@ -12,6 +12,7 @@ from vouch_delegate._errors import (
     DelegationDenied,
     GrantMismatch,
     InvalidRequest,
+    InvalidResponse,
     NetworkError,
     PermissionDenied,
     RateLimited,
@@ -41,6 +42,9 @@ _CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int],
     ((NetworkError, BrokerUnavailable, RateLimited), NETWORK),
     ((Unauthenticated, PermissionDenied, GrantMismatch, DelegationDenied), DENIED),
     ((ConfigError, InvalidRequest), CONFIG),
+    # Not the person's fault and not likely to pass with a retry: a proxy, a wrong --server,
+    # or a broker that is not what it claims to be.
+    (InvalidResponse, FAILED),
 )
 
 

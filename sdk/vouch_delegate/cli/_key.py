@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from vouch_delegate._errors import ConfigError
+from vouch_delegate._errors import ConfigError, InvalidResponse
 from vouch_delegate.cli._exit import NoKey
 
 PIN_ENV = "VOUCH_PIN"
@@ -76,23 +76,35 @@ class Key:
 
         return make_client(self.device, self.origin, pin=self._pin, on_prompt=self._prompt)
 
-    def register(self, options: Mapping[str, Any]) -> Any:
-        """The attestation response (JSON-ready) for a /v1/enroll/begin answer's options."""
+    def register(self, public_key: Mapping[str, Any]) -> dict[str, object]:
+        """The attestation response (JSON) for an enroll ceremony's `publicKey` options."""
         from fido2.webauthn import PublicKeyCredentialCreationOptions
 
+        parsed = _options(PublicKeyCredentialCreationOptions, public_key)
         with _converted():
-            parsed = PublicKeyCredentialCreationOptions.from_dict(options["publicKey"])
             return _as_json(self._client().make_credential(parsed))
 
-    def sign(self, options: Mapping[str, Any]) -> Any:
-        """The assertion response (JSON-ready) for login or delegation options."""
+    def sign(self, public_key: Mapping[str, Any]) -> dict[str, object]:
+        """The assertion response (JSON) for login or delegation `publicKey` options."""
         from fido2.webauthn import PublicKeyCredentialRequestOptions
 
+        parsed = _options(PublicKeyCredentialRequestOptions, public_key)
         with _converted():
-            parsed = PublicKeyCredentialRequestOptions.from_dict(options["publicKey"])
             return _as_json(self._client().get_assertion(parsed).get_response(0))
 
 
-def _as_json(response: Any) -> Any:
+def _options(kind: Any, public_key: Mapping[str, Any]) -> Any:
+    """fido2's options object for the broker's JSON, which fido2 alone reads.
+
+    Raises: InvalidResponse when fido2 cannot read them.
+    """
+    try:
+        return kind.from_dict(public_key)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidResponse(f"the broker's WebAuthn options are malformed ({exc})") from None
+
+
+def _as_json(response: Any) -> dict[str, object]:
     # fido2's response objects are Mappings whose bytes already encode as base64url.
-    return json.loads(json.dumps(dict(response), default=dict))
+    encoded: dict[str, object] = json.loads(json.dumps(dict(response), default=dict))
+    return encoded

@@ -48,37 +48,35 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_invite(ctx: Context) -> int:
-    invite = ctx.call("POST", "/v1/admin/invites", body={"email": ctx.args.email})
-    hours = int(invite["expires_in"]) // 3600
-    ctx.info(f"Invite for {invite['email']} (valid {hours} h, single use). They run:")
-    ctx.info(
-        f"  vouch enroll --server {ctx.server} --email {invite['email']} --code {invite['code']}"
-    )
-    ctx.emit(invite, invite["code"])
+    invite = ctx.client().create_invite(ctx.args.email)
+    hours = invite.expires_in // 3600
+    ctx.info(f"Invite for {invite.email} (valid {hours} h, single use). They run:")
+    ctx.info(f"  vouch enroll --server {ctx.server} --email {invite.email} --code {invite.code}")
+    ctx.emit(invite, invite.code)
     return OK
 
 
 def run_revoke(ctx: Context) -> int:
     args = ctx.args
-    body: dict[str, Any] = {
-        name: getattr(args, name)
-        for name in ("delegation", "agent", "user", "credential")
-        if getattr(args, name)
-    }
-    body["reason"] = args.reason
-    done = ctx.call("POST", "/v1/admin/revocations", body=body)
-    ctx.info(f"Revoked {done['handle']} {done['value']}; enforced from the next request.")
+    done = ctx.client().create_revocation(
+        delegation=args.delegation or None,
+        agent=args.agent or None,
+        user=args.user or None,
+        credential=args.credential or None,
+        reason=args.reason,
+    )
+    ctx.info(f"Revoked {done.handle} {done.value}; enforced from the next request.")
     ctx.emit(done)
     return OK
 
 
 def run_audit(ctx: Context) -> int:
-    events = ctx.call("GET", "/v1/admin/audit", query={"limit": ctx.args.limit})["events"]
+    events = ctx.client().read_audit(limit=ctx.args.limit)
     ctx.emit({"events": events}, "\n".join(_line(e) for e in events) or "no audit events")
     return OK
 
 
-def _line(event: dict[str, Any]) -> str:
+def _line(event: dict[str, str]) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(event.get("ts", 0))))
     rest = {k: v for k, v in event.items() if k not in {"id", "ts", "event", "actor"}}
     detail = " ".join(f"{k}={json.dumps(v) if ' ' in str(v) else v}" for k, v in rest.items())

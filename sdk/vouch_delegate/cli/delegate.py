@@ -6,15 +6,15 @@ import argparse
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from vouch_delegate._errors import ConfigError
+from vouch_delegate._errors import ConfigError, InvalidResponse
 from vouch_delegate._grant import (
     check_grant_matches,
     format_duration,
     parse_duration,
     verified_grant,
 )
+from vouch_delegate._messages import AgentToken, Delegation, Grant
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
 from vouch_delegate.cli._store import write_private
@@ -79,35 +79,41 @@ def run_delegate(ctx: Context) -> int:
         )
     if args.out and not Path(args.out).expanduser().parent.is_dir():
         raise ConfigError(f"--out: no such directory for {args.out}")
-    wanted = {
-        "agent": args.agent,
-        "models": args.models,
-        "ttl_s": parse_duration(args.ttl),
-        "purpose": args.purpose,
-        "max_sts_s": parse_duration(args.max_sts) if args.max_sts else None,
-        "rate": args.rate,
-    }
+    ttl_s = parse_duration(args.ttl)
+    max_sts_s = parse_duration(args.max_sts) if args.max_sts else None
     session = ctx.session()
-    proposal = ctx.call(
-        "POST", "/v1/delegations/begin", body={k: v for k, v in wanted.items() if v is not None}
+    broker = ctx.client()
+    proposal = broker.delegation_begin(
+        agent=args.agent,
+        models=args.models,
+        ttl_s=ttl_s,
+        purpose=args.purpose,
+        max_sts_s=max_sts_s,
+        rate=args.rate,
     )
     grant = verified_grant(proposal)
-    check_grant_matches(grant, {**wanted, "models": None, "email": session.email})
+    # Not the models: the broker resolves short names to ids, so they read differently.
+    wanted = {
+        "agent": args.agent,
+        "ttl_s": ttl_s,
+        "purpose": args.purpose,
+        "max_sts_s": max_sts_s,
+        "rate": args.rate,
+        "email": session.email,
+    }
+    check_grant_matches(grant, wanted)
     key = ctx.key()
     show_grant(ctx, grant, "You are delegating (your key tap signs exactly this):")
-    done = _complete(ctx, key.sign(proposal["options"]), proposal)
+    done = broker.delegation_complete(proposal.challenge_id, key.sign(proposal.options.public_key))
     _deliver(ctx, done)
     return OK
 
 
-def _complete(ctx: Context, assertion: Any, proposal: dict[str, Any]) -> dict[str, Any]:
-    body = {"challenge_id": proposal["challenge_id"], "credential": assertion}
-    return ctx.call("POST", "/v1/delegations/complete", body=body)
-
-
-def _deliver(ctx: Context, done: dict[str, Any]) -> None:
-    record, token = done["delegation"], str(done["token"])
-    ctx.info(f"Delegation {record['id']} for {record['agent']} until {when(record['expires_at'])}")
+def _deliver(ctx: Context, done: AgentToken) -> None:
+    record, token = done.delegation, done.token
+    if token is None:
+        raise InvalidResponse("the broker completed the delegation without an agent token")
+    ctx.info(f"Delegation {record.id} for {record.agent} until {when(record.expires_at)}")
     if ctx.args.out:
         path = Path(ctx.args.out).expanduser()
         write_private(path, token + "\n")
@@ -117,24 +123,23 @@ def _deliver(ctx: Context, done: dict[str, Any]) -> None:
         ctx.emit({"delegation": record, "token": token}, token)
 
 
-def show_grant(ctx: Context, grant: dict[str, Any], heading: str, *, why: str = "purpose") -> None:
+def show_grant(ctx: Context, grant: Grant, heading: str, *, why: str = "purpose") -> None:
     """The signed grant, field by field, on stderr (stdout may be a token file)."""
-    models = list(grant.get("models") or [])
-    ttl = int(grant.get("ttl_s") or 0)
+    models, ttl = grant.models, grant.ttl_s
     lines = [
         heading,
-        f"  person:   {_printable(grant.get('email'))}",
-        f"  agent:    {_printable(grant.get('agent'))}",
+        f"  person:   {_printable(grant.email)}",
+        f"  agent:    {_printable(grant.agent)}",
         f"  models:   {_printable(models[0]) if models else '(none)'}",
         *(f"            {_printable(m)}" for m in models[1:]),
         f"  lifetime: {format_duration(ttl)}, until about {when(time.time() + ttl)}",
     ]
-    if grant.get("purpose"):
-        lines.append(f"  {why + ':':<9} {_printable(grant['purpose'])}")
-    if grant.get("max_sts_s"):
-        lines.append(f"  AWS credentials live at most {format_duration(int(grant['max_sts_s']))}")
-    if grant.get("rate"):
-        lines.append(f"  at most {grant['rate']} exchanges per hour")
+    if grant.purpose:
+        lines.append(f"  {why + ':':<9} {_printable(grant.purpose)}")
+    if grant.max_sts_s:
+        lines.append(f"  AWS credentials live at most {format_duration(grant.max_sts_s)}")
+    if grant.rate:
+        lines.append(f"  at most {grant.rate} exchanges per hour")
     ctx.info("\n".join(lines))
 
 
@@ -147,42 +152,42 @@ def _printable(value: object) -> str:
 def run_approve(ctx: Context) -> int:
     session = ctx.session()
     key = ctx.key()
-    proposal = ctx.call("POST", "/v1/delegations/begin", body={"request_code": ctx.args.user_code})
+    broker = ctx.client()
+    proposal = broker.delegation_begin(request_code=ctx.args.user_code)
     grant = verified_grant(proposal)
     check_grant_matches(grant, {"email": session.email})
     heading = f"Agent request {ctx.args.user_code} (your key tap approves this):"
     show_grant(ctx, grant, heading, why="message")
-    done = _complete(ctx, key.sign(proposal["options"]), proposal)
-    record = done["delegation"]
-    ctx.info(f"Approved: delegation {record['id']}; the agent receives its token directly.")
-    ctx.emit({"delegation": record, "request_id": done.get("request_id")})
+    done = broker.delegation_complete(proposal.challenge_id, key.sign(proposal.options.public_key))
+    record = done.delegation
+    ctx.info(f"Approved: delegation {record.id}; the agent receives its token directly.")
+    ctx.emit({"delegation": record, "request_id": done.request_id})
     return OK
 
 
 def run_deny(ctx: Context) -> int:
-    ctx.call("POST", "/v1/delegation-requests/deny", body={"user_code": ctx.args.user_code})
+    ctx.client().deny_request(ctx.args.user_code)
     ctx.info(f"Denied agent request {ctx.args.user_code}.")
     ctx.emit({"user_code": ctx.args.user_code, "status": "denied"})
     return OK
 
 
 def run_list(ctx: Context) -> int:
-    query = {"all": "true"} if ctx.args.all else None
-    delegations = ctx.call("GET", "/v1/delegations", query=query).get("delegations", [])
+    delegations = ctx.client().list_delegations(everyone=ctx.args.all)
     rows = [_row(d, with_email=ctx.args.all) for d in delegations]
     ctx.emit({"delegations": delegations}, "\n".join(rows) if rows else "no active delegations")
     return OK
 
 
-def _row(record: dict[str, Any], *, with_email: bool) -> str:
-    state = "REVOKED" if record.get("revoked_at") else when(record.get("expires_at"))
-    who = f"{record.get('email', ''):<28} " if with_email else ""
-    models = ",".join(record.get("models") or [])
-    return f"{record['id']:<22} {who}{record.get('agent', ''):<16} {state:<40} {models}"
+def _row(record: Delegation, *, with_email: bool) -> str:
+    state = "REVOKED" if record.revoked_at else when(record.expires_at)
+    who = f"{record.email:<28} " if with_email else ""
+    models = ",".join(record.models)
+    return f"{record.id:<22} {who}{record.agent:<16} {state:<40} {models}"
 
 
 def run_revoke(ctx: Context) -> int:
-    record = ctx.call("DELETE", f"/v1/delegations/{quote(ctx.args.id, safe='')}")
-    ctx.info(f"Revoked {record['id']} ({record['agent']}); its next exchange is refused.")
+    record = ctx.client().revoke_delegation(ctx.args.id)
+    ctx.info(f"Revoked {record.id} ({record.agent}); its next exchange is refused.")
     ctx.emit(record)
     return OK

@@ -50,21 +50,12 @@ def _register_session_commands(commands: Any, common: argparse.ArgumentParser) -
 
 def run_enroll(ctx: Context) -> int:
     key = ctx.key()
-    ceremony = ctx.call(
-        "POST",
-        "/v1/enroll/begin",
-        body={"email": ctx.args.email, "code": ctx.args.code},
-        signed_in=False,
-    )
-    credential = key.register(ceremony["options"])
-    done = ctx.call(
-        "POST",
-        "/v1/enroll/complete",
-        body={"challenge_id": ceremony["challenge_id"], "credential": credential},
-        signed_in=False,
-    )
-    ctx.store.save(SavedSession(server=ctx.server, email=done["email"] or ctx.args.email))
-    ctx.info(f"Enrolled key {done['credential']} for {done['email']} at {ctx.server}.")
+    broker = ctx.client(signed_in=False)
+    ceremony = broker.enroll_begin(ctx.args.email, ctx.args.code)
+    credential = key.register(ceremony.options.public_key)
+    done = broker.enroll_complete(ceremony.challenge_id, credential)
+    ctx.store.save(SavedSession(server=ctx.server, email=done.email or ctx.args.email))
+    ctx.info(f"Enrolled key {done.credential} for {done.email} at {ctx.server}.")
     ctx.info("Next: vouch login")
     ctx.emit(done)
     return OK
@@ -74,18 +65,14 @@ def run_login(ctx: Context) -> int:
     saved = ctx.saved if ctx.saved and ctx.saved.server == ctx.server else None
     email = ctx.args.email or (saved.email if saved else None)
     key = ctx.key()
-    ceremony = ctx.call("POST", "/v1/login/begin", body={"email": email}, signed_in=False)
-    assertion = key.sign(ceremony["options"])
-    done = ctx.call(
-        "POST",
-        "/v1/login/complete",
-        body={"challenge_id": ceremony["challenge_id"], "credential": assertion},
-        signed_in=False,
-    )
-    session = SavedSession(ctx.server, done["email"], done["token"], int(done["expires_at"]))
+    broker = ctx.client(signed_in=False)
+    ceremony = broker.login_begin(email)
+    assertion = key.sign(ceremony.options.public_key)
+    done = broker.login_complete(ceremony.challenge_id, assertion)
+    session = SavedSession(ctx.server, done.email, done.token, done.expires_at)
     ctx.store.save(session)
-    ctx.info(f"Signed in to {ctx.server} as {done['email']} until {when(session.expires_at)}.")
-    ctx.emit({"server": ctx.server, "email": done["email"], "expires_at": session.expires_at})
+    ctx.info(f"Signed in to {ctx.server} as {done.email} until {when(session.expires_at)}.")
+    ctx.emit({"server": ctx.server, "email": done.email, "expires_at": session.expires_at})
     return OK
 
 
@@ -103,7 +90,7 @@ def run_logout(ctx: Context) -> int:
 
 def run_status(ctx: Context) -> int:
     saved = ctx.saved
-    report: dict[str, Any] = {
+    report: dict[str, object] = {
         "server": None,
         "email": saved.email if saved else None,
         "signed_in": False,
@@ -115,9 +102,9 @@ def run_status(ctx: Context) -> int:
     except (NotSignedIn, ConfigError) as exc:
         ctx.emit(report, f"not signed in: {exc.detail}")
         return NOT_SIGNED_IN
-    listed = ctx.call("GET", "/v1/delegations")
+    listed = ctx.client().list_delegations()
     report.update(signed_in=True, email=session.email, expires_at=session.expires_at)
-    report["active_delegations"] = len(listed.get("delegations", []))
+    report["active_delegations"] = len(listed)
     lines = [
         f"server:      {ctx.server}",
         f"signed in:   {session.email}",

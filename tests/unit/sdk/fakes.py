@@ -1,4 +1,5 @@
-"""Test doubles for the SDK's one seam, the transport, plus a clock the tests move."""
+"""Test doubles for the SDK's one seam, the transport, a scripted broker on real HTTP, and a
+clock the tests move."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import base64
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from vouch_delegate import Transport
 
@@ -62,3 +67,93 @@ def fake_jwt(claims: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
     return f"{part({'alg': 'ES256', 'typ': 'vouch-agent+jwt'})}.{part(claims)}.c2ln"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as it reached the fake broker."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def bearer(self) -> str | None:
+        value = self.headers.get("authorization")
+        return value.removeprefix("Bearer ") if value else None
+
+
+class FakeBroker:
+    """A real HTTP server on a loopback port, in a thread: scripted answers, recorded requests.
+
+    `answer(status, body)` queues a reply (a dict or list as JSON, bytes as they are); each
+    request takes the next one.
+    """
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, bytes, str]] = []
+        self.seen: list[Seen] = []
+        broker = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                parts = urlsplit(self.path)
+                broker.seen.append(
+                    Seen(
+                        self.command,
+                        parts.path,
+                        parse_qs(parts.query),
+                        {k.lower(): v for k, v in self.headers.items()},
+                        self.rfile.read(length),
+                    )
+                )
+                status, body, kind = broker.replies.pop(0) if broker.replies else (599, b"", "")
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._serve()
+
+            def do_POST(self) -> None:
+                self._serve()
+
+            def do_DELETE(self) -> None:
+                self._serve()
+
+            def log_message(self, *args: Any) -> None:  # quiet: pytest shows what failed
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A short poll interval: shutdown() waits for it, once per test.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(self, status: int, body: Any, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.replies.append((status, data, content_type))
+
+    def __enter__(self) -> FakeBroker:
+        self.thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)

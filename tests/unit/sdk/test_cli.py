@@ -19,7 +19,7 @@ from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import NoKey, NotSignedIn, exit_code
 from vouch_delegate.cli._store import SavedSession, SessionStore, config_dir
 
-from tests.unit.sdk.fakes import FakeTransport
+from tests.unit.sdk.fakes import FakeBroker, FakeTransport
 
 pytestmark = pytest.mark.unit
 
@@ -40,6 +40,7 @@ SERVER = "http://localhost:8080"
         (vouch_delegate.ConfigError("bad"), 6),
         (vouch_delegate.GrantInvalid("bad model"), 6),
         (vouch_delegate.NotFound("gone"), 1),
+        (vouch_delegate.InvalidResponse("no JSON"), 1),
         (vouch_delegate.VouchError("internal"), 1),
     ],
 )
@@ -150,3 +151,49 @@ def test_status_reports_not_signed_in_with_exit_2(tmp_path: Path) -> None:
     ctx = Context(args, {"XDG_CONFIG_HOME": str(tmp_path)}, out, io.StringIO())
     assert args.handler(ctx) == 2
     assert json.loads(out.getvalue())["signed_in"] is False
+
+
+def test_a_malformed_broker_answer_exits_1_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("VOUCH_SERVER", raising=False)
+    with FakeBroker() as broker:
+        SessionStore.from_env({"XDG_CONFIG_HOME": str(tmp_path)}).save(
+            SavedSession(broker.url, "alice@example.com", "session.jwt", int(time.time()) + 3600)
+        )
+        broker.answer(200, {"delegation": []})  # a broker (or something) answering nonsense
+        assert main(["delegate", "list"]) == 1
+        broker.answer(200, {"email": "bob@example.com", "code": 1234, "expires_in": 3600})
+        assert main(["admin", "invite", "bob@example.com", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""  # nothing half-decoded reaches stdout
+    assert err == (
+        "vouch: the broker's answer to GET /v1/delegations is malformed: "
+        "Object missing required field `delegations`\n"
+        "vouch: the broker's answer to POST /v1/admin/invites is malformed: "
+        "Expected `str`, got `int` - at `$.code`\n"
+    )
+    assert [(s.method, s.path, s.bearer) for s in broker.seen] == [
+        ("GET", "/v1/delegations", "session.jwt"),
+        ("POST", "/v1/admin/invites", "session.jwt"),
+    ]
+
+
+def test_webauthn_options_fido2_cannot_read_are_an_invalid_response_before_any_tap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("VOUCH_PIN", "123456")
+    key = f"soft:{tmp_path / 'key.json'}"
+    with FakeBroker() as broker:
+        broker.answer(200, {"challenge_id": "c" * 32, "options": {"publicKey": {"timeout": "x"}}})
+        argv = ["login", "--email", "alice@example.com", "--server", broker.url]
+        assert main([*argv, "--authenticator", key]) == 1
+    err = capsys.readouterr().err
+    assert err.endswith(
+        "vouch: the broker's WebAuthn options are malformed "
+        "(invalid literal for int() with base 10: 'x')\n"
+    )
+    assert "Touch your security key" not in err
+    assert [s.path for s in broker.seen] == ["/v1/login/begin"]  # no complete step

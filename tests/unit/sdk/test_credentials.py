@@ -5,12 +5,15 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from datetime import UTC
 from typing import Any
 
 import pytest
 from vouch_delegate import (
     AgentCredentials,
+    AwsCredentials,
     BrokerUnavailable,
+    InvalidResponse,
     NetworkError,
     RateLimited,
     TokenRevoked,
@@ -159,3 +162,16 @@ def test_secrets_stay_out_of_repr_and_documents_round_trip() -> None:
     env = creds.environment()
     assert env["AWS_ACCESS_KEY_ID"] == "ASIAXYZ"
     assert env["AWS_CREDENTIAL_EXPIRATION"].endswith("Z")
+
+
+def test_a_malformed_credential_document_is_an_invalid_response() -> None:
+    clock = Clock()
+    broken = {k: v for k, v in document(clock.now + 900).items() if k != "SessionToken"}
+    with pytest.raises(InvalidResponse, match="missing required field `SessionToken`"):
+        credentials(FakeTransport(broken), clock).get()
+    with pytest.raises(InvalidResponse, match=r"at `\$.Expiration`"):
+        AwsCredentials.from_process_document({**document(clock.now), "Expiration": "soon"})
+    naive = AwsCredentials.from_process_document(
+        {**document(clock.now), "Expiration": "2027-01-15T08:00:00"}
+    )
+    assert naive.expiration.tzinfo is UTC  # a time without a zone is UTC, as before

@@ -10,6 +10,7 @@ from vouch_delegate import (
     Conflict,
     DelegationDenied,
     DelegationExpired,
+    InvalidResponse,
     NetworkError,
     NotFound,
     request_delegation,
@@ -107,3 +108,18 @@ def test_integer_ttl_is_seconds() -> None:
     http = FakeTransport(CREATED, {"status": "approved", "token": "t"})
     ask(http, Clock(), ttl=600)
     assert http.requests[0]["body"]["ttl_s"] == 600
+
+
+def test_a_malformed_answer_is_an_invalid_response_not_a_code_to_relay() -> None:
+    result, codes = ask(FakeTransport({"request_id": "dreq_1", "user_code": "BCDF-GHJK"}), Clock())
+    assert isinstance(result, InvalidResponse)
+    assert "missing required field `poll_secret`" in result.detail
+    assert codes == []
+
+
+def test_a_malformed_poll_answer_ends_the_wait_instead_of_passing_for_an_outage() -> None:
+    http = FakeTransport(CREATED, {"status": "approved", "token": 42})
+    result, _ = ask(http, Clock())
+    assert isinstance(result, InvalidResponse)
+    assert result.detail.endswith("Expected `str | null`, got `int` - at `$.token`")
+    assert len(http.requests) == 2

@@ -8,14 +8,16 @@ import json
 import os
 from typing import Any
 
+import msgspec
 import pytest
-from vouch_delegate import ConfigError, GrantMismatch
+from vouch_delegate import ConfigError, GrantMismatch, InvalidResponse
 from vouch_delegate._grant import (
     check_grant_matches,
     format_duration,
     parse_duration,
     verified_grant,
 )
+from vouch_delegate._messages import DelegationProposal, Grant, decode
 
 pytestmark = pytest.mark.unit
 
@@ -47,42 +49,80 @@ def proposal(signed: str, shown: str | None = None, grant: Any = None) -> dict[s
     }
 
 
+def typed(answer: dict[str, Any]) -> DelegationProposal:
+    """The proposal as `BrokerClient.delegation_begin` hands it over."""
+    return decode(answer, DelegationProposal, "POST /v1/delegations/begin")
+
+
 def test_a_challenge_bound_to_the_shown_grant_is_accepted() -> None:
-    assert verified_grant(proposal(canonical(GRANT))) == GRANT
+    grant = verified_grant(typed(proposal(canonical(GRANT))))
+    assert msgspec.to_builtins(grant) == GRANT
 
 
 def test_a_challenge_bound_to_another_grant_is_refused() -> None:
     wider = {**GRANT, "models": ["us.anthropic.claude-haiku-4-5", "anthropic.claude-opus-4"]}
     with pytest.raises(GrantMismatch, match="does not commit"):
-        verified_grant(proposal(canonical(wider), shown=canonical(GRANT)))
+        verified_grant(typed(proposal(canonical(wider), shown=canonical(GRANT))))
 
 
 def test_a_grant_object_that_differs_from_the_canonical_text_is_refused() -> None:
     text = canonical(GRANT)
     with pytest.raises(GrantMismatch, match="differs"):
-        verified_grant(proposal(text, grant={**GRANT, "ttl_s": 60}))
+        verified_grant(typed(proposal(text, grant={**GRANT, "ttl_s": 60})))
+
+
+def test_a_signed_canonical_text_that_is_not_a_grant_is_refused() -> None:
+    signed = canonical({"agent": "researcher", "models": ["m1"]})  # no email, no ttl_s
+    with pytest.raises(GrantMismatch, match=r"not a grant .*email"):
+        verified_grant(typed(proposal(signed, grant=GRANT)))
 
 
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda p: p.pop("grant_canonical"),
         lambda p: p["options"]["publicKey"].pop("challenge"),
         lambda p: p["options"]["publicKey"].update(challenge="AAAA"),
         lambda p: p["options"]["publicKey"].update(challenge="!!not base64!!"),
+        lambda p: p["options"]["publicKey"].update(challenge=12345),
     ],
 )
 def test_missing_or_short_challenges_are_refused(damage: Any) -> None:
     broken = proposal(canonical(GRANT))
     damage(broken)
-    with pytest.raises(GrantMismatch):
-        verified_grant(broken)
+    with pytest.raises(GrantMismatch, match="challenge"):
+        verified_grant(typed(broken))
+
+
+MISSING = "Object missing required field"
+
+
+@pytest.mark.parametrize(
+    ("damage", "where"),
+    [
+        (lambda p: p.pop("grant_canonical"), f"{MISSING} `grant_canonical`"),
+        (lambda p: p["grant"].pop("email"), f"{MISSING} `email` - at `$.grant`"),
+        (lambda p: p["options"].pop("publicKey"), f"{MISSING} `publicKey` - at `$.options`"),
+        (lambda p: p["grant"].update(ttl_s="2h"), "Expected `int`, got `str` - at `$.grant.ttl_s`"),
+    ],
+)
+def test_a_proposal_without_what_the_check_needs_is_an_invalid_response(
+    damage: Any, where: str
+) -> None:
+    broken = proposal(canonical(GRANT))
+    damage(broken)
+    with pytest.raises(InvalidResponse) as caught:
+        typed(broken)
+    prefix = "the broker's answer to POST /v1/delegations/begin is malformed"
+    assert caught.value.detail == f"{prefix}: {where}"
 
 
 def test_check_grant_matches_names_the_first_difference_and_skips_unset_fields() -> None:
-    check_grant_matches(GRANT, {"agent": "researcher", "rate": None})
+    grant = Grant(**GRANT)
+    check_grant_matches(grant, {"agent": "researcher", "rate": None})
     with pytest.raises(GrantMismatch, match=r"agent='researcher'.*'writer'"):
-        check_grant_matches(GRANT, {"agent": "writer"})
+        check_grant_matches(grant, {"agent": "writer", "ttl_s": 60})
+    with pytest.raises(GrantMismatch, match=r"ttl_s=7200.*60"):
+        check_grant_matches(grant, {"agent": "researcher", "ttl_s": 60})
 
 
 @pytest.mark.parametrize(

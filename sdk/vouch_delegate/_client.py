@@ -1,0 +1,253 @@
+"""`BrokerClient`: one method per broker endpoint, typed requests in, validated Structs out.
+
+Every broker call the SDK, the CLI and the test harness make goes through here, over a
+`Transport` (which keeps TLS rules, retries and problem-to-error mapping). Method names are
+the broker's own handler names, so `broker/routes/` and this file read side by side.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import msgspec
+
+from ._messages import (
+    AgentToken,
+    AuditPage,
+    Ceremony,
+    CeremonyComplete,
+    CredentialDocument,
+    Delegation,
+    DelegationBegin,
+    DelegationList,
+    DelegationProposal,
+    EnrollBegin,
+    Enrolled,
+    ExchangeRequest,
+    InviteCreate,
+    InviteCreated,
+    LoginBegin,
+    RequestCreate,
+    RequestCreated,
+    RequestDeny,
+    RequestStatus,
+    RevocationCreate,
+    RevocationDone,
+    SessionIssued,
+    decode,
+    encode,
+)
+from ._transport import Transport, normalize_server
+
+T = TypeVar("T")
+
+
+class BrokerClient:
+    """The broker at `server`, spoken to through `transport`.
+
+    `session` (a person's session token) is the bearer of the calls that act as a person:
+    delegations, denials, admin. Without one the broker refuses them (Unauthenticated).
+    Agent tokens and poll secrets are arguments of the calls that use them.
+
+    Raises (every method): the broker's problems as their `VouchError` subclasses,
+    `NetworkError`, and `InvalidResponse` when a success answer is not the expected shape.
+    Constructing one raises `ConfigError` for an unusable server URL.
+    """
+
+    def __init__(
+        self, server: str, *, session: str | None = None, transport: Transport | None = None
+    ) -> None:
+        self.server = normalize_server(server)
+        self.session = session
+        self.transport = transport or Transport()
+
+    def with_session(self, session: str | None) -> BrokerClient:
+        """The same broker and transport with another session (None: anonymous)."""
+        other = copy.copy(self)
+        other.session = session
+        return other
+
+    # Sign-in --------------------------------------------------------------------------
+
+    def enroll_begin(self, email: str, code: str | None = None) -> Ceremony:
+        """Start registering a key: with an invite `code`, or with `session` to add a key."""
+        body = EnrollBegin(email, code)
+        return self._call("POST", "/v1/enroll/begin", Ceremony, body=body, token=self.session)
+
+    def enroll_complete(self, challenge_id: str, credential: Mapping[str, Any]) -> Enrolled:
+        """Finish registering with the key's attestation response (fido2's, as JSON)."""
+        body = CeremonyComplete(challenge_id, dict(credential))
+        return self._call("POST", "/v1/enroll/complete", Enrolled, body=body)
+
+    def login_begin(self, email: str | None = None) -> Ceremony:
+        """Start a login; without `email`, usernameless (a discoverable credential)."""
+        return self._call("POST", "/v1/login/begin", Ceremony, body=LoginBegin(email))
+
+    def login_complete(self, challenge_id: str, credential: Mapping[str, Any]) -> SessionIssued:
+        """Finish a login with the key's assertion: a session token (not stored here)."""
+        body = CeremonyComplete(challenge_id, dict(credential))
+        return self._call("POST", "/v1/login/complete", SessionIssued, body=body)
+
+    # Delegation (as the person with `session`) ----------------------------------------
+
+    def delegation_begin(
+        self,
+        *,
+        agent: str | None = None,
+        models: Sequence[str] = (),
+        ttl_s: int | None = None,
+        purpose: str | None = None,
+        max_sts_s: int | None = None,
+        rate: int | None = None,
+        request_code: str | None = None,
+    ) -> DelegationProposal:
+        """A grant the broker would sign, or (`request_code` alone) an agent's request.
+
+        Check it with `verified_grant` before the key signs its options. Unset fields take
+        the broker's defaults.
+        """
+        body = DelegationBegin(
+            agent=agent,
+            models=list(models),
+            ttl_s=ttl_s,
+            purpose=purpose,
+            max_sts_s=max_sts_s,
+            rate=rate,
+            request_code=request_code,
+        )
+        return self._call(
+            "POST", "/v1/delegations/begin", DelegationProposal, body=body, token=self.session
+        )
+
+    def delegation_complete(self, challenge_id: str, credential: Mapping[str, Any]) -> AgentToken:
+        """The agent token for the proposal the key's assertion approves.
+
+        For an agent's request the token goes to the polling agent; `request_id` is set.
+        """
+        body = CeremonyComplete(challenge_id, dict(credential))
+        return self._call(
+            "POST", "/v1/delegations/complete", AgentToken, body=body, token=self.session
+        )
+
+    def list_delegations(self, *, everyone: bool = False) -> list[Delegation]:
+        """The person's active delegations; an admin's with `everyone`, everybody's."""
+        query = {"all": "true"} if everyone else None
+        listed = self._call(
+            "GET", "/v1/delegations", DelegationList, query=query, token=self.session
+        )
+        return listed.delegations
+
+    def revoke_delegation(self, delegation_id: str) -> Delegation:
+        """Revoke one delegation (the person's own; an admin's, anyone's)."""
+        path = f"/v1/delegations/{_segment(delegation_id)}"
+        return self._call("DELETE", path, Delegation, token=self.session)
+
+    # Agent requests --------------------------------------------------------------------
+
+    def create_request(
+        self, *, email: str, agent: str, models: Sequence[str], ttl_s: int, message: str = ""
+    ) -> RequestCreated:
+        """An agent asks `email` for a delegation (no bearer: the agent has nothing yet)."""
+        body = RequestCreate(email, agent, list(models), ttl_s, message)
+        return self._call("POST", "/v1/delegation-requests", RequestCreated, body=body)
+
+    def poll_request(self, request_id: str, poll_secret: str) -> RequestStatus:
+        """The request's status, read with its poll secret as bearer."""
+        path = f"/v1/delegation-requests/{_segment(request_id)}"
+        return self._call("GET", path, RequestStatus, token=poll_secret)
+
+    def deny_request(self, user_code: str) -> RequestStatus:
+        """The person (`session`) refuses an agent's request."""
+        body = RequestDeny(user_code)
+        return self._call(
+            "POST", "/v1/delegation-requests/deny", RequestStatus, body=body, token=self.session
+        )
+
+    # Exchange ---------------------------------------------------------------------------
+
+    def exchange_aws(
+        self,
+        agent_token: str,
+        *,
+        models: Sequence[str] | None = None,
+        duration_s: int | None = None,
+    ) -> CredentialDocument:
+        """AWS credentials for an agent token, optionally narrowed (idempotent: retried)."""
+        narrowed = ExchangeRequest(list(models) if models else None, duration_s)
+        body = narrowed if narrowed != ExchangeRequest() else None
+        return self._call(
+            "POST",
+            "/v1/credentials/aws",
+            CredentialDocument,
+            body=body,
+            token=agent_token,
+            retry=True,
+        )
+
+    # Admin (as an admin's `session`) ------------------------------------------------
+
+    def create_invite(self, email: str) -> InviteCreated:
+        """A one-time enrollment code for `email` (shown once)."""
+        body = InviteCreate(email)
+        return self._call("POST", "/v1/admin/invites", InviteCreated, body=body, token=self.session)
+
+    def create_revocation(
+        self,
+        *,
+        delegation: str | None = None,
+        agent: str | None = None,
+        user: str | None = None,
+        credential: str | None = None,
+        reason: str | None = None,
+    ) -> RevocationDone:
+        """Revoke by exactly one handle; enforced from the next request on every replica."""
+        body = RevocationCreate(delegation, agent, user, credential, reason)
+        return self._call(
+            "POST", "/v1/admin/revocations", RevocationDone, body=body, token=self.session
+        )
+
+    def read_audit(
+        self, *, limit: int | None = None, before: str | None = None
+    ) -> list[dict[str, str]]:
+        """Audit events, newest first: at most `limit`, from stream id `before` back."""
+        query: dict[str, str | int] = {}
+        if limit is not None:
+            query["limit"] = limit
+        if before is not None:
+            query["before"] = before
+        page = self._call(
+            "GET", "/v1/admin/audit", AuditPage, query=query or None, token=self.session
+        )
+        return page.events
+
+    # -----------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        reply: type[T],
+        *,
+        body: msgspec.Struct | None = None,
+        token: str | None = None,
+        query: Mapping[str, str | int] | None = None,
+        retry: bool | None = None,
+    ) -> T:
+        """One request through the transport, its answer decoded as `reply`."""
+        answer = self.transport.request(
+            method,
+            f"{self.server}{path}",
+            token=token,
+            body=encode(body) if body is not None else None,
+            query=query,
+            retry=retry,
+        )
+        return decode(answer, reply, f"{method} {path}")
+
+
+def _segment(value: str) -> str:
+    # An id from a person or a broker must stay one path segment ("../admin" must not climb).
+    return quote(value, safe="")

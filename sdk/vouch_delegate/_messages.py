@@ -1,0 +1,219 @@
+"""The broker's requests and replies as msgspec Structs: the SDK's one copy of its JSON shapes.
+
+Replies are checked on arrival (`decode`): a missing field or a wrong type is an
+`InvalidResponse`, never a KeyError later. Members this SDK does not know are ignored, so a
+newer broker may add some. WebAuthn options and the key's responses stay JSON objects: fido2
+reads them, this SDK does not (`verified_grant` only reads the challenge).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+
+from ._errors import InvalidResponse
+
+T = TypeVar("T")
+
+
+def decode(answer: object, kind: type[T], what: str) -> T:
+    """`answer` (parsed JSON) as a `kind`.
+
+    Raises:
+        InvalidResponse: it is not one; the message names `what` and the offending field.
+    """
+    try:
+        return msgspec.convert(answer, kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidResponse(f"the broker's answer to {what} is malformed: {exc}") from None
+
+
+def encode(body: msgspec.Struct) -> dict[str, object]:
+    """A request Struct as the JSON object the transport sends."""
+    encoded: dict[str, object] = msgspec.to_builtins(body)
+    return encoded
+
+
+# Requests ---------------------------------------------------------------------------------
+
+
+class EnrollBegin(msgspec.Struct, omit_defaults=True):
+    email: str
+    code: str | None = None
+
+
+class LoginBegin(msgspec.Struct):
+    email: str | None = None  # None: usernameless, with a discoverable credential
+
+
+class CeremonyComplete(msgspec.Struct):
+    """The second step of every ceremony: the key's response to the first step's options."""
+
+    challenge_id: str
+    credential: dict[str, Any]  # fido2's response, as JSON
+
+
+class DelegationBegin(msgspec.Struct, omit_defaults=True):
+    """A grant to propose, or (`request_code` alone) an agent's request to approve."""
+
+    agent: str | None = None
+    models: list[str] = msgspec.field(default_factory=list)
+    ttl_s: int | None = None
+    purpose: str | None = None
+    max_sts_s: int | None = None
+    rate: int | None = None
+    request_code: str | None = None
+
+
+class RequestCreate(msgspec.Struct):
+    email: str
+    agent: str
+    models: list[str]
+    ttl_s: int
+    message: str = ""
+
+
+class RequestDeny(msgspec.Struct):
+    user_code: str
+
+
+class ExchangeRequest(msgspec.Struct, omit_defaults=True):
+    models: list[str] | None = None
+    duration_s: int | None = None
+
+
+class InviteCreate(msgspec.Struct):
+    email: str
+
+
+class RevocationCreate(msgspec.Struct, omit_defaults=True):
+    """Exactly one handle (the broker refuses anything else) and an optional reason."""
+
+    delegation: str | None = None
+    agent: str | None = None
+    user: str | None = None
+    credential: str | None = None
+    reason: str | None = None
+
+
+# Replies ----------------------------------------------------------------------------------
+
+
+class WebAuthnOptions(msgspec.Struct):
+    """A begin step's options; `public_key` goes to fido2 as it is."""
+
+    public_key: dict[str, Any] = msgspec.field(name="publicKey")
+
+
+class Ceremony(msgspec.Struct):
+    """The first step of enrollment or login."""
+
+    challenge_id: str
+    options: WebAuthnOptions
+
+
+class Enrolled(msgspec.Struct):
+    email: str
+    credential: str  # the key's id at the broker (a hash), for revocation
+
+
+class SessionIssued(msgspec.Struct):
+    token: str
+    token_type: str
+    expires_at: int
+    email: str
+
+
+class Grant(msgspec.Struct, kw_only=True):
+    """Who delegates which models to which agent, for how long, within which limits."""
+
+    email: str
+    agent: str
+    models: list[str]
+    ttl_s: int
+    purpose: str = ""
+    max_sts_s: int | None = None
+    rate: int | None = None
+
+
+class DelegationProposal(msgspec.Struct):
+    """The grant a tap would approve; the challenge in `options` commits to `grant_canonical`."""
+
+    challenge_id: str
+    grant: Grant
+    grant_canonical: str
+    options: WebAuthnOptions
+
+
+class Delegation(msgspec.Struct, kw_only=True):
+    """The broker's record of a delegation (never its token)."""
+
+    id: str
+    email: str
+    agent: str
+    sub: str
+    models: list[str]
+    cid: str
+    created_at: int
+    expires_at: int
+    purpose: str = ""
+    max_sts_s: int | None = None
+    rate: int | None = None
+    revoked_at: int | None = None
+    revoked_by: str | None = None
+
+
+class AgentToken(msgspec.Struct):
+    """A completed delegation: the token, or for an agent's request the request it answers."""
+
+    delegation: Delegation
+    token: str | None = None
+    request_id: str | None = None
+
+
+class DelegationList(msgspec.Struct):
+    delegations: list[Delegation]
+
+
+class RequestCreated(msgspec.Struct):
+    request_id: str
+    user_code: str  # for the person: `vouch delegate approve CODE`
+    poll_secret: str  # for the agent only: the bearer of its polls
+    expires_at: int
+    interval: float = 2.0
+
+
+class RequestStatus(msgspec.Struct):
+    """pending | approved (with the token, once) | delivered | denied | expired."""
+
+    status: str
+    interval: float | None = None
+    token: str | None = None
+    delegation_id: str | None = None
+
+
+class CredentialDocument(msgspec.Struct, rename="pascal"):
+    """The exchange's answer, AWS's `credential_process` document (Version 1)."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: datetime
+
+
+class InviteCreated(msgspec.Struct):
+    email: str
+    code: str
+    expires_in: int
+
+
+class RevocationDone(msgspec.Struct):
+    handle: str
+    value: str
+    revoked_at: float
+
+
+class AuditPage(msgspec.Struct):
+    events: list[dict[str, str]]  # newest first; every value is a string in the stream
