@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from vouch_delegate import AgentCredentials, TokenExpired
+from vouch_delegate._messages import AgentToken
 
 from broker.keys import generate_key_dir, load_key_ring
 from broker.settings import load_settings
@@ -56,6 +58,11 @@ def alice(human_factory: Callable[..., Human]) -> Human:
     return human_factory("alice@example.com")
 
 
+def token_of(done: AgentToken) -> str:
+    assert done.token is not None  # a delegation the person made: its token comes back
+    return done.token
+
+
 def claims_of(token: str) -> dict[str, Any]:
     return dict(jwt.decode(token, options={"verify_signature": False}))
 
@@ -82,7 +89,7 @@ INVALID_UTF8 = {
 def test_invalid_utf8_in_a_json_body_is_a_400_at_every_body_door(
     http: httpx.Client, alice: Human, sts_gate: StsGate
 ) -> None:
-    token = alice.delegate("researcher", [HAIKU])["token"]
+    token = token_of(alice.delegate("researcher", [HAIKU]))
     doors: list[tuple[str, str | None]] = [
         ("/v1/login/begin", None),
         ("/v1/login/complete", None),
@@ -107,7 +114,7 @@ def test_invalid_utf8_in_a_json_body_is_a_400_at_every_body_door(
 def test_a_signed_agent_token_whose_act_lacks_cid_is_401_token_invalid(
     broker: BrokerServer, http: httpx.Client, alice: Human, sts_gate: StsGate
 ) -> None:
-    claims = claims_of(alice.delegate("researcher", [HAIKU])["token"])
+    claims = claims_of(token_of(alice.delegate("researcher", [HAIKU])))
     shapes = {
         "act without cid": {**claims, "act": {"sub": alice.email, "amr": ["hwk", "uv"]}},
         "act a string": {**claims, "act": alice.email},
@@ -151,9 +158,9 @@ def test_credentials_asked_for_longer_than_the_delegation_lives_end_with_it(
     http: httpx.Client, alice: Human, sts_gate: StsGate
 ) -> None:
     done = alice.delegate("researcher", [HAIKU], ttl_s=1800)  # 30 min left
-    expires_at = claims_of(done["token"])["exp"]
+    expires_at = claims_of(token_of(done))["exp"]
     asked = time.time()
-    answer = http.post(EXCHANGE, json={"duration_s": 3600}, headers=bearer(done["token"]))
+    answer = http.post(EXCHANGE, json={"duration_s": 3600}, headers=bearer(token_of(done)))
     assert answer.status_code == 200, answer.text
     call = sts_gate.accepted[-1]
     assert expires_at - asked - 5 <= call.duration_s <= expires_at - asked  # not 3600
@@ -171,14 +178,32 @@ def test_a_delegation_with_less_than_the_sts_floor_left_gets_the_floor_ended_by_
     http: httpx.Client, alice: Human, sts_gate: StsGate
 ) -> None:
     done = alice.delegate("researcher", [HAIKU], ttl_s=300)  # STS gives no less than 900 s
-    expires_at = claims_of(done["token"])["exp"]
-    answer = http.post(EXCHANGE, headers=bearer(done["token"]))
+    expires_at = claims_of(token_of(done))["exp"]
+    answer = http.post(EXCHANGE, headers=bearer(token_of(done)))
     assert answer.status_code == 200, answer.text
     call = sts_gate.accepted[-1]
     assert call.duration_s == 900
     assert allows_haiku_at(call.policy or "", expires_at - 1)
     assert not allows_haiku_at(call.policy or "", expires_at)
     assert not allows_haiku_at(call.policy or "", time.time() + 899)
+
+
+def test_the_sdk_never_serves_credentials_past_the_token_expiry(
+    broker: BrokerServer, alice: Human, sts_gate: StsGate
+) -> None:
+    done = alice.delegate("researcher", [HAIKU], ttl_s=300)
+    expires_at = claims_of(token_of(done))["exp"]
+    creds = AgentCredentials(f"http://127.0.0.1:{broker.port}", token=token_of(done))
+    got = creds.get()
+    assert sts_gate.accepted[-1].duration_s == 900  # what STS issued: 900 s
+    assert got.expiration.timestamp() == expires_at  # what the SDK serves: until the token ends
+    assert got.process_document()["Expiration"] == iso(expires_at)
+    late = AgentCredentials(
+        f"http://127.0.0.1:{broker.port}", token=token_of(done), clock=lambda: expires_at + 1
+    )
+    with pytest.raises(TokenExpired):
+        late.get()
+    assert len(sts_gate.accepted) == 1
 
 
 # --- item 16: smaller holes at the edge ---------------------------------------------------------
@@ -195,7 +220,7 @@ def test_a_second_spelling_of_a_token_is_refused_at_every_door(
     http: httpx.Client, alice: Human, sts_gate: StsGate
 ) -> None:
     """(r, n - s) and a padded signature verify as the same token: only the minted form opens."""
-    tokens = {"agent": alice.delegate("researcher", [HAIKU])["token"], "session": alice.session}
+    tokens = {"agent": token_of(alice.delegate("researcher", [HAIKU])), "session": alice.session}
     doors = {"agent": ("POST", EXCHANGE), "session": ("GET", "/v1/delegations")}
     for kind, token in tokens.items():
         assert token is not None
@@ -217,7 +242,7 @@ def test_a_second_spelling_of_a_token_is_refused_at_every_door(
 def test_an_empty_model_list_is_a_400_not_the_whole_grant(
     http: httpx.Client, alice: Human, sts_gate: StsGate
 ) -> None:
-    token = alice.delegate("researcher", [HAIKU, "us.claude-sonnet-4-5"])["token"]
+    token = token_of(alice.delegate("researcher", [HAIKU, "us.claude-sonnet-4-5"]))
     answer = http.post(EXCHANGE, json={"models": []}, headers=bearer(token))
     assert problem(answer) == (400, "invalid-request"), answer.text
     assert "models" in answer.json()["detail"]

@@ -613,9 +613,10 @@ def test_exchanges_waiting_on_a_slow_sts_are_refused_once_a_revocation_is_acknow
     n, sts_delay_s = 32, 1.5
     done = alice.delegate("researcher", [HAIKU])
     sts_gate.delay_next(n, sts_delay_s)
-    futures, wait = slow_exchanges(urls, done["token"], n)
+    assert done.token is not None
+    futures, wait = slow_exchanges(urls, done.token, n)
     wait_for(lambda: sts_gate.calls == n, timeout=10, what="every exchange waiting on STS")
-    acked = revoke_delegation(replica.base_url, alice, done["delegation"]["id"])
+    acked = revoke_delegation(replica.base_url, alice, done.delegation.id)
     wait()
     answers = [f.result() for f in futures]
     assert all(started < acked for started, *_ in answers)  # all began before the revocation
@@ -630,13 +631,14 @@ def test_exchanges_waiting_on_a_slow_sts_are_refused_once_a_revocation_is_acknow
     # The revocation went through the other replica, so only the re-check can have dropped
     # what STS issued from this replica's cache.
     cached = broker.app.state.services.exchange.provider.entries
-    assert [key for key in cached if key[0] == done["delegation"]["id"]] == []
+    assert [key for key in cached if key[0] == done.delegation.id] == []
     # Nothing issued for the revoked delegation lingers in either replica's cache: a fresh
     # token for another agent still works, the revoked one stays refused everywhere.
-    other = alice.delegate("other", [HAIKU])["token"]
+    other = alice.delegate("other", [HAIKU]).token
+    assert other is not None
     for url in urls:
         assert exchange(url, other).status_code == 200
-        refused = exchange(url, done["token"])
+        refused = exchange(url, done.token)
         assert (refused.status_code, slug(refused)) == (401, "token-revoked")
     figures(
         "revocation-during-slow-sts",
@@ -666,11 +668,12 @@ def test_the_window_left_after_an_acknowledged_revocation_is_one_round_trip(
         done = alice.delegate(f"round-{index}", [HAIKU])
         sts_gate.reset()
         sts_gate.delay_next(n, sts_delay_s)
-        futures, wait = slow_exchanges(urls, done["token"], n)
+        assert done.token is not None
+        futures, wait = slow_exchanges(urls, done.token, n)
         wait_for(lambda: sts_gate.calls == n, timeout=10, what="every exchange waiting on STS")
         # Land the revocation among the STS answers: 0.55 s to 0.7 s after the last call.
         time.sleep(sts_delay_s - 0.05 + 0.03 * index)
-        acked = revoke_delegation(urls[index % 2], alice, done["delegation"]["id"])
+        acked = revoke_delegation(urls[index % 2], alice, done.delegation.id)
         wait()
         for _, ended, status, kind in (f.result() for f in futures):
             outcomes[(status, kind)] += 1
