@@ -34,7 +34,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
 
     return Litestar(
         route_handlers=[
-            *discovery.ROUTES,
+            *discovery.routes(metrics=settings.expose_metrics),
             *signin.ROUTES,
             *keys.ROUTES,
             *delegations.ROUTES,
@@ -48,7 +48,11 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
-        openapi_config=OpenAPIConfig(title="Vouch broker", version="0.1.0", path="/schema"),
+        openapi_config=(
+            OpenAPIConfig(title="Vouch broker", version="0.1.0", path="/schema")
+            if settings.expose_schema
+            else None
+        ),
         middleware=[observe],
         before_send=[security_headers],  # unlike middleware, also on the router's 404/405
         request_max_body_size=MAX_BODY_BYTES,

@@ -2,8 +2,9 @@
 
 The principal carries what its token granted; the org policy is checked again (it may have
 tightened since the grant), the requested models must be a subset of the grant, and the
-duration is clamped between the provider's floor and the tightest ceiling. No cloud here:
-a provider turns the grant into credentials.
+duration is clamped between the provider's floor and the tightest ceiling, then to what is
+left of the token's life (never below the floor: the provider must end such credentials
+at `expires_at` itself). No cloud here: a provider turns the grant into credentials.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from functools import lru_cache
 import msgspec
 
 from broker.agent_token import AgentClaims
-from broker.errors import PolicyDenied, from_policy
+from broker.errors import GrantInvalid, PolicyDenied, from_policy
 from policies import Catalog, OrgPolicy
 from policies.errors import PoliciesError
 
-GrantKey = tuple[str, tuple[str, ...], int]
-"""(principal id, models, duration): equal keys get interchangeable credentials."""
+GrantKey = tuple[str, tuple[str, ...], int, int]
+"""(principal id, models, term, expiry): equal keys get interchangeable credentials.
+
+Everything that shapes the credentials or their policy is in it except the clamp to the
+token's remaining life, which changes by the second: credentials issued earlier for the same
+key end no later than ones issued now would, so serving them until they are due is safe."""
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,16 +57,25 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CredentialGrant(msgspec.Struct, frozen=True, kw_only=True):
-    """What one set of credentials may do: the principal, its models, how long."""
+    """What one set of credentials may do: the principal, its models, how long, until when."""
 
     principal: Principal
     models: tuple[str, ...]
     """Canonical ids, sorted."""
+    term_s: int
+    """The duration asked for, within the floor and the ceilings."""
     duration_s: int
+    """What the provider is asked for: `term_s`, at most the token's remaining life, at least
+    the provider's floor."""
+
+    @property
+    def expires_at(self) -> int:
+        """When the grant ends (epoch seconds): nothing issued for it may be used after."""
+        return self.principal.expires_at
 
     @property
     def key(self) -> GrantKey:
-        return (self.principal.id, self.models, self.duration_s)
+        return (self.principal.id, self.models, self.term_s, self.expires_at)
 
 
 @dataclass
@@ -78,20 +92,34 @@ class Authorizer:
         self._resolve = lru_cache(maxsize=4096)(self._resolve_names)
 
     def authorize(
-        self, principal: Principal, *, models: list[str] | None, duration_s: int | None
+        self,
+        principal: Principal,
+        *,
+        models: list[str] | None,
+        duration_s: int | None,
+        now: float,
     ) -> CredentialGrant:
         """Raises: GrantInvalid (unknown model), PolicyDenied (widening, or policy says no)."""
         chosen = self._narrow(principal.models, models)
         ceiling = self._org_ceiling(principal.email, principal.agent, chosen)
         if principal.max_duration_s:
             ceiling = min(ceiling, principal.max_duration_s)
+        term = self._clamp(duration_s, ceiling)
+        # Credentials never outlive the token: a token with less than the floor left still
+        # gets the floor, and the provider ends those credentials at expires_at.
+        left = int(principal.expires_at - now)
         return CredentialGrant(
-            principal=principal, models=chosen, duration_s=self._clamp(duration_s, ceiling)
+            principal=principal,
+            models=chosen,
+            term_s=term,
+            duration_s=max(self.min_duration_s, min(term, left)),
         )
 
     def _narrow(self, granted: tuple[str, ...], requested: list[str] | None) -> tuple[str, ...]:
-        if not requested:
+        if requested is None:
             return granted
+        if not requested:  # the route refuses it too: "no models" never means "all of them"
+            raise GrantInvalid("models: name at least one model, or leave it out for the grant")
         chosen = self._resolve(tuple(requested))
         extra = sorted(set(chosen) - set(granted))
         if extra:

@@ -9,7 +9,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from broker.keys import SigningKeyError, generate_key_dir, read_key_dir, rotate_key_dir
 from broker.settings import (
@@ -43,6 +43,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from broker.http_server import ServeConfig
+
     # Fail fast, before forking workers, with every problem; workers read the settings again
     # but only this process reports deprecated spellings, once.
     settings, deprecations = _read(args)
@@ -52,21 +54,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure(settings.log_level)
     log_deprecations(deprecations)
-    options: dict[str, Any] = {
-        "factory": True,
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "log_config": None,
-        "access_log": False,
-        "loop": "uvloop",
-        "http": "httptools",
-        "server_header": False,
-    }
+    config = ServeConfig(
+        "broker.cli:app_from_env",
+        header_timeout_s=settings.http_header_timeout_s,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        # httptools with a deadline for each request's head (uvicorn has none of its own)
+        http="broker.http_server:HeaderTimeoutProtocol",
+        server_header=False,
+    )
     if args.workers > 1 and hasattr(socket, "SO_REUSEPORT"):
-        return _serve_workers(uvicorn.Config("broker.cli:app_from_env", **options))
-    uvicorn.run("broker.cli:app_from_env", **options)
-    return 0
+        return _serve_workers(config)
+    return _serve(config, uvicorn.Server(config))
+
+
+def _serve(config: uvicorn.Config, server: uvicorn.Server) -> int:
+    """What `uvicorn.run` does with a Config it did not build: one process, or N sharing
+    one socket where SO_REUSEPORT is missing."""
+    from uvicorn.supervisors import Multiprocess
+
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
+    except KeyboardInterrupt:
+        pass
+    return 0 if server.started or config.workers > 1 else 3  # uvicorn's STARTUP_FAILURE
 
 
 class _WorkerListener(socket.socket):

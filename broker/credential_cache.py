@@ -5,6 +5,8 @@ they expire, or a third of their life when that is shorter (so short-lived ones 
 too); concurrent misses for one key share a single provider call; the LRU is bounded so
 memory stays flat. Revocation never relies on eviction: every request is checked against
 Redis before the cache is consulted, and eviction only frees what can no longer be served.
+An answer says whether it came from the provider just now (`Served.fresh`): a provider call
+can outlast a revocation, so the exchange checks again before answering such credentials.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from broker.authorize import CredentialGrant, GrantKey, Principal
 from broker.providers import CredentialProvider, IssuedCredentials
@@ -24,6 +27,15 @@ class _Entry:
     credentials: IssuedCredentials
     fresh_until: float
     """Served until then; after it the next request refreshes."""
+
+
+class Served(NamedTuple):
+    """Credentials for a grant, and whether a provider call made them for this request."""
+
+    credentials: IssuedCredentials
+    fresh: bool
+    """True when this request waited on the provider (its own call or a single flight it
+    joined): what was checked before the call may have changed during it. False: a hit."""
 
 
 @dataclass
@@ -45,17 +57,21 @@ class CachedProvider:
     def close(self) -> None:
         self.inner.close()
 
-    async def issue(self, grant: CredentialGrant, now: float) -> IssuedCredentials:
+    async def issue(self, grant: CredentialGrant, now: float) -> Served:
         """Cached credentials with more than `margin_s` left, else one shared provider call."""
         key = grant.key
         hit = self.entries.get(key)
         if hit is not None and now < hit.fresh_until:
             self.entries.move_to_end(key)
-            return hit.credentials
+            return Served(hit.credentials, fresh=False)
         pending = self.inflight.get(key)
         if pending is not None:
-            return await asyncio.shield(pending)
-        return await self._fill(grant)
+            return Served(await asyncio.shield(pending), fresh=True)
+        return Served(await self._fill(grant), fresh=True)
+
+    def forget(self, key: GrantKey) -> None:
+        """Drop one entry: credentials found to belong to a revoked principal."""
+        self.entries.pop(key, None)
 
     async def _fill(self, grant: CredentialGrant) -> IssuedCredentials:
         key = grant.key

@@ -1,7 +1,8 @@
 """Exchange: a token -> scoped, short-lived cloud credentials.
 
 verify the agent token -> revocation (one Redis round trip, fail closed) -> authorize
-(cloud-neutral grant) -> cached provider (single flight) -> the credential document.
+(cloud-neutral grant) -> cached provider (single flight) -> after a provider call, revocation
+again (one MGET) -> the credential document.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.agent_token import expectation, verify_agent_token
-from broker.authorize import Authorizer, Principal
+from broker.agent_token import AgentClaims, expectation, verify_agent_token
+from broker.authorize import Authorizer, CredentialGrant, Principal
 from broker.credential_cache import CachedProvider
+from broker.errors import TokenRevoked
 from broker.keys import KeyRing
 from broker.providers import IssuedCredentials
 from broker.revocation import Revocations
@@ -44,6 +46,26 @@ class Exchange:
             rate=(claims.dlg, claims.rate) if claims.rate else None,
         )
         grant = self.authorizer.authorize(
-            Principal.of_agent(claims), models=models, duration_s=duration_s
+            Principal.of_agent(claims), models=models, duration_s=duration_s, now=now
         )
-        return await self.provider.issue(grant, now)
+        served = await self.provider.issue(grant, now)
+        if served.fresh:
+            await self._still_unrevoked(claims, grant)
+        return served.credentials
+
+    async def _still_unrevoked(self, claims: AgentClaims, grant: CredentialGrant) -> None:
+        """Revocation again, after a provider call that may have outlasted one.
+
+        An STS call takes from milliseconds to seconds; a revocation acknowledged meanwhile
+        must not be followed by credentials, so what remains is the time from this one MGET
+        to the answer. A cache hit skips it: it answers right after the first check.
+
+        Raises:
+            TokenRevoked: revoked during the call; the credentials are dropped from the cache.
+            StoreUnavailable: Redis cannot answer (fail closed).
+        """
+        try:
+            await self.revocations.check(claims.handles(), issued_at=claims.iat)
+        except TokenRevoked:
+            self.provider.forget(grant.key)
+            raise

@@ -73,10 +73,22 @@ def on_http_exception(request: HttpRequest, exc: Exception) -> Response[Any]:
 
 def on_recursion(request: HttpRequest, exc: Exception) -> Response[Any]:
     """JSON nested deeper than the decoder goes is bad input (400); any other recursion a bug."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if frames and frames[-1].name == "decode_json":  # the request body decoder gave up
+    if _raised_by_body_decoder(exc):
         return problem_response(request, InvalidRequest("request body is nested too deeply"))
     return on_unexpected(request, exc)
+
+
+def on_unicode(request: HttpRequest, exc: Exception) -> Response[Any]:
+    """A JSON body that is not UTF-8 is bad input (400); any other decoding failure a bug."""
+    if _raised_by_body_decoder(exc):
+        return problem_response(request, InvalidRequest("request body is not valid UTF-8"))
+    return on_unexpected(request, exc)
+
+
+def _raised_by_body_decoder(exc: Exception) -> bool:
+    """Whether Litestar's request body decoder gave up (its errors are not HTTP errors)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].name == "decode_json"
 
 
 def on_unexpected(request: HttpRequest, exc: Exception) -> Response[Any]:
@@ -124,5 +136,6 @@ EXCEPTION_HANDLERS = {
     VouchError: on_vouch_error,
     HTTPException: on_http_exception,
     RecursionError: on_recursion,
+    UnicodeDecodeError: on_unicode,
     Exception: on_unexpected,
 }

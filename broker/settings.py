@@ -206,6 +206,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         Meta(ge=0, le=300, description="Clock skew tolerated when checking token times."),
     ] = 30
     log_level: Annotated[str, Meta(description="Python logging level of the JSON logs.")] = "INFO"
+    http_header_timeout_s: Annotated[
+        float,
+        Meta(
+            ge=0.5,
+            le=300,
+            description="`vouch-broker serve`: seconds a client has to send a request's line "
+            "and headers, from connecting (or from the first byte of a later request on a "
+            "kept-alive connection); then 408 and the connection is closed.",
+        ),
+    ] = 10.0
+    expose_metrics: Annotated[
+        bool,
+        Meta(
+            description="Serve `GET /metrics` (Prometheus) on the broker port; off, it is 404. "
+            "Turn on only where the proxy keeps the path from the internet."
+        ),
+    ] = False
+    expose_schema: Annotated[
+        bool,
+        Meta(description="Serve the OpenAPI schema and its viewers under `/schema`; off, 404."),
+    ] = False
     audit_max_len: Annotated[
         int, Meta(description="Approximate cap on the audit stream length.")
     ] = 100_000

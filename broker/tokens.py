@@ -6,6 +6,12 @@ one `cryptography` verify) only ever accepts: it takes a token when every check 
 make passes, and hands anything unusual or wrong to PyJWT, whose answer and error message are
 then final. Every exchange verifies a token, and PyJWT's generic parsing cost as much as the
 signature check itself. Times are checked against a `now` the caller passes in.
+
+A token has one spelling. ECDSA signatures are malleable: (r, n - s) verifies wherever (r, s)
+does, and base64url can be padded or end in unused bits. Minting therefore always writes the
+low-S form, unpadded, and both paths refuse any other, so nobody holding a token can make a
+second string that verifies as the same token (which a deny list or log keyed on the token
+text would miss).
 """
 
 from __future__ import annotations
@@ -35,13 +41,35 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _FAST_HEADER = frozenset({"alg", "typ", "kid"})
+_P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_HALF_ORDER: Final = _P256_ORDER // 2
+NOT_CANONICAL: Final = "token signature is not canonical ES256 (r || low s, unpadded base64url)"
 
 
 def mint(claims: Mapping[str, Any], *, typ: str, keys: KeyRing) -> str:
     """Sign `claims` as a compact JWS with header {alg, typ, kid}."""
     header = {"alg": ALGORITHM, "typ": typ, "kid": keys.signer.kid}
     signing_input = f"{b64url(_encode(header))}.{b64url(_encode(claims))}".encode("ascii")
-    return f"{signing_input.decode('ascii')}.{b64url(keys.signer.sign(signing_input))}"
+    signature = _low_s(keys.signer.sign(signing_input))
+    return f"{signing_input.decode('ascii')}.{b64url(signature)}"
+
+
+def _low_s(signature: bytes) -> bytes:
+    """The same ECDSA signature with s in the lower half of the group order (the one form
+    verification accepts). Signers, local or KMS, give either half."""
+    s = int.from_bytes(signature[32:], "big")
+    if s <= _HALF_ORDER:
+        return signature
+    return signature[:32] + (_P256_ORDER - s).to_bytes(32, "big")
+
+
+def _canonical_signature(segment: bytes) -> bytes | None:
+    """The 64-byte r || s of a canonical signature segment, or None (padded, unused bits
+    set, wrong length, s in the upper half)."""
+    signature = _segment(segment)
+    if signature is None or len(signature) != 64:
+        return None
+    return signature if 0 < int.from_bytes(signature[32:], "big") <= _HALF_ORDER else None
 
 
 @dataclass(frozen=True)
@@ -79,6 +107,8 @@ def _verify_pyjwt(token: str, expect: Expectation, keys: KeyRing) -> dict[str, A
     public_key = keys.public_keys.get(str(header.get("kid")))
     if public_key is None:
         raise TokenInvalid("token signed by an unknown key")
+    if _canonical_signature(token.rpartition(".")[2].encode("ascii", "replace")) is None:
+        raise TokenInvalid(NOT_CANONICAL)
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -103,7 +133,8 @@ def _verify_fast(token: str, expect: Expectation, keys: KeyRing) -> dict[str, An
 
     Accepting here implies PyJWT accepts with the same claims: segments are canonical
     unpadded base64url (as PyJWT 2.10+ demands), the header holds only alg/typ/kid, the key
-    is P-256, the signature is 64 raw bytes, and iss/aud/required/sub/jti are PyJWT's rules.
+    is P-256, the signature is 64 raw bytes with a low s, and iss/aud/required/sub/jti are
+    PyJWT's rules.
     """
     if not isinstance(token, str) or len(token) > 16_384 or not token.isascii():
         return None
@@ -111,8 +142,8 @@ def _verify_fast(token: str, expect: Expectation, keys: KeyRing) -> dict[str, An
     if len(parts) != 3:
         return None
     key = _fast_key(parts[0], expect, keys)
-    signature = _segment(parts[2])
-    if key is None or signature is None or len(signature) != 64:
+    signature = _canonical_signature(parts[2])
+    if key is None or signature is None:
         return None
     r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     try:

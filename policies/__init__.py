@@ -27,7 +27,7 @@ Identities (identity.py)
     agent_sub(name, email) -> str;  parse_agent_sub(sub) -> (name, email)  raises InvalidGrant
 
 IAM documents (session_policy.py)
-    compile_session_policy(model_ids, catalog, *, region, account_id) -> str
+    compile_session_policy(model_ids, catalog, *, region, account_id, expires_at) -> str
         raises UnknownModel, ModelNotCallable, SessionPolicyTooLarge
     role_permissions_policy(model_ids, catalog, *, region, account_id) -> str
     trust_policy(*, issuer, account_id, audience="sts.amazonaws.com") -> str

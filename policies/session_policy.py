@@ -2,16 +2,19 @@
 
 The session policy allows exactly `bedrock:InvokeModel` and
 `bedrock:InvokeModelWithResponseStream` (Converse and ConverseStream authorize as these)
-on exact ARNs. A profile grant allows the profile ARN, plus the model in each destination
-region only when called through that profile (`bedrock:InferenceProfileArn`), so the bare
-model stays denied. Output is compact, sorted JSON: the same grant always gives the same
-text, which keeps the broker's credential cache key (a hash of it) stable.
+on exact ARNs, and only before the delegation expires: every Allow carries
+`DateLessThan aws:CurrentTime`, so AWS ends the credentials when the grant ends even when
+STS's 900 s floor made them last longer. A profile grant allows the profile ARN, plus the
+model in each destination region only when called through that profile
+(`bedrock:InferenceProfileArn`), so the bare model stays denied. Output is compact, sorted
+JSON: the same grant always gives the same text.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,17 +32,26 @@ VERSION = "2012-10-17"
 
 
 def compile_session_policy(
-    model_ids: Iterable[str], catalog: Catalog, *, region: str, account_id: str
+    model_ids: Iterable[str], catalog: Catalog, *, region: str, account_id: str, expires_at: int
 ) -> str:
-    """The inline session policy allowing exactly these canonical ids from region.
+    """The inline session policy allowing exactly these canonical ids from region, until
+    `expires_at` (epoch seconds: the delegation's end).
 
     Raises:
         UnknownModel: an id is not in the catalog.
         ModelNotCallable: an id cannot be invoked from region (profile-only model,
             profile of another geography).
-        SessionPolicyTooLarge: over 2,048 characters; says what to drop.
+        SessionPolicyTooLarge: over 2,048 characters (the time condition included); says
+            what to drop.
     """
-    return _within(sorted(set(model_ids)), catalog, region, account_id, SESSION_POLICY_LIMIT)
+    return _within(
+        sorted(set(model_ids)),
+        catalog,
+        region,
+        account_id,
+        SESSION_POLICY_LIMIT,
+        expires_at=expires_at,
+    )
 
 
 def role_permissions_policy(
@@ -51,7 +63,8 @@ def role_permissions_policy(
     Raises:
         SessionPolicyTooLarge: over IAM's 6,144-character managed-policy limit.
     """
-    return _within(sorted(set(model_ids)), catalog, region, account_id, ROLE_POLICY_LIMIT)
+    ids = sorted(set(model_ids))
+    return _within(ids, catalog, region, account_id, ROLE_POLICY_LIMIT, expires_at=None)
 
 
 def trust_policy(
@@ -102,16 +115,31 @@ def routed_model_arns(entry: Entry, region: str) -> tuple[str, ...]:
     return tuple(model_arn(r, entry.model_id) for r in entry.regions)
 
 
-def _within(ids: list[str], catalog: Catalog, region: str, account_id: str, limit: int) -> str:
-    text = _render(_statements(ids, catalog, region, account_id))
+def aws_time(epoch: int) -> str:
+    """An instant as `aws:CurrentTime` compares it: ISO 8601 in UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _within(
+    ids: list[str],
+    catalog: Catalog,
+    region: str,
+    account_id: str,
+    limit: int,
+    *,
+    expires_at: int | None,
+) -> str:
+    text = _render(_statements(ids, catalog, region, account_id, expires_at))
     if len(text) <= limit:
         return text
-    raise SessionPolicyTooLarge(len(text), limit, _what_to_drop(ids, catalog, region, account_id))
+    suggestion = _what_to_drop(ids, catalog, region, account_id, expires_at)
+    raise SessionPolicyTooLarge(len(text), limit, suggestion)
 
 
 def _statements(
-    ids: list[str], catalog: Catalog, region: str, account_id: str
+    ids: list[str], catalog: Catalog, region: str, account_id: str, expires_at: int | None
 ) -> list[dict[str, Any]]:
+    """The Allow statements; with `expires_at`, each one ends then (the role policy does not)."""
     if not ids:
         raise SessionPolicyError("no models: a policy must allow at least one model")
     _check_account(account_id)
@@ -131,10 +159,18 @@ def _statements(
         models, profiles = routed.setdefault(entry.model_id, (set(), set()))
         models.update(routed_model_arns(entry, region))
         profiles.add(profile)
-    statements = [_allow(direct)]
+    # DateLessThan on every Allow, not one Deny after the end: the session policy must stay
+    # Allow-only (a Deny would also cut what the role grants outside Bedrock, and AWS
+    # intersects session and role policies anyway), and this costs fewer characters.
+    until = (
+        {"DateLessThan": {"aws:CurrentTime": aws_time(expires_at)}}
+        if expires_at is not None
+        else {}
+    )
+    statements = [_allow(direct, until)]
     for _, (models, profiles) in sorted(routed.items()):
         condition = {"StringEquals": {"bedrock:InferenceProfileArn": sorted(profiles)}}
-        statements.append(_allow(models, condition))
+        statements.append(_allow(models, {**condition, **until}))
     return statements
 
 
@@ -152,18 +188,17 @@ def _render(statements: list[dict[str, Any]]) -> str:
     return json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
 
 
-def _what_to_drop(ids: list[str], catalog: Catalog, region: str, account_id: str) -> str:
+def _what_to_drop(
+    ids: list[str], catalog: Catalog, region: str, account_id: str, expires_at: int | None
+) -> str:
     if len(ids) == 1:
         return "even this one model does not fit; grant a global.* or application profile"
-    full = len(_render(_statements(ids, catalog, region, account_id)))
-    savings = sorted(
-        (
-            full
-            - len(_render(_statements([j for j in ids if j != i], catalog, region, account_id))),
-            i,
-        )
-        for i in ids
-    )
+
+    def size(kept: list[str]) -> int:
+        return len(_render(_statements(kept, catalog, region, account_id, expires_at)))
+
+    full = size(ids)
+    savings = sorted((full - size([j for j in ids if j != i]), i) for i in ids)
     saved, costliest = savings[-1]
     return (
         f"drop {catalog.short_name(costliest)} (saves {saved} characters) or grant fewer models;"

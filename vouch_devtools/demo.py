@@ -32,7 +32,7 @@ from broker.logs import configure
 from broker.services import load_policy
 from broker.settings import Settings, log_deprecations
 from policies import AwsAccount, Catalog, Outcome, Request, compile_session_policy, evaluate
-from policies.session_policy import model_arn, profile_arn
+from policies.session_policy import aws_time, model_arn, profile_arn
 from vouch_devtools.dev import DevOptions, dev_settings, dev_stack
 
 MODELS = ("us.claude-haiku-4-5", "us.claude-sonnet-4-5")
@@ -150,21 +150,31 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     )
     claims = _claims(token_file.read_text().strip())
     policy = compile_session_policy(
-        claims["models"], catalog, region=org.aws.region, account_id=org.aws.account_id
+        claims["models"],
+        catalog,
+        region=org.aws.region,
+        account_id=org.aws.account_id,
+        expires_at=claims["exp"],
     )
     narrator.say(
-        "The session policy STS will receive (only these models)",
+        "The session policy STS will receive (only these models, until the delegation ends)",
         _indent(json.dumps(json.loads(policy), indent=2)),
     )
     narrator.say("The agent exchanges its token for AWS credentials")
     doc = json.loads(narrator.vouch("credential", "aws", "--token-file", str(token_file)))
     print(f"   AccessKeyId {doc['AccessKeyId'][:4]}…  expires {doc['Expiration']}")
     narrator.say("What those credentials may call (IAM evaluation: role ∩ session policy)")
-    for name, want in ((MODELS[0], Outcome.ALLOW), (DENIED, Outcome.IMPLICIT_DENY)):
-        outcome = _invoke(policy, catalog.resolve(name), catalog, org.aws)
-        print(f"   bedrock:InvokeModel {name}: {outcome.value}")
+    now, ended = time.time(), claims["exp"]
+    for name, at, want in (
+        (MODELS[0], now, Outcome.ALLOW),
+        (DENIED, now, Outcome.IMPLICIT_DENY),
+        (MODELS[0], ended, Outcome.IMPLICIT_DENY),
+    ):
+        outcome = _invoke(policy, catalog.resolve(name), catalog, org.aws, at)
+        when = "now" if at == now else f"at {aws_time(ended)}, when the delegation ends"
+        print(f"   bedrock:InvokeModel {name} {when}: {outcome.value}")
         if outcome is not want:
-            raise DemoFailed(f"{name}: expected {want.value}, got {outcome.value}")
+            raise DemoFailed(f"{name} {when}: expected {want.value}, got {outcome.value}")
     listing = json.loads(narrator.vouch("--json", "delegate", "list"))
     dlg = claims["dlg"]
     if dlg not in json.dumps(listing):
@@ -180,14 +190,15 @@ def _claims(token: str) -> dict[str, Any]:
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
 
 
-def _invoke(policy: str, canonical: str, catalog: Catalog, aws: AwsAccount) -> Outcome:
+def _invoke(policy: str, canonical: str, catalog: Catalog, aws: AwsAccount, at: float) -> Outcome:
     entry = catalog.entry(canonical)
     profile = profile_arn(entry, aws.region, aws.account_id)
-    on_profile = evaluate(Request("bedrock:InvokeModel", profile), [BROAD_ROLE], [policy])
+    now = {"aws:CurrentTime": aws_time(int(at))}  # AWS puts it in every request's context
+    on_profile = evaluate(Request("bedrock:InvokeModel", profile, now), [BROAD_ROLE], [policy])
     routed = Request(
         "bedrock:InvokeModel",
         model_arn(aws.region, entry.model_id),
-        {"bedrock:InferenceProfileArn": profile},
+        {"bedrock:InferenceProfileArn": profile, **now},
     )
     on_model = evaluate(routed, [BROAD_ROLE], [policy])
     allowed = on_profile.outcome is Outcome.ALLOW and on_model.outcome is Outcome.ALLOW

@@ -169,6 +169,8 @@ def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> LoadedSettings:
         issuer=os.environ.get("VOUCH_ISSUER", f"http://localhost:{opts.port}"),
         signing_keys=os.environ.get("VOUCH_SIGNING_KEYS", str(keys)),
         allow_software_keys=True,
+        expose_metrics=True,  # a developer's own machine: metrics and the API viewer are handy
+        expose_schema=True,
         **overrides,
     )
     settings = loaded.settings

@@ -3,7 +3,7 @@
 The broker is the OIDC issuer: it mints a short-lived assertion (aud = STS, never returned to
 anyone) naming the agent, with the person as source identity and vouch:* session tags, and
 calls AssumeRoleWithWebIdentity with an inline session policy that allows exactly the granted
-models (docs/design.md, "Exchange").
+models until the grant expires (docs/design.md, "Exchange").
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class AwsStsProvider:
     min_duration_s: int = MIN_DURATION_S
 
     def __post_init__(self) -> None:
-        # A model set's session policy never changes while the process runs.
+        # A grant's session policy (its models, its end) never changes while the process runs.
         self._policy = lru_cache(maxsize=4096)(self._compile)
 
     async def issue(self, grant: CredentialGrant) -> AwsCredentials:
@@ -62,17 +62,21 @@ class AwsStsProvider:
             role_arn=self.role_arn,
             session_name=session_name(grant.principal.sub),
             token=self.assertion(grant.principal),
-            policy=self._policy(grant.models),
+            policy=self._policy(grant.models, grant.expires_at),
             duration_s=grant.duration_s,
         )
 
     def close(self) -> None:
         self.sts.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _compile(self, models: tuple[str, ...]) -> str:
+    def _compile(self, models: tuple[str, ...], expires_at: int) -> str:
         try:
             return compile_session_policy(
-                models, self.catalog, region=self.region, account_id=self.account_id
+                models,
+                self.catalog,
+                region=self.region,
+                account_id=self.account_id,
+                expires_at=expires_at,
             )
         except PoliciesError as exc:
             raise from_policy(exc) from None

@@ -15,7 +15,9 @@ from broker.routes.delegations import ModelName
 
 
 class ExchangeRequest(msgspec.Struct, forbid_unknown_fields=True):
-    models: Annotated[list[ModelName], msgspec.Meta(max_length=20)] | None = None
+    # Null or absent means the whole grant; an empty list names nothing, so it is refused
+    # rather than read as "everything".
+    models: Annotated[list[ModelName], msgspec.Meta(min_length=1, max_length=20)] | None = None
     duration_s: Annotated[int, msgspec.Meta(ge=900, le=43200)] | None = None
 
 

@@ -1,10 +1,11 @@
-"""OIDC discovery, JWKS, health, readiness and metrics."""
+"""OIDC discovery, JWKS, health, readiness and (when exposed) metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from litestar import MediaType, Response, get
+from litestar.handlers import HTTPRouteHandler
 
 from broker.auth import ServicesDep
 from broker.errors import StoreUnavailable
@@ -59,9 +60,13 @@ async def readyz(services: ServicesDep) -> dict[str, str]:
 
 
 @get("/metrics", sync_to_thread=False, media_type=MediaType.TEXT, tags=["ops"])
-def metrics(services: ServicesDep) -> bytes:
+def metrics_route(services: ServicesDep) -> bytes:
     """Prometheus text exposition."""
     return services.metrics.render()
 
 
-ROUTES = [openid_configuration, jwks, healthz, readyz, metrics]
+def routes(*, metrics: bool) -> list[HTTPRouteHandler]:
+    """The discovery and ops routes; /metrics only with `expose_metrics` (it describes traffic
+    and errors, nothing the internet needs)."""
+    public: list[HTTPRouteHandler] = [openid_configuration, jwks, healthz, readyz]
+    return [*public, metrics_route] if metrics else public

@@ -6,10 +6,16 @@ refresh wait instead of following `refresh_margin_s` literally: the broker handi
 credentials already inside the margin (it caches them too), and a transient failure
 while the current credentials are still good. Either way the pause doubles, so a broker
 is never polled in a loop. Permanent refusals (revoked, expired, denied) raise at once.
+
+Credentials never outlive the agent token: their expiration is cut to the token's `exp`
+(the broker's session policy ends them then anyway, even when STS's 900 s floor made them
+last longer), nothing is refreshed before that end since nothing newer could outlast it,
+and once it has passed the SDK raises TokenExpired without asking the broker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -20,7 +26,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._client import BrokerClient
-from ._errors import BrokerUnavailable, NetworkError, RateLimited, VouchError
+from ._errors import (
+    BrokerUnavailable,
+    ConfigError,
+    NetworkError,
+    RateLimited,
+    TokenExpired,
+    VouchError,
+)
 from ._messages import CredentialDocument, decode
 from ._token import TokenSource, claims_of, resolve_server, token_source
 from ._transport import Transport
@@ -83,6 +96,15 @@ class AwsCredentials:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _token_end(token: str) -> float | None:
+    """The token's `exp`, unverified; None when it has none we can read (the broker judges)."""
+    try:
+        exp = claims_of(token).get("exp")
+    except ConfigError:
+        return None
+    return float(exp) if isinstance(exp, int) and not isinstance(exp, bool) else None
 
 
 def pause_s(pauses: int) -> float:
@@ -170,7 +192,7 @@ class AgentCredentials:
 
     def _refresh_locked(self, cached: _Cached | None) -> AwsCredentials:
         try:
-            fresh = self._exchange()
+            fresh, token_end = self._exchange()
         except _TRANSIENT as exc:
             if cached is None or not self._still_usable(cached.credentials):
                 raise
@@ -179,7 +201,7 @@ class AgentCredentials:
                 cached.credentials, self._retry_at(cached, exc), cached.pauses + 1
             )
             return cached.credentials
-        self._remember(fresh, cached)
+        self._remember(fresh, cached, token_end)
         return fresh
 
     def _retry_at(self, cached: _Cached, exc: VouchError) -> float:
@@ -188,10 +210,17 @@ class AgentCredentials:
         wait = max(pause_s(cached.pauses), hinted)
         return min(self.clock() + wait, cached.credentials.expiration.timestamp() - MIN_USABLE_S)
 
-    def _remember(self, fresh: AwsCredentials, previous: _Cached | None) -> None:
+    def _remember(
+        self, fresh: AwsCredentials, previous: _Cached | None, token_end: float | None
+    ) -> None:
         now = self.clock()
         expires_at = fresh.expiration.timestamp()
         prior = previous.pauses if previous is not None else 0
+        if token_end is not None and expires_at >= token_end:
+            # They end with the token: no exchange can bring anything lasting longer, so
+            # none is made before the end (a token file is read again then).
+            self._cached = _Cached(fresh, expires_at, 0)
+            return
         late = expires_at - self.refresh_margin_s <= now
         refresh_at = next_refresh_at(now, expires_at, self.refresh_margin_s, prior)
         self._cached = _Cached(fresh, refresh_at, prior + 1 if late else 0)
@@ -199,12 +228,26 @@ class AgentCredentials:
     def _still_usable(self, credentials: AwsCredentials) -> bool:
         return credentials.expiration.timestamp() - self.clock() > MIN_USABLE_S
 
-    def _exchange(self) -> AwsCredentials:
+    def _exchange(self) -> tuple[AwsCredentials, float | None]:
+        """Fresh credentials, cut to the token's end, and that end (None: the token has no
+        integer `exp`, which the broker refuses anyway).
+
+        Raises:
+            TokenExpired: the token has expired (by this host's clock); nothing is sent.
+        """
+        token = self._source.read()
+        token_end = _token_end(token)
+        if token_end is not None and self.clock() >= token_end:
+            raise TokenExpired(
+                f"the agent token expired at {_iso(datetime.fromtimestamp(token_end, UTC))};"
+                " its person can delegate again (vouch delegate)"
+            )
         broker = BrokerClient(self.server, transport=self.transport)
-        document = broker.exchange_aws(
-            self._source.read(), models=self.models, duration_s=self.duration_s
-        )
-        return AwsCredentials.from_document(document)
+        document = broker.exchange_aws(token, models=self.models, duration_s=self.duration_s)
+        fresh = AwsCredentials.from_document(document)
+        if token_end is not None and fresh.expiration.timestamp() > token_end:
+            fresh = dataclasses.replace(fresh, expiration=datetime.fromtimestamp(token_end, tz=UTC))
+        return fresh, token_end
 
     def botocore_metadata(self) -> dict[str, str]:
         """Current credentials in the shape botocore's RefreshableCredentials refreshes from."""

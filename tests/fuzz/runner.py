@@ -2,7 +2,9 @@
 
 Cases are generated from `/schema/openapi.json`, valid ones (positive mode) and ones that break
 the schema (negative mode), and each is sent once per set of credentials (none, garbage, a human
-session, an admin session, an agent token). The oracle is the broker's error contract
+session, an admin session, an agent token). Operations that take a body also get raw bytes no
+schema describes (`raw_bodies`: arbitrary bytes, JSON with invalid UTF-8 spliced into it,
+odd content types), which schemathesis never sends. The oracle is the broker's error contract
 (docs/design.md section 5 and invariant 9):
 
 - no answer of 500 or above (the fuzz broker has Redis and STS up, so no 503 is excusable);
@@ -17,6 +19,7 @@ it; generation never stops at the first one, so a run reports everything it saw.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -27,6 +30,7 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
 from tests.harness.broker import BrokerServer
@@ -70,6 +74,7 @@ class Report:
     """What a run sent and saw."""
 
     cases: Counter[str] = field(default_factory=Counter)  # by "METHOD /path"
+    raw_cases: Counter[str] = field(default_factory=Counter)  # raw-byte bodies, by operation
     statuses: Counter[int] = field(default_factory=Counter)
     slugs: Counter[str] = field(default_factory=Counter)
     findings: list[Finding] = field(default_factory=list)
@@ -82,7 +87,8 @@ class Report:
 
     def summary(self) -> str:
         lines = [
-            f"{self.total} cases over {len(self.cases)} operations in {self.seconds:.1f} s; "
+            f"{self.total} cases over {len(self.cases)} operations in {self.seconds:.1f} s "
+            f"(+{sum(self.raw_cases.values())} raw-byte bodies over {len(self.raw_cases)}); "
             f"{len(self.findings)} findings",
             "statuses: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())),
             "problems: " + ", ".join(f"{k}: {v}" for k, v in self.slugs.most_common()),
@@ -160,11 +166,14 @@ def fuzz(
     seed: int,
     modes: Iterable[str] = MODES,
     operations: Iterable[str] | None = None,
+    raw_bodies: bool = True,
 ) -> Report:
     """Fuzz every operation `examples` times per mode and set of credentials.
 
     `credentials` maps a name to a bearer token (None: no Authorization header).
     `operations` keeps only operations whose "METHOD /path" contains one of the strings.
+    `raw_bodies` also sends `examples` raw-byte bodies per set of credentials to each
+    operation that takes a body.
     """
     try:
         import schemathesis
@@ -187,6 +196,10 @@ def fuzz(
             strategy = operation.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
             for who, token in credentials.items():
                 _run(strategy, name, who, token, mode, base_url, examples, seed, report)
+        takes_body = "requestBody" in raw["paths"][operation.path][operation.method.lower()]
+        if raw_bodies and takes_body:
+            for who, token in credentials.items():
+                _run_raw(operation, name, who, token, base_url, examples, seed, report)
     report.seconds = time.monotonic() - started
     return report
 
@@ -241,6 +254,104 @@ def _run(
         report.not_generated.append(f"{name} [{mode}]: {type(exc).__name__}")
     finally:
         session.close()
+
+
+# Byte sequences that are never valid UTF-8: stray continuation bytes, truncated sequences,
+# encoded surrogates (CESU-8), overlong forms, and bytes beyond U+10FFFF.
+NOT_UTF8 = (
+    b"\x80",
+    b"\xbf",
+    b"\xc3",
+    b"\xe2\x82",
+    b"\xed\xa0\x80",
+    b"\xc0\xaf",
+    b"\xf5\x80",
+    b"\xff\xfe",
+)
+CONTENT_TYPES = (
+    "application/json",
+    "application/json; charset=latin-1",
+    "application/problem+json",
+    "text/plain",
+    "application/octet-stream",
+    None,
+)
+
+
+@st.composite
+def raw_bodies(draw: st.DrawFn) -> bytes:
+    """A body no schema describes: arbitrary bytes, or JSON with invalid UTF-8 spliced in."""
+    kind = draw(st.sampled_from(("bytes", "spliced", "bom")))
+    if kind == "bytes":
+        return draw(st.binary(max_size=512))
+    document = draw(
+        st.dictionaries(
+            st.sampled_from(("email", "models", "agent", "challenge_id", "credential", "code"))
+            | st.text(max_size=8),
+            st.text(max_size=16) | st.lists(st.text(max_size=8), max_size=3) | st.none(),
+            max_size=4,
+        )
+    )
+    text = json.dumps(document, ensure_ascii=False).encode()
+    if kind == "bom":  # a byte order mark in front of otherwise good JSON
+        return draw(st.sampled_from((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"))) + text
+    quotes = [m.end() for m in re.finditer(b'"', text)] or [0]
+    at = draw(st.sampled_from(quotes))  # just inside a string (or a member name)
+    return text[:at] + draw(st.sampled_from(NOT_UTF8)) + text[at:]
+
+
+def _run_raw(
+    operation: Any,
+    name: str,
+    who: str,
+    token: str | None,
+    base_url: str,
+    examples: int,
+    seed: int,
+    report: Report,
+) -> None:
+    path = re.sub(r"\{[^}]+\}", "x", operation.path)  # path parameters do not matter here
+    auth = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    client = httpx.Client(base_url=base_url, timeout=15)
+
+    @hypothesis_seed(seed)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+        verbosity=Verbosity.quiet,
+    )
+    @given(body=raw_bodies(), content_type=st.sampled_from(CONTENT_TYPES))
+    def check(body: bytes, content_type: str | None) -> None:
+        report.raw_cases[name] += 1
+        headers = {**auth, **({"content-type": content_type} if content_type else {})}
+        escaped = "".join(f"\\x{byte:02x}" for byte in body)  # printf's own escapes
+        reproduce = (
+            f"printf '{escaped}' | "
+            f"curl -X {operation.method.upper()} {base_url}{path} "
+            + (f"-H 'Content-Type: {content_type}' " if content_type else "")
+            + ("-H 'Authorization: Bearer <token>' " if token is not None else "")
+            + "--data-binary @-"
+        )
+        try:
+            answer = client.request(operation.method.upper(), path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            report.findings.append(Finding(name, who, "raw", 0, f"no answer: {exc!r}", reproduce))
+            return
+        report.statuses[answer.status_code] += 1
+        if answer.status_code >= 400 and answer.headers.get("content-type", "").startswith(
+            PROBLEM_JSON
+        ):
+            report.slugs[str(answer.json().get("type", "")).rsplit(":", 1)[-1]] += 1
+        for reason in problems_in(answer.status_code, answer.headers, answer.content):
+            report.findings.append(Finding(name, who, "raw", answer.status_code, reason, reproduce))
+
+    try:
+        check()
+    finally:
+        client.close()
 
 
 def _curl(case: Any, headers: Mapping[str, str]) -> str:

@@ -29,6 +29,10 @@ def broker_settings(tmp: Path, redis_url: str, **overrides: Any) -> Settings:
         "signing_keys": str(keys),
         "redis_timeout_s": 0.5,
         "allow_software_keys": True,
+        # Tests read metrics and fuzz from the schema; production serves neither by default
+        # (test_exchange_attacks.py::test_metrics_and_schema_are_closed_...).
+        "expose_metrics": True,
+        "expose_schema": True,
         **overrides,
     }
     return load_settings(env={}, **values)

@@ -45,6 +45,8 @@ class BrokerProcess:
             "VOUCH_ALLOW_SOFTWARE_KEYS": "true",
             "VOUCH_AWS_ENDPOINT_URL": s.aws.endpoint_url or "",
             "VOUCH_LOG_LEVEL": "WARNING",
+            "VOUCH_EXPOSE_METRICS": "true" if s.expose_metrics else "",
+            "VOUCH_EXPOSE_SCHEMA": "true" if s.expose_schema else "",
         }
         return {**os.environ, **{k: v for k, v in values.items() if v}, **self.extra_env}
 

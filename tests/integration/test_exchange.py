@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable
 
 import boto3
@@ -11,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from policies import Catalog, Outcome, Request, evaluate
-from policies.session_policy import model_arn, profile_arn
+from policies.session_policy import aws_time, model_arn, profile_arn
 from tests.harness.broker import BrokerServer
 from tests.harness.people import Human
 from tests.harness.sts_gate import StsGate
@@ -28,15 +29,22 @@ BROAD_ROLE = {
 }
 
 
+def now() -> dict[str, str]:
+    """The time AWS puts in every request's context (the session policy ends at the grant's)."""
+    return {"aws:CurrentTime": aws_time(int(time.time()))}
+
+
 def invoke_allowed(policy: str, profile_id: str, action: str = "bedrock:InvokeModel") -> bool:
     """Would Bedrock allow invoking `profile_id` and the model it routes to in the home region?"""
     catalog = Catalog.builtin()
     entry = catalog.entry(profile_id)
     profile = profile_arn(entry, REGION, ACCOUNT)
     routed = model_arn(REGION, entry.model_id)
-    on_profile = evaluate(Request(action, profile), [BROAD_ROLE], [policy])
+    on_profile = evaluate(Request(action, profile, now()), [BROAD_ROLE], [policy])
     on_model = evaluate(
-        Request(action, routed, {"bedrock:InferenceProfileArn": profile}), [BROAD_ROLE], [policy]
+        Request(action, routed, {"bedrock:InferenceProfileArn": profile, **now()}),
+        [BROAD_ROLE],
+        [policy],
     )
     return on_profile.outcome is Outcome.ALLOW and on_model.outcome is Outcome.ALLOW
 
@@ -68,13 +76,17 @@ def test_policy_reaching_sts_allows_exactly_the_granted_models(
         assert invoke_allowed(call.policy, granted, "bedrock:InvokeModelWithResponseStream")
     assert not invoke_allowed(call.policy, OPUS)
     bare = evaluate(
-        Request("bedrock:InvokeModel", model_arn(REGION, Catalog.builtin().entry(HAIKU).model_id)),
+        Request(
+            "bedrock:InvokeModel",
+            model_arn(REGION, Catalog.builtin().entry(HAIKU).model_id),
+            now(),
+        ),
         [BROAD_ROLE],
         [call.policy],
     )
     assert bare.outcome is Outcome.IMPLICIT_DENY  # only through the granted profile
     other = evaluate(
-        Request("bedrock:CreateModelCustomizationJob", "*"), [BROAD_ROLE], [call.policy]
+        Request("bedrock:CreateModelCustomizationJob", "*", now()), [BROAD_ROLE], [call.policy]
     )
     assert other.outcome is Outcome.IMPLICIT_DENY
 

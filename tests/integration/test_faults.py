@@ -16,6 +16,7 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -542,6 +543,7 @@ def run_revocation_race(
         for s in samples
         if s.label in acked and s.started < acked[s.label] <= s.ended and s.status == 200
     ]
+    lags = [s.ended - acked[s.label] for s in in_flight]
     figures(
         "revocation-race",
         requests_total=len(samples),
@@ -552,6 +554,145 @@ def run_revocation_race(
         requests_for_revoked_after_ack=len(late),
         successes_after_ack=len(late_successes),
         successes_in_flight_at_ack=len(in_flight),
+        in_flight_max_ms_after_ack=round(1000 * max(lags, default=0.0), 1),
+    )
+
+
+@pytest.fixture
+def replica(broker: BrokerServer, tmp_path: Path) -> Iterator[BrokerProcess]:
+    process = BrokerProcess(broker.settings, tmp_path / "replica.log").start()
+    yield process
+    process.stop()
+
+
+def slow_exchanges(
+    urls: list[str], token: str, n: int
+) -> tuple[list[concurrent.futures.Future[tuple[float, float, int, str]]], Callable[[], None]]:
+    """`n` cache-missing exchanges of one token over `urls` (each asks its own duration, so no
+    two share a cache key or a single flight); their futures and a function that waits."""
+
+    def one(index: int) -> tuple[float, float, int, str]:
+        started = time.monotonic()
+        answer = httpx.post(
+            urls[index % len(urls)] + EXCHANGE,
+            json={"duration_s": 900 + 60 * index},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        return (
+            started,
+            time.monotonic(),
+            answer.status_code,
+            slug(answer) if answer.is_error else "",
+        )
+
+    pool = concurrent.futures.ThreadPoolExecutor(n)
+    return [pool.submit(one, i) for i in range(n)], lambda: pool.shutdown(wait=True)
+
+
+def revoke_delegation(via: str, person: Human, dlg_id: str) -> float:
+    answer = httpx.delete(
+        f"{via}/v1/delegations/{dlg_id}",
+        headers={"Authorization": f"Bearer {person.session}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return time.monotonic()  # acknowledged
+
+
+def test_exchanges_waiting_on_a_slow_sts_are_refused_once_a_revocation_is_acknowledged(
+    broker: BrokerServer,
+    replica: BrokerProcess,
+    human_factory: Callable[..., Human],
+    sts_gate: StsGate,
+) -> None:
+    """32 cache-missing exchanges over two replicas wait on a slow STS while the delegation is
+    revoked: none may deliver credentials after the DELETE was acknowledged."""
+    alice = human_factory()
+    urls = [local(broker), replica.base_url]
+    n, sts_delay_s = 32, 1.5
+    done = alice.delegate("researcher", [HAIKU])
+    sts_gate.delay_next(n, sts_delay_s)
+    assert done.token is not None
+    futures, wait = slow_exchanges(urls, done.token, n)
+    wait_for(lambda: sts_gate.calls == n, timeout=10, what="every exchange waiting on STS")
+    acked = revoke_delegation(replica.base_url, alice, done.delegation.id)
+    wait()
+    answers = [f.result() for f in futures]
+    assert all(started < acked for started, *_ in answers)  # all began before the revocation
+    delivered_late = [
+        round(ended - acked, 3)
+        for _, ended, status, _ in answers
+        if status == 200 and ended > acked
+    ]
+    assert delivered_late == []
+    assert sorted({(status, kind) for *_, status, kind in answers}) == [(401, "token-revoked")]
+    assert len(sts_gate.accepted) == n  # STS did issue them: the broker withheld them
+    # The revocation went through the other replica, so only the re-check can have dropped
+    # what STS issued from this replica's cache.
+    cached = broker.app.state.services.exchange.provider.entries
+    assert [key for key in cached if key[0] == done.delegation.id] == []
+    # Nothing issued for the revoked delegation lingers in either replica's cache: a fresh
+    # token for another agent still works, the revoked one stays refused everywhere.
+    other = alice.delegate("other", [HAIKU]).token
+    assert other is not None
+    for url in urls:
+        assert exchange(url, other).status_code == 200
+        refused = exchange(url, done.token)
+        assert (refused.status_code, slug(refused)) == (401, "token-revoked")
+    figures(
+        "revocation-during-slow-sts",
+        exchanges=n,
+        sts_delay_s=sts_delay_s,
+        answered_200_after_ack=len(delivered_late),
+        refused_token_revoked=sum(status == 401 for *_, status, _ in answers),
+    )
+
+
+def test_the_window_left_after_an_acknowledged_revocation_is_one_round_trip(
+    broker: BrokerServer,
+    replica: BrokerProcess,
+    human_factory: Callable[..., Human],
+    sts_gate: StsGate,
+) -> None:
+    """Revocations timed to land while STS answers arrive: a success may still end after the
+    acknowledgement only when its last revocation check ran before the revocation was
+    written, so it ends within about one Redis round trip of the acknowledgement."""
+    alice = human_factory()
+    urls = [local(broker), replica.base_url]
+    n, rounds, sts_delay_s = 16, 6, 0.6
+    lags: list[float] = []
+    margins: list[float] = []  # how long before the acknowledgement the other successes ended
+    outcomes: Counter[tuple[int, str]] = Counter()
+    for index in range(rounds):
+        done = alice.delegate(f"round-{index}", [HAIKU])
+        sts_gate.reset()
+        sts_gate.delay_next(n, sts_delay_s)
+        assert done.token is not None
+        futures, wait = slow_exchanges(urls, done.token, n)
+        wait_for(lambda: sts_gate.calls == n, timeout=10, what="every exchange waiting on STS")
+        # Land the revocation among the STS answers: 0.55 s to 0.7 s after the last call.
+        time.sleep(sts_delay_s - 0.05 + 0.03 * index)
+        acked = revoke_delegation(urls[index % 2], alice, done.delegation.id)
+        wait()
+        for _, ended, status, kind in (f.result() for f in futures):
+            outcomes[(status, kind)] += 1
+            if status == 200 and ended > acked:
+                lags.append(ended - acked)
+            elif status == 200:
+                margins.append(acked - ended)
+    window_ms = round(1000 * max(lags, default=0.0), 1)
+    assert window_ms < 100, sorted(round(lag, 3) for lag in lags)  # the issue saw up to 630 ms
+    assert set(outcomes) <= {(200, ""), (401, "token-revoked")}, outcomes
+    assert outcomes[(401, "token-revoked")] > 0  # the revocations did land mid-flight
+    figures(
+        "revocation-window",
+        rounds=rounds,
+        exchanges=n * rounds,
+        outcomes={f"{s} {k}".strip(): c for (s, k), c in sorted(outcomes.items())},
+        answered_200_after_ack=len(lags),
+        max_window_after_ack_ms=window_ms,
+        closest_success_before_ack_ms=round(1000 * min(margins, default=0.0), 1),
     )
 
 

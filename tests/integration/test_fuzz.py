@@ -1,4 +1,5 @@
-"""The HTTP API fuzzed from its own OpenAPI schema with schemathesis: no 5xx, every error a
+"""The HTTP API fuzzed from its own OpenAPI schema with schemathesis, and every door with a body
+fed raw bytes (invalid UTF-8, byte order marks, odd content types): no 5xx, every error a
 problem+json with type, title, status and detail, security headers on every answer.
 
 This is the short run of the default suite; `uv run python -m tests.fuzz --examples 2000` is
@@ -50,5 +51,13 @@ def test_every_operation_keeps_the_error_contract_under_fuzzing(
         for method in item
     }
     assert set(report.cases) == operations  # every operation was exercised
+    with_body = {
+        f"{method.upper()} {path}"
+        for path, item in httpx.get(f"{base}/schema/openapi.json").json()["paths"].items()
+        for method, operation in item.items()
+        if "requestBody" in operation
+    }
+    assert set(report.raw_cases) == with_body  # raw bytes reached every door with a body
+    assert all(n >= EXAMPLES for n in report.raw_cases.values())
     assert report.total >= 1_000
     assert {401, 400} <= set(report.statuses)  # the credentials and bad input got through

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,3 +72,55 @@ def test_serve_logs_each_deprecated_setting_once_for_all_workers(
             "VOUCH_STS_ASSERTION_TTL_S is deprecated: set VOUCH_AWS_STS_ASSERTION_TTL_S instead",
         ),
     ]
+
+
+def read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and when it closed it
+    (`limit_s` if it never did)."""
+    started, received = time.monotonic(), b""
+    sock.settimeout(0.1)
+    while time.monotonic() - started < limit_s:
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        if not chunk:
+            return received, time.monotonic() - started
+        received += chunk
+    return received, limit_s
+
+
+def test_serve_closes_connections_whose_request_head_is_too_slow(
+    broker: BrokerServer, tmp_path: Path
+) -> None:
+    """Slowloris: a client that connects and sends nothing, or trickles its headers, is cut
+    off after the header timeout with 408; normal and kept-alive requests are unaffected."""
+    timeout_s = 1.0
+    env = {"VOUCH_HTTP_HEADER_TIMEOUT_S": str(timeout_s)}
+    served = BrokerProcess(broker.settings, tmp_path / "serve.log", extra_env=env).start()
+    address = ("127.0.0.1", served.port)
+    try:
+        with socket.create_connection(address) as silent:  # never sends a byte
+            said, closed_after = read_until_closed(silent, limit_s=5 * timeout_s)
+        assert closed_after < timeout_s + 0.5
+        assert said.startswith(b"HTTP/1.1 408 "), said
+        with socket.create_connection(address) as trickle:
+            trickle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            for n in range(10):  # one header line every 0.3 s: each byte in time, never done
+                time.sleep(0.3)
+                try:
+                    trickle.sendall(f"X-Slow-{n}: 1\r\n".encode())
+                except OSError:  # closed by the server
+                    break
+            said, _ = read_until_closed(trickle, limit_s=5 * timeout_s)
+            closed_after = time.monotonic() - started
+        assert said.startswith(b"HTTP/1.1 408 "), said
+        assert closed_after < timeout_s + 1.0
+        with httpx.Client(base_url=served.base_url, timeout=10) as client:  # keep-alive
+            assert client.get("/healthz").status_code == 200
+            time.sleep(1.5 * timeout_s)  # idle between requests: the keep-alive timeout's job
+            assert client.get("/healthz").status_code == 200
+    finally:
+        served.stop()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()

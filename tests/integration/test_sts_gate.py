@@ -297,7 +297,9 @@ def test_the_projects_own_trust_and_session_policies_pass(
 ) -> None:
     catalog = Catalog.builtin()
     models = [catalog.resolve("us.claude-haiku-4-5"), catalog.resolve("us.claude-sonnet-4-5")]
-    policy = compile_session_policy(models, catalog, region="us-east-1", account_id=ACCOUNT)
+    policy = compile_session_policy(
+        models, catalog, region="us-east-1", account_id=ACCOUNT, expires_at=int(time.time()) + 3600
+    )
     setup_provider_and_role(gate.iam, issuer.url)  # the provider
     trust = trust_policy(issuer=issuer.url, account_id=ACCOUNT, allow_local_http=True)
     role = gate.iam.create_role(RoleName="from-aws-setup", AssumeRolePolicyDocument=trust)

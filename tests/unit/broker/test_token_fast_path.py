@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from broker.errors import TokenInvalid
 from broker.keys import KeyRing, generate_key_dir, load_key_ring
-from broker.tokens import AGENT_TYP, Expectation, _verify_fast, _verify_pyjwt, mint
+from broker.tokens import AGENT_TYP, Expectation, _verify_fast, _verify_pyjwt, mint, verify
 
 pytestmark = pytest.mark.unit
 ISS = "https://vouch.example.com"
@@ -107,3 +107,75 @@ def test_extra_header_members_leave_the_fast_path(ring: KeyRing) -> None:
     odd = b64(json.dumps({**header, "crit": ["x"]}).encode())
     forged = ".".join([odd, *token.split(".")[1:]])
     assert _verify_fast(forged, EXPECT, ring) is None
+
+
+# --- one signature per token: low S, unpadded, canonical base64url ------------------------------
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+NOT_CANONICAL = "token signature is not canonical ES256 (r || low s, unpadded base64url)"
+
+
+def signature_of(token: str) -> tuple[int, int]:
+    raw = base64.urlsafe_b64decode(token.split(".")[2] + "==")
+    return int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+
+
+def with_signature(token: str, segment: str) -> str:
+    return ".".join([*token.split(".")[:2], segment])
+
+
+def high_s_twin(token: str) -> str:
+    """The same token with (r, n - s): an equally valid ECDSA signature of the same input."""
+    r, s = signature_of(token)
+    return with_signature(token, b64(r.to_bytes(32, "big") + (P256_ORDER - s).to_bytes(32, "big")))
+
+
+def refused_on_both_paths(token: str, ring: KeyRing) -> str:
+    """The message both verification paths refuse `token` with (the fast path defers)."""
+    assert _verify_fast(token, EXPECT, ring) is None
+    with pytest.raises(TokenInvalid) as caught:
+        _verify_pyjwt(token, EXPECT, ring)
+    with pytest.raises(TokenInvalid) as again:
+        verify(token, EXPECT, keys=ring, now=time.time())
+    assert again.value.detail == caught.value.detail
+    return caught.value.detail
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(jti=st.text(min_size=1, max_size=40))
+def test_minted_signatures_are_low_s_and_their_high_s_twins_are_refused(
+    ring: KeyRing, jti: str
+) -> None:
+    token = token_for(ring, jti=jti)
+    r, s = signature_of(token)
+    assert 0 < s <= P256_ORDER // 2  # mint normalises: about half of raw ECDSA s are high
+    assert _verify_fast(token, EXPECT, ring) is not None  # the canonical form is accepted
+    twin = high_s_twin(token)
+    assert twin != token and signature_of(twin) == (r, P256_ORDER - s)
+    assert refused_on_both_paths(twin, ring) == NOT_CANONICAL
+
+
+def test_padded_and_non_canonical_signature_encodings_are_refused(ring: KeyRing) -> None:
+    token = token_for(ring)
+    segment = token.split(".")[2]
+    assert len(segment) == 86  # 64 bytes, no padding
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(segment[-1])
+    same_bytes = (
+        segment[:-1]
+        + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[
+            last ^ 1  # one of the 4 unused low bits of the last character: the same 64 bytes
+        ]
+    )
+    pyjwt_refuses = "malformed token header: Invalid crypto padding"  # PyJWT's own check
+    variants = {
+        segment + "==": NOT_CANONICAL,  # the padding base64 would have: PyJWT accepts it
+        segment + "=": pyjwt_refuses,
+        same_bytes: pyjwt_refuses,
+    }
+    for variant, refusal in variants.items():
+        assert base64.urlsafe_b64decode(variant + "==")[:64] == base64.urlsafe_b64decode(
+            segment + "=="
+        )
+        assert refused_on_both_paths(with_signature(token, variant), ring) == refusal

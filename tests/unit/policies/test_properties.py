@@ -1,5 +1,7 @@
 """Properties over random grants: the compiled session policy, judged by the evaluator under a
-broad role policy, allows exactly the granted models' calls and nothing else in the catalog.
+broad role policy, allows exactly the granted models' calls and nothing else in the catalog,
+and nothing at all once the delegation has ended (`aws:CurrentTime`, which AWS puts in every
+request's context).
 
 The expected answer is computed here from the catalog entries alone (not from the
 compiler's helpers), so a compiler bug cannot hide behind a shared mistake.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import tomllib
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import event, given, settings
@@ -56,6 +59,10 @@ arn = "arn:aws:bedrock:eu-west-1:{ACCOUNT}:application-inference-profile/team3ha
 source = "eu.claude-haiku-4-5"
 """
 
+END = 1_796_000_000
+"""The delegation's expiry the policies are compiled with (epoch seconds)."""
+BEFORE_END = END - 1
+
 Call = tuple[str, str | None]
 """(resource ARN, bedrock:InferenceProfileArn or None): one Bedrock authorization check."""
 
@@ -99,14 +106,18 @@ def expected(granted: list[str], region: str, call: Call) -> bool:
     return any(e.kind == "foundation-model" and call[0] == model_arn(region, e.id) for e in entries)
 
 
-def allowed(policy: str, action: str, call: Call) -> bool:
-    context = {"bedrock:InferenceProfileArn": call[1]} if call[1] else {}
+def allowed(policy: str, action: str, call: Call, at: float = BEFORE_END) -> bool:
+    context: dict[str, str | datetime] = {"aws:CurrentTime": datetime.fromtimestamp(at, UTC)}
+    if call[1]:
+        context["bedrock:InferenceProfileArn"] = call[1]
     return evaluate(Request(action, call[0], context), [ROLE], [policy]).allowed
 
 
 def compile_or_error(granted: list[str], region: str) -> str | SessionPolicyTooLarge:
     try:
-        return compile_session_policy(granted, CATALOG, region=region, account_id=ACCOUNT)
+        return compile_session_policy(
+            granted, CATALOG, region=region, account_id=ACCOUNT, expires_at=END
+        )
     except SessionPolicyTooLarge as error:
         return error
 
@@ -137,6 +148,8 @@ def test_session_policy_allows_exactly_the_grant(grant: tuple[str, list[str]]) -
     for call in set().union(*(calls(CATALOG.entry(i), region) for i in granted)):
         for action in OTHER_ACTIONS:
             assert not allowed(policy, action, call), (action, call)
+        for at in (END, END + 1, END + 86_400):  # from the expiry on, not even the grant
+            assert not allowed(policy, INVOKE[0], call, at), (at, call)
 
 
 @settings(max_examples=40, deadline=None)
@@ -158,7 +171,7 @@ def test_session_policy_is_deterministic_and_order_free(
 def test_a_profile_grant_leaves_the_bare_model_denied_everywhere() -> None:
     haiku = "anthropic.claude-haiku-4-5-20251001-v1:0"
     policy = compile_session_policy(
-        [f"us.{haiku}"], CATALOG, region="us-east-1", account_id=ACCOUNT
+        [f"us.{haiku}"], CATALOG, region="us-east-1", account_id=ACCOUNT, expires_at=END
     )
     for region in ("us-east-1", "us-east-2", "us-west-2", ""):
         assert not allowed(policy, INVOKE[0], (model_arn(region, haiku), None))
@@ -184,3 +197,22 @@ def test_authorized_grants_never_exceed_the_org_policy(
     assert set(granted.models) <= set(policy.models_for(email)) <= set(policy.allowed_models)
     assert granted.ttl_s == ttl <= 8 * 3600
     assert granted.max_sts_s <= policy.aws.role_max_session_s
+
+
+def test_the_end_is_exact_to_the_second_and_unknown_time_allows_nothing() -> None:
+    """The evaluator reads `aws:CurrentTime` in either form AWS documents, against the
+    compiled ISO 8601 end; a request without it (never the case at AWS) is not allowed."""
+    haiku = "anthropic.claude-haiku-4-5-20251001-v1:0"
+    policy = compile_session_policy(
+        [f"us.{haiku}"], CATALOG, region="us-east-1", account_id=ACCOUNT, expires_at=END
+    )
+    profile = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.{haiku}"
+    assert '"DateLessThan":{"aws:CurrentTime":"2026-11-30T00:53:20Z"}' in policy
+
+    def at(when: object) -> bool:
+        context = {} if when is None else {"aws:CurrentTime": when}
+        return evaluate(Request(INVOKE[0], profile, context), [ROLE], [policy]).allowed
+
+    assert at("2026-11-30T00:53:19Z") and at(END - 1) and at(str(END - 1))
+    assert not at("2026-11-30T00:53:20Z") and not at(END) and not at(END + 1)
+    assert not at(None)

@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from vouch_delegate import (
     InvalidResponse,
     NetworkError,
     RateLimited,
+    TokenExpired,
     TokenRevoked,
 )
 from vouch_delegate._credentials import next_refresh_at, pause_s
@@ -175,3 +177,71 @@ def test_a_malformed_credential_document_is_an_invalid_response() -> None:
         {**document(clock.now), "Expiration": "2027-01-15T08:00:00"}
     )
     assert naive.expiration.tzinfo is UTC  # a time without a zone is UTC, as before
+
+
+# --- credentials never outlive the token (invariant 12) -----------------------------------------
+
+
+def ending(clock: Clock, in_s: float) -> str:
+    return fake_jwt(
+        {"iss": "https://vouch.example.com", "dlg": "dlg_1", "exp": int(clock.now + in_s)}
+    )
+
+
+def test_credentials_are_served_until_the_token_expires_and_never_after() -> None:
+    clock = Clock()
+    token = ending(clock, 600)  # STS's floor gives 900 s; the token has 600 left
+    http = FakeTransport(lambda: document(clock.now + 900))
+    creds = AgentCredentials(token=token, transport=http, clock=clock, refresh_margin_s=300)
+    first = creds.get()
+    assert first.expiration.timestamp() == clock.now + 600  # the token's end, not STS's
+    assert first.process_document()["Expiration"] == document(clock.now + 600)["Expiration"]
+    clock.now += 599  # nothing newer could outlast the token: no refresh before its end
+    assert creds.get() is first
+    assert len(http.requests) == 1
+    clock.now += 1
+    with pytest.raises(TokenExpired, match="the agent token expired at "):
+        creds.get()
+    assert len(http.requests) == 1  # said locally: the broker is not asked
+
+
+def test_an_expired_token_is_refused_before_any_exchange() -> None:
+    clock = Clock()
+    http = FakeTransport(lambda: document(clock.now + 900))
+    creds = AgentCredentials(token=ending(clock, -1), transport=http, clock=clock)
+    with pytest.raises(TokenExpired):
+        creds.refresh()
+    assert http.requests == []
+
+
+def test_a_refresh_near_the_tokens_end_is_cut_to_it() -> None:
+    clock = Clock()
+    started = clock.now
+    http = FakeTransport(lambda: document(clock.now + 900))
+    creds = AgentCredentials(
+        token=ending(clock, 950), transport=http, clock=clock, refresh_margin_s=300
+    )
+    assert creds.get().expiration.timestamp() == started + 900  # sooner than the token
+    clock.now += 600  # the usual refresh: STS would give until 1,500 s
+    assert creds.get().expiration.timestamp() == started + 950
+    clock.now += 349
+    assert creds.get().expiration.timestamp() == started + 950
+    assert len(http.requests) == 2
+    clock.now += 1
+    with pytest.raises(TokenExpired):
+        creds.get()
+
+
+def test_a_new_token_in_the_file_takes_over_when_the_old_one_ends(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "agent.token"
+    path.write_text(ending(clock, 600))
+    path.chmod(0o600)
+    http = FakeTransport(lambda: document(clock.now + 900))
+    creds = AgentCredentials(token_file=path, transport=http, clock=clock)
+    creds.get()
+    path.write_text(ending(clock, 7200))  # re-delegated meanwhile
+    clock.now += 600
+    renewed = creds.get()
+    assert renewed.expiration.timestamp() == clock.now + 900
+    assert len(http.requests) == 2
