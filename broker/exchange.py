@@ -1,6 +1,7 @@
 """Exchange: a token -> scoped, short-lived cloud credentials.
 
-verify the agent token -> revocation (one Redis round trip, fail closed) -> authorize
+verify the agent token -> revocation of its handles and of the key that signed it (one Redis
+round trip, fail closed) -> authorize
 (cloud-neutral grant) -> cached provider (single flight) -> the credential document.
 """
 
@@ -15,7 +16,8 @@ from broker.authorize import Authorizer, Principal
 from broker.credential_cache import CachedProvider
 from broker.keys import KeyRing
 from broker.providers import IssuedCredentials
-from broker.revocation import Revocations
+from broker.revocation import Revocations, signing_key_key
+from broker.tokens import signing_kid
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Exchange:
         now = self.clock()
         claims = verify_agent_token(token, self.expect, keys=self.keys, now=now)
         await self.revocations.check(
-            claims.handles(),
+            [*claims.handles(), signing_key_key(signing_kid(token))],
             issued_at=claims.iat,
             rate=(claims.dlg, claims.rate) if claims.rate else None,
         )

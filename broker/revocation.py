@@ -6,6 +6,9 @@ Handles (docs/design.md section 3.5):
 - ``vouch:nbf:<kind>:<value>`` for kind agent, user, cred: a "not before" time; any token
   issued to or approved by that handle before it is dead. These keys live as long as the
   longest token could, then vanish: by then every token they kill has expired anyway.
+- ``vouch:kid:<kid>``: a signing key revoked as compromised; every token it signed is dead.
+  Kept for good: whoever holds the key can sign tokens of any lifetime
+  (broker/signing_keys.py writes it).
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ def delegation_key(dlg_id: str) -> str:
 
 def not_before_key(kind: str, value: str) -> str:
     return f"{PREFIX}nbf:{kind}:{value}"
+
+
+def signing_key_key(kid: str) -> str:
+    return f"{PREFIX}kid:{kid}"
+
+
+def signing_key_revoked() -> TokenRevoked:
+    return TokenRevoked("token revoked: its signing key was revoked", handle="signing-key")
 
 
 class Revocations:
@@ -98,6 +109,8 @@ class Revocations:
                 continue
             if key.startswith(f"{PREFIX}rev:"):
                 raise TokenRevoked("token revoked: its delegation was revoked", handle="delegation")
+            if key.startswith(f"{PREFIX}kid:"):
+                raise signing_key_revoked()
             if issued_at < float(value):
                 kind = key.removeprefix(PREFIX).split(":")[1]
                 handle = {"cred": "credential"}.get(kind, kind)

@@ -10,8 +10,8 @@ import msgspec
 
 from broker.errors import TokenInvalid
 from broker.keys import KeyRing
-from broker.revocation import not_before_key
-from broker.tokens import SESSION_TYP, Expectation, mint, verify
+from broker.revocation import not_before_key, signing_key_key
+from broker.tokens import SESSION_TYP, Expectation, mint, signing_kid, verify
 
 REQUIRED: Final = ("iss", "sub", "aud", "iat", "exp", "jti", "cid", "amr", "auth_time")
 
@@ -42,10 +42,17 @@ class Person:
     auth_time: int
     issued_at: int
     expires_at: int
+    kid: str
+    """The broker key that signed the session."""
 
     def handles(self) -> list[str]:
-        """The revocation handles that end this session: the person and the key."""
-        return [not_before_key("user", self.email), not_before_key("cred", self.cid)]
+        """The revocation handles that end this session: the person, the security key and
+        the broker key that signed it."""
+        return [
+            not_before_key("user", self.email),
+            not_before_key("cred", self.cid),
+            signing_key_key(self.kid),
+        ]
 
 
 def amr_for(user_verified: bool) -> tuple[str, ...]:
@@ -96,4 +103,5 @@ def verify_session(token: str, expect: Expectation, *, keys: KeyRing, now: float
         auth_time=claims.auth_time,
         issued_at=claims.iat,
         expires_at=claims.exp,
+        kid=signing_kid(token),
     )

@@ -8,9 +8,11 @@ replicas (one in this process, one `vouch-broker serve` process) sharing Redis a
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -26,15 +28,25 @@ from botocore.exceptions import ClientError
 
 from broker.agent_token import Actor, mint_agent_token
 from broker.authorize import Principal
-from broker.keys import KeyRing, LocalSigner, read_key_dir
+from broker.errors import StoreUnavailable
+from broker.keys import (
+    KeyRing,
+    LocalSigner,
+    generate_private_key,
+    load_key_ring,
+    read_key_dir,
+    write_key,
+)
 from broker.providers.aws_sts import AwsStsProvider
 from broker.session import mint_session
 from broker.settings import Settings, load_settings
+from broker.signing_keys import SigningKeys, revoke_signing_keys
+from broker.store import connect
 from policies.identity import agent_sub
-from tests.harness.broker import BrokerServer, make_invite
+from tests.harness.broker import BrokerServer, broker_settings, make_invite
 from tests.harness.people import Human, person_at
 from tests.harness.processes import BrokerProcess
-from tests.harness.services import MotoServer, free_port, wait_for
+from tests.harness.services import MotoServer, RedisServer, free_port, wait_for
 from tests.harness.sts_gate import StsGate
 
 pytestmark = pytest.mark.integration
@@ -57,7 +69,7 @@ def vouch_broker(
 ) -> subprocess.CompletedProcess[str]:
     """`vouch-broker ARGS` run on the server host, configured like the replicas."""
     env = BrokerProcess(settings, Path(os.devnull), extra_env=extra_env).env()
-    return subprocess.run(  # noqa: S603 - this interpreter, our own CLI
+    return subprocess.run(
         [sys.executable, "-m", "broker.cli", *args],
         env=env,
         capture_output=True,
@@ -316,8 +328,6 @@ def login_answer(human: Human) -> tuple[int, str, str]:
 
 
 def test_key_revocation_changes_nothing_when_redis_cannot_record_it(tmp_path: Path) -> None:
-    from tests.harness.broker import broker_settings
-
     settings = broker_settings(tmp_path, f"redis://127.0.0.1:{free_port()}/0")  # nobody there
     key_dir = Path(str(settings.signing_keys))
     before = sorted(p.name for p in key_dir.iterdir())
@@ -326,3 +336,51 @@ def test_key_revocation_changes_nothing_when_redis_cannot_record_it(tmp_path: Pa
         assert done.returncode == 1, done.stdout + done.stderr
         assert "state store unavailable while revoking signing keys" in done.stderr
         assert sorted(p.name for p in key_dir.iterdir()) == before
+
+
+def test_a_replica_keeps_revocations_through_a_redis_outage_and_its_keys_through_a_half_made_dir(
+    aof_redis: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key_dir = Path(str(broker_settings(tmp_path, aof_redis.url).signing_keys))
+    kids = kids_by_state(key_dir)
+    caplog.set_level(logging.INFO, logger="vouch.keys")
+
+    async def scenario() -> None:
+        redis = connect(aof_redis.url, timeout_s=0.5)
+        ring = load_key_ring(key_dir)
+        keys = SigningKeys(ring, redis, directory=key_dir, interval_s=1)
+        try:
+            await revoke_signing_keys(
+                redis, [kids["next"]], actor="test", replicas=0, wait_ms=0, audit_max_len=100
+            )
+            await keys.refresh()
+            assert (ring.revoked, set(ring.public_keys)) == ({kids["next"]}, {kids["active"]})
+            aof_redis.stop()
+            with pytest.raises(StoreUnavailable):
+                await keys.check_revoked()
+            await keys.refresh()
+            await keys.refresh()
+            # Mid `replace-all`: the old active key is gone, no new one yet. The replica keeps
+            # what it had; its files are read again once they are whole, and the key revoked
+            # before the outage stays out though its file is still there.
+            next(key_dir.glob("*.active.pem")).unlink()
+            await keys.refresh()
+            await keys.refresh()
+            assert ring.signer.kid == kids["active"]
+            fresh = write_key(key_dir, generate_private_key(), "active").name.split(".")[0]
+            await keys.refresh()
+            assert ring.signer.kid == fresh
+            assert (ring.revoked, set(ring.public_keys)) == ({kids["next"]}, {fresh})
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+    down = "state store unavailable while checking signing keys; nothing was changed or issued"
+    half = f"keeping the previous keys: {key_dir}: need exactly one *.active.pem key, found 0"
+    problems = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [p.split(" (run")[0] for p in problems] == [  # each new problem once, not per refresh
+        f"signing key {kids['next']} revoked: no longer verified, published or used",
+        f"signing key refresh: {down}",
+        f"signing key refresh: {half}",
+        f"signing key refresh: {down}",
+    ]
