@@ -61,6 +61,13 @@ def _closed(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _raw_ping(port: int) -> bytes:
+    """What Redis answers a client that sends PING without authenticating."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(256)
+
+
 def _modes(root: Path) -> dict[str, str]:
     """Every path under `root` (itself included) with its permission bits, in octal."""
     paths = [root, *sorted(root.rglob("*"))]
@@ -90,7 +97,8 @@ def test_dev_state_is_private_and_its_redis_refuses_clients_without_the_password
         ready = f"http://127.0.0.1:{port}/readyz"  # the broker itself gets through
         wait_for(lambda: urllib.request.urlopen(ready, timeout=1).status == 200, 90, "vouch dev")
         modes = _modes(state)
-        with pytest.raises(redis.AuthenticationError, match="Authentication required"):
+        assert _raw_ping(redis_port) == b"-NOAUTH Authentication required.\r\n"
+        with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=redis_port).ping()
         password = (state / "redis" / "password").read_text().strip()
         with pytest.raises(redis.AuthenticationError, match="invalid username-password"):
