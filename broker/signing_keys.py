@@ -126,7 +126,9 @@ class SigningKeys:
         self._keys = dict(ring.public_keys)
         self._revoked = set(ring.revoked)
         self._listing = _listing(directory) if directory is not None else None
-        self._last_problem = ""
+        self._directory_problem = ""
+        self._problems = {"directory": "", "store": ""}
+        """The problem of each kind last logged (and still there)."""
 
     async def check_revoked(self) -> None:
         """Ask Redis which of the ring's keys are revoked and drop them (one round trip).
@@ -168,28 +170,37 @@ class SigningKeys:
 
     async def refresh(self) -> None:
         """Reload the directory and check revocations; problems are logged, never raised."""
-        problems = []
         try:  # the files are read in a thread, the ring changed only here, on the loop
             changed = await asyncio.to_thread(self.read_directory)
         except SigningKeyError as exc:
-            problems.append(f"keeping the previous keys: {exc}")
+            # Rotation and replacement rename files one at a time, so a directory without
+            # exactly one active key is normal for a moment; seen twice in a row, it is not.
+            problem = f"signing keys: keeping the previous keys: {exc}"
+            if problem == self._directory_problem:
+                self._logged("directory", problem)
+            self._directory_problem = problem
         else:
+            self._directory_problem = self._problems["directory"] = ""
             if changed is not None:
                 self.load(*changed)
         try:
             await self.check_revoked()
         except StoreUnavailable as exc:
-            problems.append(str(exc))
-        problem = "; ".join(problems)
-        if problem and problem != self._last_problem:  # once per new problem, not per second
-            log.warning("signing key refresh: %s", problem)
-        self._last_problem = problem
+            self._logged("store", f"signing keys: {exc}")
+        else:
+            self._problems["store"] = ""
 
     async def run(self) -> None:
         """Refresh now and every `interval_s` until cancelled."""
         while True:
             await self.refresh()
             await asyncio.sleep(self.interval_s)
+
+    def _logged(self, kind: str, problem: str) -> None:
+        """Log a problem once, not at every refresh that still sees it."""
+        if problem != self._problems[kind]:
+            log.warning("%s", problem)
+        self._problems[kind] = problem
 
     def _apply(self) -> None:
         self.ring.update(self._signer, self._keys, frozenset(self._revoked))
