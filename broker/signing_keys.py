@@ -130,13 +130,14 @@ class SigningKeys:
         self._problems = {"directory": "", "store": ""}
         """The problem of each kind last logged (and still there)."""
 
-    async def check_revoked(self) -> None:
-        """Ask Redis which of the ring's keys are revoked and drop them (one round trip).
+    async def check_revoked(self, also: Iterable[str] = ()) -> None:
+        """Ask Redis which of the ring's keys (and `also`) are revoked and drop them (one
+        round trip).
 
         Raises:
             StoreUnavailable: Redis did not answer.
         """
-        kids = sorted(self._keys)
+        kids = sorted({*self._keys, *also})
         async with guard("checking signing keys"):
             values = await read_many(self.redis, [signing_key_key(kid) for kid in kids])
         found = {kid for kid, value in zip(kids, values, strict=True) if value is not None}
@@ -170,6 +171,7 @@ class SigningKeys:
 
     async def refresh(self) -> None:
         """Reload the directory and check revocations; problems are logged, never raised."""
+        changed = None
         try:  # the files are read in a thread, the ring changed only here, on the loop
             changed = await asyncio.to_thread(self.read_directory)
         except SigningKeyError as exc:
@@ -181,14 +183,19 @@ class SigningKeys:
             self._directory_problem = problem
         else:
             self._directory_problem = self._problems["directory"] = ""
-            if changed is not None:
-                self.load(*changed)
+        # Revocations are read after the files and before the new keys are taken: `keys
+        # revoke` writes Redis before it deletes files, so keys that left the directory are
+        # known as revoked (not merely unknown) by the time the ring stops holding them, and
+        # their tokens keep getting `token-revoked`.
+        new_keys = changed[1].public_keys if changed is not None else {}
         try:
-            await self.check_revoked()
+            await self.check_revoked(also=new_keys)
         except StoreUnavailable as exc:
             self._logged("store", f"signing keys: {exc}")
         else:
             self._problems["store"] = ""
+        if changed is not None:
+            self.load(*changed)
 
     async def run(self) -> None:
         """Refresh now and every `interval_s` until cancelled."""

@@ -225,6 +225,9 @@ def test_replace_all_refuses_every_token_the_stolen_keys_signed_on_every_replica
     assert stolen.isdisjoint(fresh.values())
     for base in replicas:  # each replica re-reads the key directory on its own
         wait_for(lambda b=base: jwks_kids(b) == set(fresh.values()), 10, f"new keys at {base}")
+        # The stolen keys' files are gone now, and their tokens are still *revoked*.
+        assert [session_answer(base, t) for t in sessions] == [REVOKED, REVOKED], base
+        assert [exchange_answer(base, t) for t in agent_tokens] == [REVOKED, REVOKED], base
 
     # People sign in again and re-delegate; the new tokens work on both replicas.
     alice.login()
