@@ -27,6 +27,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.services = built
+        built.start()
         try:
             yield
         finally:

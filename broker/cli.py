@@ -11,7 +11,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from broker.keys import SigningKeyError, generate_key_dir, read_key_dir, rotate_key_dir
+from broker.errors import StoreUnavailable
+from broker.keys import (
+    KID,
+    SigningKeyError,
+    generate_key_dir,
+    kids_in_dir,
+    read_key_dir,
+    replace_key_dir,
+    revoke_key_files,
+    rotate_key_dir,
+)
 from broker.settings import (
     LoadedSettings,
     Settings,
@@ -149,7 +159,18 @@ def app_from_env() -> object:
     return app
 
 
+COMPROMISE_NEXT = """\
+Every token those keys signed is refused now, on every replica, and no replica publishes them.
+Next (docs/operating.md, "Signing key compromise"):
+  - put the new key files on every replica's key directory (each re-reads it within
+    key_refresh_s; a replica whose active key is revoked signs nothing until then);
+  - in AWS, revoke the role's older sessions: sessions issued with a stolen key live on;
+  - tell people to sign in again and re-approve their agents' delegations."""
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
+    if args.keys_command in {"revoke", "replace-all"}:
+        return _revoke_keys(args)
     directory = Path(args.dir or _settings(args).signing_keys or "")
     if not str(directory):
         raise SigningKeyError("no key directory: pass --dir or set VOUCH_SIGNING_KEYS")
@@ -164,6 +185,54 @@ def cmd_keys(args: argparse.Namespace) -> int:
             else ""
         )
         print(f"{key.kid}  {key.state}{retired}")
+    return 0
+
+
+def _revoke_keys(args: argparse.Namespace) -> int:
+    """`keys revoke KID...` / `keys replace-all`: Redis first (every replica refuses the keys
+    from then on), then the local key directory (stolen files out, fresh keys in).
+
+    Raises:
+        SigningKeyError: a malformed kid, or replace-all without a key directory.
+        StoreUnavailable: Redis did not record it (nothing was changed).
+    """
+    from broker.signing_keys import revoke_from_host
+
+    settings = _settings(args)
+    found = args.dir or (None if settings.kms_key_id else settings.signing_keys)
+    directory = Path(found) if found else None
+    if args.keys_command == "replace-all":
+        if directory is None:
+            raise SigningKeyError(
+                "replace-all needs a key directory (--dir or VOUCH_SIGNING_KEYS); with a KMS "
+                "key, revoke its kid and switch VOUCH_KMS_KEY_ID (docs/operating.md)"
+            )
+        # A file not named by a kid never verified anything: deleted, not recorded.
+        kids = [kid for kid in kids_in_dir(directory) if KID.fullmatch(kid)]
+    else:
+        kids = sorted(set(args.kids))
+        bad = [kid for kid in kids if not KID.fullmatch(kid)]
+        if bad:
+            raise SigningKeyError(f"not a key id (43 base64url characters): {', '.join(bad)}")
+    revoke_from_host(
+        settings.redis_url,
+        kids,
+        actor=f"vouch-broker keys {args.keys_command}",
+        replicas=settings.revocation_replicas,
+        wait_ms=settings.revocation_wait_ms,
+        audit_max_len=settings.audit_max_len,
+    )
+    for kid in kids:
+        print(f"{kid}  revoked")
+    if directory is not None:
+        done = (
+            replace_key_dir(directory)
+            if args.keys_command == "replace-all"
+            else revoke_key_files(directory, set(kids))
+        )
+        for kid, what in done.items():
+            print(f"{kid}  {what} ({directory})")
+    print(COMPROMISE_NEXT)
     return 0
 
 
@@ -281,6 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
             help="seconds a retired key stays published (>= longest token lifetime)",
         )
         p.set_defaults(func=cmd_keys)
+    revoke = keys_sub.add_parser(
+        "revoke",
+        help="emergency: out of the JWKS and the verifier now (every replica), file replaced",
+    )
+    revoke.add_argument("kids", nargs="+", metavar="KID", help="key id (kid) to revoke")
+    replace = keys_sub.add_parser(
+        "replace-all",
+        help="emergency: revoke every key in the directory and create a fresh active and next",
+    )
+    for p in (revoke, replace):
+        p.add_argument("--dir", help="key directory (default: VOUCH_SIGNING_KEYS)")
+        p.set_defaults(func=cmd_keys)
 
     dev = sub.add_parser("dev", help="run broker + redis-server + local AWS emulator (development)")
     dev.add_argument(
@@ -327,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SigningKeyError, PoliciesError) as exc:
         print(f"vouch-broker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StoreUnavailable as exc:
+        print(f"vouch-broker: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Exchange: a token -> scoped, short-lived cloud credentials.
 
-verify the agent token -> revocation (one Redis round trip, fail closed) -> authorize
-(cloud-neutral grant) -> cached provider (single flight) -> after a provider call, revocation
-again (one MGET) -> the credential document.
+verify the agent token -> revocation of its handles and of the key that signed it (one Redis
+round trip, fail closed) -> authorize (cloud-neutral grant) -> cached provider (single flight)
+-> after a provider call, revocation again (one MGET) -> the credential document.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from broker.credential_cache import CachedProvider
 from broker.errors import TokenRevoked
 from broker.keys import KeyRing
 from broker.providers import IssuedCredentials
-from broker.revocation import Revocations
+from broker.revocation import Revocations, signing_key_key
+from broker.tokens import signing_kid
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Exchange:
         now = self.clock()
         claims = verify_agent_token(token, self.expect, keys=self.keys, now=now)
         await self.revocations.check(
-            claims.handles(),
+            [*claims.handles(), signing_key_key(signing_kid(token))],
             issued_at=claims.iat,
             rate=(claims.dlg, claims.rate) if claims.rate else None,
         )

@@ -4,6 +4,8 @@ A key directory holds PEM files named by state so rotation is a rename:
 ``<kid>.active.pem`` (signs), ``<kid>.next.pem`` (published, signs after the next rotation),
 ``<kid>.retired-<unix>.pem`` (published until every token it signed has expired).
 AWS caches the JWKS, which is why a key is published one rotation before it signs.
+A stolen key is not rotated but revoked: its file is deleted and a fresh key takes its place
+(`revoke_key_files`, `replace_key_dir`; the revocation itself is `broker/signing_keys.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +24,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from broker.errors import Unavailable
+
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
 ALGORITHM = "ES256"
+KID = re.compile(r"[A-Za-z0-9_-]{43}")
+"""A kid: the base64url SHA-256 thumbprint (RFC 7638) of the public key."""
 
 
 def b64url(data: bytes) -> str:
@@ -98,14 +105,44 @@ class KmsSigner:
 
 
 @dataclass(frozen=True)
+class RevokedSigner:
+    """Stands in for an active key that was revoked: nothing is signed until a new key loads."""
+
+    kid: str
+
+    def sign(self, data: bytes) -> bytes:
+        raise Unavailable(
+            f"no usable signing key: the active key {self.kid} was revoked and this replica "
+            "has not loaded a new one yet"
+        )
+
+
+@dataclass
 class KeyRing:
-    """The active signer plus every public key a verifier may meet, by kid."""
+    """The active signer plus every public key a verifier may meet, by kid.
+
+    One ring per process, shared by everything that signs or verifies; `update` swaps its
+    contents in place when keys are reloaded or revoked (broker/signing_keys.py).
+    """
 
     signer: Signer
     public_keys: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
+    revoked: frozenset[str] = frozenset()
+    """Kids revoked as compromised: never verified, never published, never signing."""
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [public_jwk(k) for _, k in sorted(self.public_keys.items())]}
+
+    def update(
+        self,
+        signer: Signer,
+        public_keys: dict[str, ec.EllipticCurvePublicKey],
+        revoked: frozenset[str],
+    ) -> None:
+        """Replace the contents, leaving out revoked keys (a revoked signer signs nothing)."""
+        self.public_keys = {k: v for k, v in public_keys.items() if k not in revoked}
+        self.signer = RevokedSigner(signer.kid) if signer.kid in revoked else signer
+        self.revoked = revoked
 
 
 class SigningKeyError(ValueError):
@@ -234,6 +271,49 @@ def rotate_key_dir(directory: Path, *, keep_retired_s: int, now: float | None = 
             key.path.unlink()
     os.replace(nexts[0].path, directory / f"{nexts[0].kid}.active.pem")
     write_key(directory, generate_private_key(), "next")
+
+
+def kids_in_dir(directory: Path) -> list[str]:
+    """The kid of every PEM in the directory, read from the file names (bad files included)."""
+    return sorted({path.name.partition(".")[0] for path in directory.glob("*.pem")})
+
+
+def revoke_key_files(directory: Path, kids: set[str]) -> dict[str, str]:
+    """Delete the files of revoked keys; a fresh key replaces a revoked active or next key.
+
+    Nothing is promoted: a `next` key may have been stolen with the active one (revoke it
+    too, or use `replace_key_dir`). Returns what happened to each kid.
+    """
+    done = dict.fromkeys(kids, "not in this directory")
+    states = set()
+    for path in sorted(directory.glob("*.pem")):
+        kid, _, state = path.name.removesuffix(".pem").partition(".")
+        if kid in kids:
+            path.unlink()
+            state = "retired" if state.startswith("retired-") else state
+            states.add(state)
+            done[kid] = f"{state} key file deleted"
+    # The new next key is written before the new active one, so a replica re-reading the
+    # directory in between finds no active key and keeps what it had (its signer revoked).
+    for state in ("next", "active"):
+        if state in states:
+            fresh = _kid_of_path(write_key(directory, generate_private_key(), state))
+            done[fresh] = f"new {state} key"
+    return done
+
+
+def replace_key_dir(directory: Path) -> dict[str, str]:
+    """Delete every key in the directory and create a fresh active and next key."""
+    done = dict.fromkeys(kids_in_dir(directory), "deleted")
+    for path in directory.glob("*.pem"):
+        path.unlink()
+    for state in ("next", "active"):
+        done[_kid_of_path(write_key(directory, generate_private_key(), state))] = f"new {state} key"
+    return done
+
+
+def _kid_of_path(path: Path) -> str:
+    return path.name.partition(".")[0]
 
 
 def kms_key_ring(client: KMSClient, key_id: str) -> KeyRing:

@@ -8,6 +8,9 @@ Handles (docs/design.md section 3.5):
   longest token could, then vanish: by then every token they kill has expired anyway.
 - ``vouch:out:<jti>``: a human session signed out (`POST /v1/logout`); the key expires with
   the session.
+- ``vouch:kid:<kid>``: a signing key revoked as compromised; every token it signed is dead.
+  Kept for good: whoever holds the key can sign tokens of any lifetime
+  (broker/signing_keys.py writes it).
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ def not_before_key(kind: str, value: str) -> str:
 
 def session_key(jti: str) -> str:
     return f"{PREFIX}out:{jti}"
+
+
+def signing_key_key(kid: str) -> str:
+    return f"{PREFIX}kid:{kid}"
+
+
+def signing_key_revoked() -> TokenRevoked:
+    return TokenRevoked("token revoked: its signing key was revoked", handle="signing-key")
 
 
 class Revocations:
@@ -118,6 +129,8 @@ class Revocations:
                 raise TokenRevoked("token revoked: its delegation was revoked", handle="delegation")
             if key.startswith(f"{PREFIX}out:"):
                 raise TokenRevoked("token revoked: the session was signed out", handle="session")
+            if key.startswith(f"{PREFIX}kid:"):
+                raise signing_key_revoked()
             if issued_at < float(value):
                 kind = key.removeprefix(PREFIX).split(":")[1]
                 handle = {"cred": "credential"}.get(kind, kind)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from broker.revoke import Revoker
 from broker.session import session_expectation
 from broker.settings import Settings
 from broker.signin import SignIn
+from broker.signing_keys import SigningKeys
 from broker.store import connect
 from broker.tokens import Expectation
 from policies import Catalog, OrgPolicy, load_org_policy
@@ -56,9 +59,19 @@ class Services:
     exchanges: dict[str, Exchange]
     limits: RateLimits
     session_expect: Expectation
+    signing_keys: SigningKeys
     metrics: Metrics = field(default_factory=Metrics)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the background work: keeping the signing keys current."""
+        self._tasks.append(asyncio.create_task(self.signing_keys.run()))
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.redis.aclose()
         for exchange in self.exchanges.values():
             exchange.provider.close()
@@ -97,6 +110,8 @@ def load_policy(settings: Settings) -> tuple[Catalog, OrgPolicy]:
 
 def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Services:
     """Wire the stores, ceremonies and the exchange; Redis connects lazily on first use."""
+    # Keys given by the caller are kept as given; keys from the directory are re-read.
+    directory = Path(settings.signing_keys) if keys is None and settings.signing_keys else None
     keys = keys or load_keys(settings)
     catalog, org = load_policy(settings)
     metrics = Metrics()
@@ -199,6 +214,12 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
             },
         ),
         session_expect=session_expectation(settings.issuer, settings.clock_leeway_s),
+        signing_keys=SigningKeys(
+            keys,
+            redis,
+            directory=None if settings.kms_key_id else directory,
+            interval_s=settings.key_refresh_s,
+        ),
         metrics=metrics,
     )
 

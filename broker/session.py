@@ -10,8 +10,8 @@ import msgspec
 
 from broker.errors import TokenInvalid
 from broker.keys import KeyRing
-from broker.revocation import not_before_key, session_key
-from broker.tokens import SESSION_TYP, Expectation, mint, verify
+from broker.revocation import not_before_key, session_key, signing_key_key
+from broker.tokens import SESSION_TYP, Expectation, mint, signing_kid, verify
 
 REQUIRED: Final = ("iss", "sub", "aud", "iat", "exp", "jti", "cid", "amr", "auth_time")
 
@@ -43,13 +43,17 @@ class Person:
     issued_at: int
     expires_at: int
     jti: str
+    kid: str
+    """The broker key that signed the session."""
 
     def handles(self) -> list[str]:
-        """The revocation handles that end this session: the person, the key, a logout."""
+        """The revocation handles that end this session: the person, the security key, a
+        logout and the broker key that signed it."""
         return [
             not_before_key("user", self.email),
             not_before_key("cred", self.cid),
             session_key(self.jti),
+            signing_key_key(self.kid),
         ]
 
 
@@ -102,4 +106,5 @@ def verify_session(token: str, expect: Expectation, *, keys: KeyRing, now: float
         issued_at=claims.iat,
         expires_at=claims.exp,
         jti=claims.jti,
+        kid=signing_kid(token),
     )

@@ -125,6 +125,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             extra=_SIGNER_CHECKS,
         ),
     ] = None
+    key_refresh_s: Annotated[
+        float,
+        Meta(
+            ge=0.1,
+            le=60,
+            description="How often each worker re-reads the signing key directory and drops "
+            "keys revoked with `vouch-broker keys revoke` (tokens they signed are refused at "
+            "once regardless).",
+        ),
+    ] = 1.0
     policy_file: Annotated[
         str,
         Meta(

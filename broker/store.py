@@ -102,11 +102,12 @@ async def set_replicated(
     key: str,
     value: bytes | str,
     *,
-    ttl_s: int,
+    ttl_s: int | None,
     replicas: int,
     timeout_ms: int,
 ) -> None:
-    """SET, then WAIT until `replicas` replicas have it, on the same connection as WAIT needs.
+    """SET (for good when `ttl_s` is None), then WAIT until `replicas` replicas have it, on
+    the same connection as WAIT needs.
 
     Raises:
         StoreUnavailable: fewer replicas acknowledged in time (the write stands on the

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import TokenExpired, TokenInvalid
 from broker.keys import ALGORITHM, KeyRing, b64url
+from broker.revocation import signing_key_revoked
 
 SESSION_TYP: Final = "vouch-session+jwt"
 AGENT_TYP: Final = "vouch-agent+jwt"
@@ -89,6 +90,7 @@ def verify(token: str, expect: Expectation, *, keys: KeyRing, now: float) -> dic
     Raises:
         TokenInvalid: bad format, type, algorithm, key, signature, issuer, audience or claims.
         TokenExpired: expired (beyond the leeway).
+        TokenRevoked: signed by a key this process knows to be revoked.
     """
     claims = _verify_fast(token, expect, keys)
     if claims is None:
@@ -106,6 +108,8 @@ def _verify_pyjwt(token: str, expect: Expectation, keys: KeyRing) -> dict[str, A
         raise TokenInvalid(f"algorithm {header.get('alg')!r} is not allowed")
     public_key = keys.public_keys.get(str(header.get("kid")))
     if public_key is None:
+        if header.get("kid") in keys.revoked:
+            raise signing_key_revoked()
         raise TokenInvalid("token signed by an unknown key")
     if _canonical_signature(token.rpartition(".")[2].encode("ascii", "replace")) is None:
         raise TokenInvalid(NOT_CANONICAL)
@@ -205,6 +209,12 @@ def _json_segment(segment: bytes) -> Any:
         return _decode(data)
     except (ValueError, RecursionError):  # msgspec.DecodeError, or UTF-8 that is not
         return None
+
+
+def signing_kid(token: str) -> str:
+    """The `kid` of a token `verify` accepted: the key that signed it (a revocation handle)."""
+    header = _json_segment(token.partition(".")[0].encode("ascii")) if token.isascii() else None
+    return str((header if isinstance(header, dict) else _header(token)).get("kid"))
 
 
 def _header(token: str) -> dict[str, Any]:

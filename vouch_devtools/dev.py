@@ -4,6 +4,12 @@ A redis-server child (AOF on, data under the state directory) unless VOUCH_REDIS
 a moto server child as the local AWS (provider and role created by the same code as
 `aws-setup --apply`) unless VOUCH_AWS_ENDPOINT_URL is set or --real-aws is given, a
 development signing key, the example org policy, and the broker on 127.0.0.1.
+
+The state directory holds a signing key and Redis data (sessions, people, the audit trail),
+so it is private: directories 0700, files 0600 (also when an older version left them
+readable), and its redis-server listens on loopback only and wants a password generated
+once per state directory, kept in `<state>/redis/password` and handed to redis-server in a
+0600 config file rather than on its command line, where `ps` would show it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -73,6 +80,34 @@ def wait_until(
     raise DevError(f"{what} did not start within {timeout:g} s")
 
 
+def private_dir(path: Path, *, contents: bool = False) -> Path:
+    """`path` as a directory only its owner can use (0700); with `contents`, everything
+    already in it is tightened too: 0700 directories, 0600 files. Only for directories this
+    module owns (its Redis data), never the state directory's own contents, which a user
+    may have pointed anywhere."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for entry in [path, *(path.rglob("*") if contents else ())]:
+        if not entry.is_symlink():
+            entry.chmod(0o700 if entry.is_dir() else 0o600)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that is 0600 from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)  # O_CREAT's mode does not apply to a file that already existed
+
+
+def redis_password(data: Path) -> str:
+    """The dev Redis password: generated once per state directory, then reused."""
+    path = data / "password"
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
 def start_redis(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> str:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -81,16 +116,21 @@ def start_redis(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> st
             "(or set VOUCH_REDIS_URL to a Redis you run)"
         )
     require_free(opts.redis_port, "redis-server", "--redis-port")
-    data = (opts.state_dir / "redis").resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    data = private_dir((opts.state_dir / "redis").resolve(), contents=True)
+    password = redis_password(data)
+    config = data / "redis.conf"
+    write_private(config, f"requirepass {password}\n")
     children.append(
         subprocess.Popen(  # noqa: S603 - fixed argv: a resolved binary, our own arguments
             [
                 binary,
+                str(config),
                 "--port",
                 str(opts.redis_port),
                 "--bind",
                 "127.0.0.1",
+                "--protected-mode",
+                "yes",
                 "--dir",
                 str(data),
                 "--appendonly",
@@ -104,10 +144,11 @@ def start_redis(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> st
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            umask=0o077,  # its AOF, RDB and log files are 0600 too
         )
     )
     wait_until(lambda: not port_free(opts.redis_port), "redis-server", children[-1])
-    return f"redis://127.0.0.1:{opts.redis_port}/0"
+    return f"redis://:{password}@127.0.0.1:{opts.redis_port}/0"
 
 
 def start_moto(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> str:
@@ -139,6 +180,7 @@ def dev_stack(opts: DevOptions) -> Iterator[dict[str, Any]]:
     """Start the children and yield the settings overrides; stop the children on exit."""
     children: list[subprocess.Popen[bytes]] = []
     overrides: dict[str, Any] = {}
+    private_dir(opts.state_dir)
     try:
         if not os.environ.get("VOUCH_REDIS_URL"):
             overrides["redis_url"] = start_redis(opts, children)
@@ -211,7 +253,7 @@ def _banner(settings: Settings, admin: str, code: str) -> None:
     print(
         f"""
 Vouch broker (development) at {issuer}
-  redis: {settings.redis_url}
+  redis: {_without_password(settings.redis_url)}
   aws:   {aws}
   org policy: policies/examples/org.toml (admins: {admin})
 
@@ -226,3 +268,12 @@ Ctrl-C stops the broker and its redis-server and AWS emulator.
         file=sys.stderr,
         flush=True,
     )
+
+
+def _without_password(url: str) -> str:
+    """A Redis URL fit for a terminal: the password replaced by where to find it."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}:***@{host} (password in <state dir>/redis/password)"

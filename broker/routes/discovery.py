@@ -38,9 +38,11 @@ def openid_configuration(services: ServicesDep) -> Response[Mapping[str, object]
     return Response(body, headers={"Cache-Control": "public, max-age=300"})
 
 
-@get("/.well-known/jwks.json", sync_to_thread=False, tags=["discovery"])
-def jwks(services: ServicesDep) -> Response[Mapping[str, object]]:
-    """Every public key a verifier may meet: active, next and retired."""
+@get("/.well-known/jwks.json", tags=["discovery"])
+async def jwks(services: ServicesDep) -> Response[Mapping[str, object]]:
+    """Every public key a verifier may meet: active, next and retired; never a revoked one
+    (Redis is asked first, so no replica publishes a key revoked a moment ago)."""
+    await services.signing_keys.check_revoked()
     return Response(services.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 

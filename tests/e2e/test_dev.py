@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.e2e.conftest import clean_env
 from tests.harness.services import free_port, wait_for
@@ -57,3 +59,62 @@ def test_dev_serves_logs_a_deprecated_setting_once_and_stops_its_children(
 def _closed(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _raw_ping(port: int) -> bytes:
+    """What Redis answers a client that sends PING without authenticating."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(256)
+
+
+def _modes(root: Path) -> dict[str, str]:
+    """Every path under `root` (itself included) with its permission bits, in octal."""
+    paths = [root, *sorted(root.rglob("*"))]
+    return {str(p.relative_to(root.parent)): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths}
+
+
+def test_dev_state_is_private_and_its_redis_refuses_clients_without_the_password(
+    tmp_path: Path,
+) -> None:
+    port, redis_port, aws_port = free_port(), free_port(), free_port()
+    state = tmp_path / "state"
+    log = state / "redis" / "redis.log"  # as an older `vouch-broker dev` left them
+    log.parent.mkdir(parents=True)
+    log.write_text("")
+    for path, mode in ((state, 0o755), (log.parent, 0o755), (log, 0o644)):
+        path.chmod(mode)
+    args = ["--port", port, "--redis-port", redis_port, "--aws-port", aws_port]
+    with (tmp_path / "dev.log").open("w") as out:
+        proc = subprocess.Popen(
+            [*BROKER, "dev", "--state-dir", str(state), *map(str, args)],
+            env=clean_env(tmp_path),
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        ready = f"http://127.0.0.1:{port}/readyz"  # the broker itself gets through
+        wait_for(lambda: urllib.request.urlopen(ready, timeout=1).status == 200, 90, "vouch dev")
+        modes = _modes(state)
+        assert _raw_ping(redis_port) == b"-NOAUTH Authentication required.\r\n"
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=redis_port).ping()
+        password = (state / "redis" / "password").read_text().strip()
+        with pytest.raises(redis.AuthenticationError, match="invalid username-password"):
+            redis.Redis(port=redis_port, password="guess").ping()
+        client = redis.Redis(port=redis_port, password=password)
+        assert client.config_get("bind") == {"bind": "127.0.0.1"}
+        assert client.config_get("protected-mode") == {"protected-mode": "yes"}
+        client.close()
+        command_lines = [p.read_bytes() for p in Path("/proc").glob("[0-9]*/cmdline")]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert len(password) >= 32
+    assert not any(password.encode() in line for line in command_lines)  # not seen by `ps`
+    files = {path: mode for path, mode in modes.items() if not (tmp_path / path).is_dir()}
+    dirs = {path: mode for path, mode in modes.items() if (tmp_path / path).is_dir()}
+    assert any(path.endswith(".aof") for path in files), modes
+    assert set(files.values()) == {"0o600"}, files
+    assert set(dirs.values()) == {"0o700"}, dirs

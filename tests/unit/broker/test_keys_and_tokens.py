@@ -9,17 +9,20 @@ from pathlib import Path
 import jwt
 import pytest
 
-from broker.errors import TokenExpired, TokenInvalid
+from broker.errors import TokenExpired, TokenInvalid, TokenRevoked, Unavailable
 from broker.keys import (
     SigningKeyError,
     generate_key_dir,
+    kids_in_dir,
     load_key_ring,
     public_jwk,
     read_key_dir,
+    replace_key_dir,
+    revoke_key_files,
     rotate_key_dir,
     thumbprint,
 )
-from broker.tokens import AGENT_TYP, SESSION_TYP, Expectation, mint, verify
+from broker.tokens import AGENT_TYP, SESSION_TYP, Expectation, mint, signing_kid, verify
 
 pytestmark = pytest.mark.unit
 ISS = "https://vouch.example.com"
@@ -145,3 +148,59 @@ def test_type_confusion_and_missing_claims(ring) -> None:  # type: ignore[no-unt
 def test_public_jwk_shape(ring) -> None:  # type: ignore[no-untyped-def]
     jwk = public_jwk(next(iter(ring.public_keys.values())))
     assert set(jwk) == {"crv", "kty", "x", "y", "kid", "use", "alg"}
+
+
+def states(directory: Path) -> dict[str, str]:
+    return {k.state: k.kid for k in read_key_dir(directory)}
+
+
+def test_revoking_the_active_key_makes_a_fresh_one_and_never_promotes_the_next(
+    tmp_path: Path,
+) -> None:
+    keys = tmp_path / "keys"
+    generate_key_dir(keys)
+    rotate_key_dir(keys, keep_retired_s=100, now=1000)
+    before = states(keys)
+    done = revoke_key_files(keys, {before["active"], before["retired"], "A" * 43})
+    after = states(keys)
+    assert after["next"] == before["next"]  # not promoted: it may have been stolen too
+    assert set(after) == {"active", "next"}
+    assert after["active"] not in before.values()
+    assert done == {
+        before["active"]: "active key file deleted",
+        before["retired"]: "retired key file deleted",
+        "A" * 43: "not in this directory",
+        after["active"]: "new active key",
+    }
+    assert all(os.stat(p).st_mode & 0o777 == 0o600 for p in keys.glob("*.pem"))
+
+
+def test_replace_all_leaves_only_fresh_keys_even_beside_a_bad_file(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    generate_key_dir(keys)
+    before = set(kids_in_dir(keys))
+    (keys / "garbage.retired-1.pem").write_text("not a key")  # replace-all must not stop here
+    done = replace_key_dir(keys)
+    after = states(keys)
+    assert set(after) == {"active", "next"} and before.isdisjoint(after.values())
+    assert {kid for kid, what in done.items() if what == "deleted"} == before | {"garbage"}
+    assert sorted(p.name for p in keys.iterdir()) == sorted(
+        f"{kid}.{state}.pem" for state, kid in after.items()
+    )
+
+
+def test_a_ring_refuses_tokens_of_a_revoked_key_never_publishes_it_and_stops_signing(
+    ring,  # type: ignore[no-untyped-def]
+) -> None:
+    now = int(time.time())
+    token = mint(claims(now), typ=SESSION_TYP, keys=ring)
+    active = ring.signer.kid
+    assert signing_kid(token) == active
+    ring.update(ring.signer, ring.public_keys, frozenset({active}))
+    with pytest.raises(TokenRevoked, match="its signing key was revoked") as refused:
+        verify(token, EXPECT, keys=ring, now=now)
+    assert refused.value.extra == {"handle": "signing-key"}
+    assert active not in {k["kid"] for k in ring.jwks()["keys"]}
+    assert len(ring.jwks()["keys"]) == 1  # the next key is still published
+    with pytest.raises(Unavailable, match=f"the active key {active} was revoked"):
+        mint(claims(now), typ=SESSION_TYP, keys=ring)

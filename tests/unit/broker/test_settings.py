@@ -279,6 +279,7 @@ def test_every_setting_has_its_variable() -> None:
 def test_ranges_come_from_the_field_metadata() -> None:
     assert BOUNDS == {
         "redis_timeout_s": (0.01, 30),
+        "key_refresh_s": (0.1, 60),
         "session_ttl_s": (60, 24 * 3600),
         "challenge_ttl_s": (1, 120),
         "request_ttl_s": (1, 3600),
