@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ._errors import InvalidResponse
+from ._secrets import masked_repr
 
 T = TypeVar("T")
 
@@ -125,6 +126,8 @@ class SessionIssued(msgspec.Struct):
     expires_at: int
     email: str
 
+    __repr__ = masked_repr("token")
+
 
 class Grant(msgspec.Struct, kw_only=True):
     """Who delegates which models to which agent, for how long, within which limits."""
@@ -172,6 +175,8 @@ class AgentToken(msgspec.Struct):
     token: str | None = None
     request_id: str | None = None
 
+    __repr__ = masked_repr("token")
+
 
 class DelegationList(msgspec.Struct):
     delegations: list[Delegation]
@@ -184,6 +189,8 @@ class RequestCreated(msgspec.Struct):
     expires_at: int
     interval: float = 2.0
 
+    __repr__ = masked_repr("poll_secret")
+
 
 class RequestStatus(msgspec.Struct):
     """pending | approved (with the token, once) | delivered | denied | expired."""
@@ -192,6 +199,8 @@ class RequestStatus(msgspec.Struct):
     interval: float | None = None
     token: str | None = None
     delegation_id: str | None = None
+
+    __repr__ = masked_repr("token")
 
 
 class CredentialDocument(msgspec.Struct, rename="pascal"):
@@ -202,11 +211,15 @@ class CredentialDocument(msgspec.Struct, rename="pascal"):
     session_token: str
     expiration: datetime
 
+    __repr__ = masked_repr("secret_access_key", "session_token")
+
 
 class InviteCreated(msgspec.Struct):
     email: str
     code: str
     expires_in: int
+
+    __repr__ = masked_repr("code")
 
 
 class RevocationDone(msgspec.Struct):

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from ._errors import (
     BrokerUnavailable,
@@ -27,25 +29,51 @@ from ._errors import (
 from ._version import __version__
 
 USER_AGENT = f"vouch-delegate/{__version__}"
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Plain http is allowed to these hosts only, spelled exactly so: other spellings of loopback
+# (127.1, localhost., [::ffff:127.0.0.1]) are refused rather than reasoned about.
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 _MAX_BODY = 1 << 20  # broker answers are small; refuse to buffer anything absurd
+_URL_FORM = "http(s)://HOST[:PORT][/PATH]"
 
 
 def normalize_server(url: str) -> str:
-    """The broker base URL without a trailing slash.
+    """The broker base URL, rebuilt from what urllib3 (the HTTP client) reads in it.
+
+    The check and the connection must agree on the host: a URL that two parsers could read
+    differently (userinfo, a backslash, a percent-encoded host, a query or fragment,
+    whitespace or non-ASCII inside) is refused rather than interpreted.
 
     Raises:
-        ConfigError: not an http(s) URL, or plain http to a host other than localhost
-            (bearer tokens must not cross a network in clear text).
+        ConfigError: not such a URL, or plain http to a host other than localhost,
+            127.0.0.1 or [::1] (bearer tokens must not cross a network in clear text).
     """
-    parts = urlsplit(url.strip())
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"broker URL must be http(s)://HOST[:PORT], not {url!r}")
-    if parts.scheme == "http" and parts.hostname not in _LOCAL_HOSTS:
-        raise ConfigError(f"broker URL must use https (plain http only for localhost): {url!r}")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"broker URL must not carry a query or fragment: {url!r}")
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    text = url.strip()
+    if not text.isascii() or not text.isprintable() or any(c in text for c in " \\@?#"):
+        raise ConfigError(
+            f"broker URL must be {_URL_FORM}, without userinfo, backslashes, spaces, "
+            f"a query or a fragment: {url!r}"
+        )
+    try:
+        parts = parse_url(text)
+    except LocationParseError:
+        raise ConfigError(f"broker URL must be {_URL_FORM}, not {url!r}") from None
+    scheme, host, port = (parts.scheme or "").lower(), (parts.host or "").lower(), parts.port
+    authority = text.partition("://")[2].partition("/")[0]
+    if scheme not in {"http", "https"} or not host or "%" in authority:
+        raise ConfigError(f"broker URL must be {_URL_FORM}, not {url!r}")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"broker URL has no usable port: {url!r}")
+    if scheme == "http" and host not in _LOCAL_HOSTS:
+        raise ConfigError(
+            f"broker URL must use https (plain http only for localhost, 127.0.0.1 or [::1]): "
+            f"{url!r}"
+        )
+    netloc = f"{host}:{port}" if port is not None else host
+    rebuilt = f"{scheme}://{netloc}{(parts.path or '').rstrip('/')}"
+    # The standard library's reading (used for the WebAuthn origin) must name the same host.
+    if urlsplit(rebuilt).hostname != host.strip("[]"):
+        raise ConfigError(f"broker URL is ambiguous: {url!r}")
+    return rebuilt
 
 
 def origin_of(server: str) -> str:

@@ -25,8 +25,9 @@ T = TypeVar("T")
 
 @dataclass
 class Context:
-    args: argparse.Namespace
-    env: Mapping[str, str]
+    # Not in repr: the environment holds VOUCH_PIN and maybe a token, the arguments a code.
+    args: argparse.Namespace = field(repr=False)
+    env: Mapping[str, str] = field(repr=False)
     out: TextIO
     err: TextIO
     http: Transport = field(default_factory=Transport)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from vouch_delegate._errors import ConfigError
+from vouch_delegate._secrets import masked_repr
 
 EXPIRY_SLACK_S = 30  # a token this close to expiry would die in flight
 
@@ -27,6 +28,8 @@ class SavedSession:
     email: str | None = None
     token: str | None = None
     expires_at: int | None = None
+
+    __repr__ = masked_repr("token")
 
     def signed_in(self, now: float | None = None) -> bool:
         moment = time.time() if now is None else now

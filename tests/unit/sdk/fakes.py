@@ -96,7 +96,7 @@ class FakeBroker:
     request takes the next one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.replies: list[tuple[int, bytes, str]] = []
         self.seen: list[Seen] = []
         broker = self
@@ -133,7 +133,7 @@ class FakeBroker:
             def log_message(self, *args: Any) -> None:  # quiet: pytest shows what failed
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         # A short poll interval: shutdown() waits for it, once per test.
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
@@ -141,7 +141,8 @@ class FakeBroker:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
 
     def answer(self, status: int, body: Any, content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -197,3 +197,15 @@ def test_webauthn_options_fido2_cannot_read_are_an_invalid_response_before_any_t
     )
     assert "Touch your security key" not in err
     assert [s.path for s in broker.seen] == ["/v1/login/begin"]  # no complete step
+
+
+def test_saved_session_and_context_mask_the_token_and_pin_in_repr(tmp_path: Path) -> None:
+    session = SavedSession(SERVER, "alice@example.com", "eyJ.secret-session.sig", 1)
+    assert "secret-session" not in repr(session)
+    assert repr(session) == (
+        "SavedSession(server='http://localhost:8080', email='alice@example.com', "
+        "token=<22 characters, hidden>, expires_at=1)"
+    )
+    ctx = signed_in_context(tmp_path, FakeTransport({}), "status")
+    assert ctx.saved is not None and ctx.saved.token == "session.jwt"
+    assert "session.jwt" not in repr(ctx) and "123456" not in repr(ctx)  # VOUCH_PIN

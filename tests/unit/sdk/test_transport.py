@@ -129,3 +129,76 @@ def test_unsafe_or_malformed_server_urls_are_refused(bad: str) -> None:
 
 def test_webauthn_origin_is_scheme_host_and_port() -> None:
     assert origin_of("https://vouch.example.com:8443/api") == "https://vouch.example.com:8443"
+
+
+# Broker URLs are read with urllib3's parser, the one that picks the host it connects to, so
+# what the "https unless localhost" rule checks is where the token goes.
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("HTTP://LOCALHOST:8080/", "http://localhost:8080"),
+        ("http://localhost", "http://localhost"),
+        ("http://[::1]:8080/", "http://[::1]:8080"),
+        ("  https://vouch.example.com/api/ \n", "https://vouch.example.com/api"),
+        ("https://Vouch.Example.COM:8443", "https://vouch.example.com:8443"),
+        ("https://10.0.0.5:8443", "https://10.0.0.5:8443"),
+    ],
+)
+def test_server_urls_are_normalised_as_the_http_client_reads_them(
+    given: str, expected: str
+) -> None:
+    assert normalize_server(given) == expected
+
+
+TRICKY_URLS = {
+    # userinfo, and a backslash that one parser reads as a path and another as userinfo
+    "backslash before @": "http://127.0.0.2:18599\\@localhost",
+    "backslash to a remote host": "http://evil.example.com\\@localhost",
+    "backslash in an https path": "https://vouch.example.com/a\\b",
+    "userinfo": "http://user@localhost:8080",
+    "userinfo with password": "https://user:pw@vouch.example.com",
+    "empty userinfo": "http://@localhost",
+    # what follows the host must not hide a second host
+    "fragment hiding a host": "http://evil.example.com#@localhost",
+    "fragment": "http://localhost:8080/#x",
+    "query hiding a host": "http://evil.example.com?@localhost",
+    "empty query": "http://localhost?",
+    # percent-encoded hosts: urllib3 decodes them, so a check on the raw text is fooled
+    "percent-encoded localhost": "http://%6cocalhost:8080",
+    "percent-encoded dot": "https://vouch%2eexample.com",
+    "IPv6 zone id": "http://[::1%25lo]:8080",
+    # other spellings of loopback: refused for http, so only the three plain ones pass
+    "trailing dot": "http://localhost.:8080",
+    "short IPv4": "http://127.1:8080",
+    "hex IPv4": "http://0x7f.0.0.1:8080",
+    "integer IPv4": "http://2130706433:8080",
+    "another loopback address": "http://127.0.0.2:8080",
+    "IPv4-mapped IPv6": "http://[::ffff:127.0.0.1]:8080",
+    "long IPv6 loopback": "http://[0:0:0:0:0:0:0:1]:8080",
+    "fullwidth localhost": "http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54:8080",
+    "localhost as a subdomain": "http://localhost.evil.example.com",
+    # ports
+    "port out of range": "http://localhost:99999",
+    "port zero": "http://localhost:0",
+    "port not a number": "http://localhost:80a",
+    "negative port": "http://localhost:-1",
+    # whitespace and control characters inside (urlsplit drops tabs and newlines silently)
+    "tab in host": "http://local\thost:8080",
+    "newline in host": "http://local\nhost:8080",
+    "space before port": "http://localhost :8080",
+    "space in path": "https://vouch.example.com/a b",
+    "carriage return in path": "https://vouch.example.com/a\rb",
+    # not an absolute http(s) URL
+    "no scheme": "localhost:8080",
+    "scheme-relative": "//localhost:8080",
+    "one slash": "http:/localhost:8080",
+    "no host": "http://",
+    "other scheme": "ftp://localhost",
+    "non-ASCII host": "https://v\u043eouch.example.com",
+}
+
+
+@pytest.mark.parametrize("url", TRICKY_URLS.values(), ids=TRICKY_URLS.keys())
+def test_tricky_broker_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="broker URL"):
+        normalize_server(url)
