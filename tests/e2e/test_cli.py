@@ -133,3 +133,21 @@ def test_not_signed_in_exits_2_and_bad_configuration_exits_6(
     alice.run("logout")
     alice.run("status", code=2)
     alice.run("login")
+
+
+def test_exec_hands_the_child_no_vouch_setting_token_or_pin(person: Person, tmp_path: Path) -> None:
+    alice = person()
+    token_file = alice.delegate(tmp_path / "t", "us.claude-haiku-4-5", agent="exec-env")
+    token = token_file.read_text().strip()
+    dump = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
+    by_file = {"VOUCH_AGENT_TOKEN_FILE": str(token_file), "VOUCH_SERVER": alice.broker.url}
+    by_value = {"VOUCH_AGENT_TOKEN": token}
+    for extra in (by_file, by_value):
+        ran = alice.run("exec", "--", *dump, extra_env=extra)
+        seen = json.loads(ran.stdout)
+        # A prompt-injected agent that dumps its environment leaks 15-minute credentials,
+        # not the refreshable token, its file, or the key's PIN.
+        assert sorted(k for k in seen if k.startswith("VOUCH_")) == []
+        assert token not in ran.stdout and str(token_file) not in ran.stdout
+        assert seen["AWS_ACCESS_KEY_ID"].startswith("ASIA")
+        assert seen["HOME"] == str(alice.home)  # everything else is passed on unchanged
