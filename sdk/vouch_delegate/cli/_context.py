@@ -19,6 +19,7 @@ from vouch_delegate._transport import Transport, normalize_server, origin_of
 from vouch_delegate.cli._exit import NotSignedIn
 from vouch_delegate.cli._key import AUTHENTICATOR_ENV, Key
 from vouch_delegate.cli._store import SavedSession, SessionStore
+from vouch_delegate.cli._text import terminal_safe
 
 T = TypeVar("T")
 
@@ -82,7 +83,7 @@ class Context:
 
     def info(self, message: str) -> None:
         """A line for the person, on stderr so stdout stays clean for scripts."""
-        self.err.write(message + "\n")
+        self.err.write(terminal_safe(message) + "\n")
         self.err.flush()
 
     def emit(self, data: object, text: str | None = None) -> None:
@@ -91,7 +92,7 @@ class Context:
             plain = msgspec.to_builtins(data)
             self.out.write(json.dumps(plain, indent=2, sort_keys=True) + "\n")
         elif text is not None:
-            self.out.write(text + "\n")
+            self.out.write(terminal_safe(text) + "\n")
         self.out.flush()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import OK
+from vouch_delegate.cli._text import printable
 
 REVOKE_EPILOG = """examples:
   vouch admin revoke --delegation dlg_abc123 --reason "leaked in a log"
@@ -50,8 +51,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 def run_invite(ctx: Context) -> int:
     invite = ctx.client().create_invite(ctx.args.email)
     hours = invite.expires_in // 3600
-    ctx.info(f"Invite for {invite.email} (valid {hours} h, single use). They run:")
-    ctx.info(f"  vouch enroll --server {ctx.server} --email {invite.email} --code {invite.code}")
+    email, code = printable(invite.email), printable(invite.code)
+    ctx.info(f"Invite for {email} (valid {hours} h, single use). They run:")
+    ctx.info(f"  vouch enroll --server {ctx.server} --email {email} --code {code}")
     ctx.emit(invite, invite.code)
     return OK
 
@@ -65,7 +67,9 @@ def run_revoke(ctx: Context) -> int:
         credential=args.credential or None,
         reason=args.reason,
     )
-    ctx.info(f"Revoked {done.handle} {done.value}; enforced from the next request.")
+    ctx.info(
+        f"Revoked {printable(done.handle)} {printable(done.value)}; enforced from the next request."
+    )
     ctx.emit(done)
     return OK
 
@@ -79,5 +83,9 @@ def run_audit(ctx: Context) -> int:
 def _line(event: dict[str, str]) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(event.get("ts", 0))))
     rest = {k: v for k, v in event.items() if k not in {"id", "ts", "event", "actor"}}
-    detail = " ".join(f"{k}={json.dumps(v) if ' ' in str(v) else v}" for k, v in rest.items())
-    return f"{stamp}  {event.get('event', '?'):<16} {event.get('actor', '-'):<28} {detail}"
+    detail = " ".join(
+        f"{printable(k)}={json.dumps(v) if ' ' in str(v) else printable(v)}"
+        for k, v in rest.items()
+    )
+    kind, actor = printable(event.get("event", "?")), printable(event.get("actor", "-"))
+    return f"{stamp}  {kind:<16} {actor:<28} {detail}"

@@ -10,6 +10,7 @@ from typing import Any
 from vouch_delegate._errors import ConfigError, InvalidResponse
 from vouch_delegate._grant import (
     check_grant_matches,
+    check_requested_grant,
     format_duration,
     parse_duration,
     verified_grant,
@@ -18,6 +19,7 @@ from vouch_delegate._messages import AgentToken, Delegation, Grant
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
 from vouch_delegate.cli._store import write_private
+from vouch_delegate.cli._text import printable
 
 EPILOG = """examples:
   vouch delegate --agent researcher --model us.claude-haiku-4-5 --ttl 2h --out agent.token
@@ -92,16 +94,16 @@ def run_delegate(ctx: Context) -> int:
         rate=args.rate,
     )
     grant = verified_grant(proposal)
-    # Not the models: the broker resolves short names to ids, so they read differently.
-    wanted = {
-        "agent": args.agent,
-        "ttl_s": ttl_s,
-        "purpose": args.purpose,
-        "max_sts_s": max_sts_s,
-        "rate": args.rate,
-        "email": session.email,
-    }
-    check_grant_matches(grant, wanted)
+    check_requested_grant(
+        grant,
+        email=session.email,
+        agent=args.agent,
+        models=args.models,
+        ttl_s=ttl_s,
+        purpose=args.purpose,
+        max_sts_s=max_sts_s,
+        rate=args.rate,
+    )
     key = ctx.key()
     show_grant(ctx, grant, "You are delegating (your key tap signs exactly this):")
     done = broker.delegation_complete(proposal.challenge_id, key.sign(proposal.options.public_key))
@@ -113,7 +115,10 @@ def _deliver(ctx: Context, done: AgentToken) -> None:
     record, token = done.delegation, done.token
     if token is None:
         raise InvalidResponse("the broker completed the delegation without an agent token")
-    ctx.info(f"Delegation {record.id} for {record.agent} until {when(record.expires_at)}")
+    ctx.info(
+        f"Delegation {printable(record.id)} for {printable(record.agent)} "
+        f"until {when(record.expires_at)}"
+    )
     if ctx.args.out:
         path = Path(ctx.args.out).expanduser()
         write_private(path, token + "\n")
@@ -128,25 +133,19 @@ def show_grant(ctx: Context, grant: Grant, heading: str, *, why: str = "purpose"
     models, ttl = grant.models, grant.ttl_s
     lines = [
         heading,
-        f"  person:   {_printable(grant.email)}",
-        f"  agent:    {_printable(grant.agent)}",
-        f"  models:   {_printable(models[0]) if models else '(none)'}",
-        *(f"            {_printable(m)}" for m in models[1:]),
+        f"  person:   {printable(grant.email)}",
+        f"  agent:    {printable(grant.agent)}",
+        f"  models:   {printable(models[0]) if models else '(none)'}",
+        *(f"            {printable(m)}" for m in models[1:]),
         f"  lifetime: {format_duration(ttl)}, until about {when(time.time() + ttl)}",
     ]
     if grant.purpose:
-        lines.append(f"  {why + ':':<9} {_printable(grant.purpose)}")
+        lines.append(f"  {why + ':':<9} {printable(grant.purpose)}")
     if grant.max_sts_s:
         lines.append(f"  AWS credentials live at most {format_duration(grant.max_sts_s)}")
     if grant.rate:
         lines.append(f"  at most {grant.rate} exchanges per hour")
     ctx.info("\n".join(lines))
-
-
-def _printable(value: object) -> str:
-    # Text chosen by an agent must not be able to redraw the terminal the person reads.
-    text = str(value)
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def run_approve(ctx: Context) -> int:
@@ -160,14 +159,14 @@ def run_approve(ctx: Context) -> int:
     show_grant(ctx, grant, heading, why="message")
     done = broker.delegation_complete(proposal.challenge_id, key.sign(proposal.options.public_key))
     record = done.delegation
-    ctx.info(f"Approved: delegation {record.id}; the agent receives its token directly.")
+    ctx.info(f"Approved: delegation {printable(record.id)}; the agent receives its token directly.")
     ctx.emit({"delegation": record, "request_id": done.request_id})
     return OK
 
 
 def run_deny(ctx: Context) -> int:
     ctx.client().deny_request(ctx.args.user_code)
-    ctx.info(f"Denied agent request {ctx.args.user_code}.")
+    ctx.info(f"Denied agent request {printable(ctx.args.user_code)}.")
     ctx.emit({"user_code": ctx.args.user_code, "status": "denied"})
     return OK
 
@@ -181,13 +180,15 @@ def run_list(ctx: Context) -> int:
 
 def _row(record: Delegation, *, with_email: bool) -> str:
     state = "REVOKED" if record.revoked_at else when(record.expires_at)
-    who = f"{record.email:<28} " if with_email else ""
-    models = ",".join(record.models)
-    return f"{record.id:<22} {who}{record.agent:<16} {state:<40} {models}"
+    who = f"{printable(record.email):<28} " if with_email else ""
+    models = ",".join(printable(m) for m in record.models)
+    return f"{printable(record.id):<22} {who}{printable(record.agent):<16} {state:<40} {models}"
 
 
 def run_revoke(ctx: Context) -> int:
     record = ctx.client().revoke_delegation(ctx.args.id)
-    ctx.info(f"Revoked {record.id} ({record.agent}); its next exchange is refused.")
+    ctx.info(
+        f"Revoked {printable(record.id)} ({printable(record.agent)}); its next exchange is refused."
+    )
     ctx.emit(record)
     return OK

@@ -9,6 +9,7 @@ from vouch_delegate._errors import ConfigError
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
 from vouch_delegate.cli._store import SavedSession
+from vouch_delegate.cli._text import printable
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -55,7 +56,9 @@ def run_enroll(ctx: Context) -> int:
     credential = key.register(ceremony.options.public_key)
     done = broker.enroll_complete(ceremony.challenge_id, credential)
     ctx.store.save(SavedSession(server=ctx.server, email=done.email or ctx.args.email))
-    ctx.info(f"Enrolled key {done.credential} for {done.email} at {ctx.server}.")
+    ctx.info(
+        f"Enrolled key {printable(done.credential)} for {printable(done.email)} at {ctx.server}."
+    )
     ctx.info("Next: vouch login")
     ctx.emit(done)
     return OK
@@ -71,7 +74,8 @@ def run_login(ctx: Context) -> int:
     done = broker.login_complete(ceremony.challenge_id, assertion)
     session = SavedSession(ctx.server, done.email, done.token, done.expires_at)
     ctx.store.save(session)
-    ctx.info(f"Signed in to {ctx.server} as {done.email} until {when(session.expires_at)}.")
+    who = printable(done.email)
+    ctx.info(f"Signed in to {ctx.server} as {who} until {when(session.expires_at)}.")
     ctx.emit({"server": ctx.server, "email": done.email, "expires_at": session.expires_at})
     return OK
 
@@ -107,7 +111,7 @@ def run_status(ctx: Context) -> int:
     report["active_delegations"] = len(listed)
     lines = [
         f"server:      {ctx.server}",
-        f"signed in:   {session.email}",
+        f"signed in:   {printable(session.email)}",
         f"session:     until {when(session.expires_at)}",
         f"delegations: {report['active_delegations']} active",
     ]

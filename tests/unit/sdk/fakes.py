@@ -4,6 +4,7 @@ clock the tests move."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 from collections.abc import Callable
@@ -158,3 +159,16 @@ class FakeBroker:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+def signed_proposal(grant: dict[str, Any]) -> dict[str, Any]:
+    """A delegation proposal whose challenge honestly commits to `grant` (as a broker's)."""
+    canonical = json.dumps(grant, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(b"vouch-grant-v1\x00" + canonical.encode()).digest()
+    challenge = base64.urlsafe_b64encode(b"\x07" * 16 + digest).decode().rstrip("=")
+    return {
+        "challenge_id": "c" * 32,
+        "grant": grant,
+        "grant_canonical": canonical,
+        "options": {"publicKey": {"challenge": challenge, "rpId": "localhost"}},
+    }

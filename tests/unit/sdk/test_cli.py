@@ -19,7 +19,7 @@ from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import NoKey, NotSignedIn, exit_code
 from vouch_delegate.cli._store import SavedSession, SessionStore, config_dir
 
-from tests.unit.sdk.fakes import FakeBroker, FakeTransport
+from tests.unit.sdk.fakes import FakeBroker, FakeTransport, signed_proposal
 
 pytestmark = pytest.mark.unit
 
@@ -209,3 +209,93 @@ def test_saved_session_and_context_mask_the_token_and_pin_in_repr(tmp_path: Path
     ctx = signed_in_context(tmp_path, FakeTransport({}), "status")
     assert ctx.saved is not None and ctx.saved.token == "session.jwt"
     assert "session.jwt" not in repr(ctx) and "123456" not in repr(ctx)  # VOUCH_PIN
+
+
+HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+OPUS = "us.anthropic.claude-opus-4-5-20251101-v1:0"
+
+
+def saved_for(broker: FakeBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A signed-in person for `broker`, with a software key file not yet created."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("VOUCH_PIN", "123456")
+    monkeypatch.delenv("VOUCH_SERVER", raising=False)
+    SessionStore.from_env({"XDG_CONFIG_HOME": str(tmp_path)}).save(
+        SavedSession(broker.url, "alice@example.com", "session.jwt", int(time.time()) + 3600)
+    )
+    return f"soft:{tmp_path / 'key.json'}"
+
+
+def test_delegate_refuses_before_the_tap_a_proposal_with_a_model_not_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grant = {
+        "email": "alice@example.com",
+        "agent": "researcher",
+        "models": [HAIKU, OPUS],  # the challenge honestly commits to both
+        "ttl_s": 7200,
+        "purpose": "",
+        "max_sts_s": None,
+        "rate": None,
+    }
+    with FakeBroker() as broker:
+        key = saved_for(broker, tmp_path, monkeypatch)
+        broker.answer(200, signed_proposal(grant))
+        argv = ["delegate", "--agent", "researcher", "--model", "us.claude-haiku-4-5"]
+        assert main([*argv, "--authenticator", key]) == 5
+    err = capsys.readouterr().err
+    assert err == (
+        "vouch: the broker proposed 2 models for 1 requested "
+        f"(us.claude-haiku-4-5 -> {HAIKU}, {OPUS}); refusing to sign\n"
+    )
+    assert [s.path for s in broker.seen] == ["/v1/delegations/begin"]
+    assert not (tmp_path / "key.json").exists()  # the key was never opened
+
+
+def test_a_proposal_whose_rate_is_text_never_reaches_the_screen_or_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spoof = "\x1b[1A\x1b[2K  models:   us.claude-haiku-4-5"
+    grant = {"email": "alice@example.com", "agent": "researcher", "models": [OPUS]}
+    with FakeBroker() as broker:
+        key = saved_for(broker, tmp_path, monkeypatch)
+        broker.answer(200, signed_proposal({**grant, "ttl_s": 7200, "rate": spoof}))
+        argv = ["delegate", "--agent", "researcher", "--model", "us.claude-opus-4-5"]
+        assert main([*argv, "--authenticator", key]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "Expected `int | null`, got `str` - at `$.grant.rate`" in err
+    assert not (tmp_path / "key.json").exists()
+
+
+def test_text_a_broker_chooses_is_escaped_wherever_the_cli_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = {
+        "id": "dlg_1\x1b[2K",
+        "email": "alice@example.com",
+        "agent": "researcher\r\nfake-row              all good",
+        "sub": "agent.researcher.alice@example.com",
+        "models": [f"{HAIKU}\x1b]0;pwned\x07"],
+        "cid": "cid1",
+        "created_at": 1_800_000_000,
+        "expires_at": 1_800_007_200,
+    }
+    with FakeBroker() as broker:
+        saved_for(broker, tmp_path, monkeypatch)
+        broker.answer(200, {"delegations": [record]})
+        assert main(["delegate", "list"]) == 0
+        broker.answer(200, record)
+        assert main(["delegate", "revoke", "dlg_1"]) == 0
+        problem = {
+            "type": "urn:vouch:problem:permission-denied",
+            "status": 403,
+            "title": "Forbidden",
+        }
+        broker.answer(403, {**problem, "detail": "no\x1b[2K\rvouch: ok", "hint": "\x1b[31m"})
+        assert main(["delegate", "revoke", "dlg_2", "--verbose"]) == 5
+    out, err = capsys.readouterr()
+    for control in ("\x1b", "\x07", "\r"):
+        assert control not in out + err
+    assert not any(line.startswith("fake-row") for line in (out + err).splitlines())
+    assert "researcher\\r\\nfake-row" in out and "researcher\\r\\nfake-row" in err
+    assert "vouch: no\\x1b[2K\\rvouch: ok\n" in err
