@@ -151,3 +151,18 @@ def test_exec_hands_the_child_no_vouch_setting_token_or_pin(person: Person, tmp_
         assert token not in ran.stdout and str(token_file) not in ran.stdout
         assert seen["AWS_ACCESS_KEY_ID"].startswith("ASIA")
         assert seen["HOME"] == str(alice.home)  # everything else is passed on unchanged
+
+
+def test_delegate_checks_the_out_path_before_the_tap(person: Person, tmp_path: Path) -> None:
+    alice = person()
+    listed = json.loads(alice.run("delegate", "list", "--json").stdout)["delegations"]
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    too_long = tmp_path / ("t" * 250)  # a legal name, but no room for the temporary file
+    for out, why in ((taken, f"--out: {taken} is a directory"), (too_long, "File name too long")):
+        args = ("delegate", "--agent", "out-check", "--model", "us.claude-haiku-4-5")
+        refused = alice.run(*args, "--out", str(out), code=6)
+        assert why in refused.stderr
+        assert "Touch your security key" not in refused.stderr  # no tap spent
+    assert json.loads(alice.run("delegate", "list", "--json").stdout)["delegations"] == listed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vouch_delegate._errors import ConfigError, InvalidResponse
+from vouch_delegate._client import BrokerClient
+from vouch_delegate._errors import ConfigError, InvalidResponse, VouchError
 from vouch_delegate._grant import (
     check_grant_matches,
     check_requested_grant,
@@ -18,8 +19,8 @@ from vouch_delegate._grant import (
 from vouch_delegate._messages import AgentToken, Delegation, Grant
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
-from vouch_delegate.cli._store import write_private
 from vouch_delegate.cli._text import printable
+from vouch_delegate.cli._token_out import TokenOut
 
 EPILOG = """examples:
   vouch delegate --agent researcher --model us.claude-haiku-4-5 --ttl 2h --out agent.token
@@ -79,39 +80,45 @@ def run_delegate(ctx: Context) -> int:
             "vouch delegate needs --agent NAME and at least one --model M "
             "(or a subcommand: approve, deny, list, revoke)"
         )
-    if args.out and not Path(args.out).expanduser().parent.is_dir():
-        raise ConfigError(f"--out: no such directory for {args.out}")
     ttl_s = parse_duration(args.ttl)
     max_sts_s = parse_duration(args.max_sts) if args.max_sts else None
     session = ctx.session()
-    broker = ctx.client()
-    proposal = broker.delegation_begin(
-        agent=args.agent,
-        models=args.models,
-        ttl_s=ttl_s,
-        purpose=args.purpose,
-        max_sts_s=max_sts_s,
-        rate=args.rate,
-    )
-    grant = verified_grant(proposal)
-    check_requested_grant(
-        grant,
-        email=session.email,
-        agent=args.agent,
-        models=args.models,
-        ttl_s=ttl_s,
-        purpose=args.purpose,
-        max_sts_s=max_sts_s,
-        rate=args.rate,
-    )
-    key = ctx.key()
-    show_grant(ctx, grant, "You are delegating (your key tap signs exactly this):")
-    done = broker.delegation_complete(proposal.challenge_id, key.sign(proposal.options.public_key))
-    _deliver(ctx, done)
+    # Before the tap, which cannot be taken back: a token with nowhere to go is a live
+    # delegation nobody holds.
+    out = TokenOut.prepare(Path(args.out).expanduser()) if args.out else None
+    try:
+        broker = ctx.client()
+        proposal = broker.delegation_begin(
+            agent=args.agent,
+            models=args.models,
+            ttl_s=ttl_s,
+            purpose=args.purpose,
+            max_sts_s=max_sts_s,
+            rate=args.rate,
+        )
+        grant = verified_grant(proposal)
+        check_requested_grant(
+            grant,
+            email=session.email,
+            agent=args.agent,
+            models=args.models,
+            ttl_s=ttl_s,
+            purpose=args.purpose,
+            max_sts_s=max_sts_s,
+            rate=args.rate,
+        )
+        key = ctx.key()
+        show_grant(ctx, grant, "You are delegating (your key tap signs exactly this):")
+        assertion = key.sign(proposal.options.public_key)
+        done = broker.delegation_complete(proposal.challenge_id, assertion)
+        _deliver(ctx, broker, done, out)
+    finally:
+        if out is not None:
+            out.discard()
     return OK
 
 
-def _deliver(ctx: Context, done: AgentToken) -> None:
+def _deliver(ctx: Context, broker: BrokerClient, done: AgentToken, out: TokenOut | None) -> None:
     record, token = done.delegation, done.token
     if token is None:
         raise InvalidResponse("the broker completed the delegation without an agent token")
@@ -119,13 +126,32 @@ def _deliver(ctx: Context, done: AgentToken) -> None:
         f"Delegation {printable(record.id)} for {printable(record.agent)} "
         f"until {when(record.expires_at)}"
     )
-    if ctx.args.out:
-        path = Path(ctx.args.out).expanduser()
-        write_private(path, token + "\n")
-        ctx.info(f"Agent token written to {path} (mode 0600).")
-        ctx.emit({"delegation": record, "token_file": str(path)})
-    else:
+    if out is None:
         ctx.emit({"delegation": record, "token": token}, token)
+        return
+    try:
+        out.commit(token + "\n")
+    except OSError as exc:
+        reason = f"cannot write the agent token to {out.path}: {exc.strerror or exc}"
+        raise _revoked_instead(broker, record.id, reason) from exc
+    ctx.info(f"Agent token written to {out.path} (mode 0600).")
+    ctx.emit({"delegation": record, "token_file": str(out.path)})
+
+
+def _revoked_instead(broker: BrokerClient, delegation_id: str, reason: str) -> ConfigError:
+    """The error for a token that could not be delivered, once its delegation is revoked."""
+    shown = printable(delegation_id)
+    try:
+        broker.revoke_delegation(delegation_id)
+    except VouchError as exc:
+        return ConfigError(
+            f"{reason}; revoking delegation {shown} failed too ({printable(exc.detail)}): "
+            f"run `vouch delegate revoke {shown}`"
+        )
+    return ConfigError(
+        f"{reason}; delegation {shown} was revoked, so no token is left live: "
+        "choose another --out and delegate again"
+    )
 
 
 def show_grant(ctx: Context, grant: Grant, heading: str, *, why: str = "purpose") -> None:

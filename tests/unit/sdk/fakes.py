@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from vouch_delegate import Transport
+from vouch_delegate.authenticators import DEFAULT_PIN
+from vouch_delegate.cli._key import Key
 
 Answer = dict[str, Any] | Exception | Callable[[], dict[str, Any]]
 
@@ -98,7 +103,7 @@ class FakeBroker:
     """
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.replies: list[tuple[int, bytes, str]] = []
+        self.replies: list[tuple[int, bytes, str, Callable[[], object] | None]] = []
         self.seen: list[Seen] = []
         broker = self
 
@@ -115,7 +120,11 @@ class FakeBroker:
                         self.rfile.read(length),
                     )
                 )
-                status, body, kind = broker.replies.pop(0) if broker.replies else (599, b"", "")
+                status, body, kind, before = (
+                    broker.replies.pop(0) if broker.replies else (599, b"", "", None)
+                )
+                if before is not None:
+                    before()
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
@@ -145,9 +154,17 @@ class FakeBroker:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def answer(self, status: int, body: Any, content_type: str = "application/json") -> None:
+    def answer(
+        self,
+        status: int,
+        body: Any,
+        content_type: str = "application/json",
+        *,
+        before: Callable[[], object] | None = None,
+    ) -> None:
+        """Queue a reply; `before` runs when its request arrives, before it is sent."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.replies.append((status, data, content_type))
+        self.replies.append((status, data, content_type, before))
 
     def __enter__(self) -> FakeBroker:
         self.thread.start()
@@ -172,3 +189,24 @@ def signed_proposal(grant: dict[str, Any]) -> dict[str, Any]:
         "grant_canonical": canonical,
         "options": {"publicKey": {"challenge": challenge, "rpId": "localhost"}},
     }
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def enrolled_soft_key(path: Path, origin: str, email: str = "alice@example.com") -> str:
+    """A software key file holding a discoverable credential for rp id localhost, made by
+    the CLI's own Key (python-fido2's client); its `soft:` spec. The PIN is DEFAULT_PIN."""
+    spec = f"soft:{path}"
+    Key(spec, origin, {"VOUCH_PIN": DEFAULT_PIN}, io.StringIO()).register(
+        {
+            "rp": {"id": "localhost", "name": "Vouch"},
+            "user": {"id": b64url(email.encode()), "name": email, "displayName": email},
+            "challenge": b64url(os.urandom(32)),
+            "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+            "authenticatorSelection": {"residentKey": "required", "userVerification": "required"},
+            "attestation": "none",
+        }
+    )
+    return spec

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import stat
 import time
 from pathlib import Path
@@ -18,8 +19,9 @@ from vouch_delegate.cli import build_parser, main
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import NoKey, NotSignedIn, exit_code
 from vouch_delegate.cli._store import SavedSession, SessionStore, config_dir
+from vouch_delegate.cli._token_out import TokenOut
 
-from tests.unit.sdk.fakes import FakeBroker, FakeTransport, signed_proposal
+from tests.unit.sdk.fakes import FakeBroker, FakeTransport, enrolled_soft_key, signed_proposal
 
 pytestmark = pytest.mark.unit
 
@@ -299,3 +301,73 @@ def test_text_a_broker_chooses_is_escaped_wherever_the_cli_prints_it(
     assert not any(line.startswith("fake-row") for line in (out + err).splitlines())
     assert "researcher\\r\\nfake-row" in out and "researcher\\r\\nfake-row" in err
     assert "vouch: no\\x1b[2K\\rvouch: ok\n" in err
+
+
+def test_a_token_that_cannot_be_written_after_the_tap_is_revoked_not_left_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "agent.token"
+    grant = {
+        "email": "alice@example.com",
+        "agent": "researcher",
+        "models": [HAIKU],
+        "ttl_s": 7200,
+        "purpose": "",
+        "max_sts_s": None,
+        "rate": None,
+    }
+    record = {
+        "id": "dlg_lost",
+        "email": "alice@example.com",
+        "agent": "researcher",
+        "sub": "agent.researcher.alice@example.com",
+        "models": [HAIKU],
+        "cid": "cid1",
+        "created_at": 1_800_000_000,
+        "expires_at": 1_800_007_200,
+    }
+    with FakeBroker() as broker:
+        server = broker.url.replace("127.0.0.1", "localhost")  # fido2: an http origin is localhost
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+        monkeypatch.setenv("VOUCH_PIN", "123456")
+        monkeypatch.setenv("VOUCH_AUTHENTICATOR", enrolled_soft_key(tmp_path / "key.json", server))
+        SessionStore.from_env({"XDG_CONFIG_HOME": str(tmp_path)}).save(
+            SavedSession(server, "alice@example.com", "session.jwt", int(time.time()) + 3600)
+        )
+        broker.answer(200, signed_proposal(grant))
+        # Between the check and the write, something takes the destination's place.
+        broker.answer(200, {"delegation": record, "token": "a.b.c"}, before=out.mkdir)
+        broker.answer(200, {**record, "revoked_at": 1_800_000_001, "revoked_by": "alice"})
+        argv = ["delegate", "--agent", "researcher", "--model", "us.claude-haiku-4-5"]
+        assert main([*argv, "--out", str(out)]) == 6
+    err = capsys.readouterr().err
+    assert "Touch your security key" in err  # the tap was spent
+    assert err.endswith(
+        f"vouch: cannot write the agent token to {out}: Is a directory; delegation dlg_lost "
+        "was revoked, so no token is left live: choose another --out and delegate again\n"
+    )
+    assert [(s.method, s.path, s.bearer) for s in broker.seen] == [
+        ("POST", "/v1/delegations/begin", "session.jwt"),
+        ("POST", "/v1/delegations/complete", "session.jwt"),
+        ("DELETE", "/v1/delegations/dlg_lost", "session.jwt"),
+    ]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".agent.token")] == []
+
+
+def test_out_refuses_a_file_it_could_not_replace_in_a_shared_sticky_directory(
+    tmp_path: Path,
+) -> None:
+    # The kernel lets nobody but the owner (or root) replace a file in a sticky directory;
+    # the check runs as another uid, since a test running as root may replace anything.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    planted = shared / "agent.token"
+    planted.symlink_to(tmp_path / "elsewhere")
+    other_uid = os.geteuid() + 4242
+    with pytest.raises(vouch_delegate.ConfigError, match="belongs to another user"):
+        TokenOut.prepare(planted, uid=other_uid)
+    assert sorted(p.name for p in shared.iterdir()) == ["agent.token"]  # nothing left behind
+    TokenOut.prepare(planted).discard()  # its owner may
+    shared.chmod(0o777)
+    TokenOut.prepare(planted, uid=other_uid).discard()  # and anyone without the sticky bit
