@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -108,6 +111,14 @@ class Transport:
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
         self.sleep = sleep
+        self._answered = threading.local()  # the Date of each thread's last answer
+
+    def broker_date(self) -> float | None:
+        """The broker's clock (its `Date` header, epoch seconds, whole seconds) in the last
+        answer this thread received, or None when it sent none or nothing was received."""
+        answered = getattr(self, "_answered", None)  # a subclass may skip __init__
+        date: float | None = getattr(answered, "date", None)
+        return date
 
     def request(
         self,
@@ -130,6 +141,7 @@ class Transport:
         """
         retryable = method == "GET" if retry is None else retry
         target = f"{url}?{urlencode(query)}" if query else url
+        self._answered.date = None
         attempt = 1
         while True:
             try:
@@ -169,6 +181,7 @@ class Transport:
             response.release_conn()
         except urllib3.exceptions.HTTPError as exc:
             raise NetworkError(f"cannot reach the broker at {_where(url)}: {_reason(exc)}") from exc
+        self._answered.date = _http_date(response.headers.get("Date"))
         return _answer(response.status, response.headers, data)
 
 
@@ -197,6 +210,16 @@ def _retry_after(value: str | None) -> float | None:
     if value is None or not value.strip().isdigit():
         return None
     return float(value.strip())
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):  # malformed: no clock to compare with
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _where(url: str) -> str:

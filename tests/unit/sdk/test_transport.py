@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -202,3 +203,21 @@ TRICKY_URLS = {
 def test_tricky_broker_urls_are_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="broker URL"):
         normalize_server(url)
+
+
+@pytest.mark.parametrize(
+    ("date", "seen"),
+    [("Tue, 15 Nov 1994 08:12:31 GMT", 784887151.0), ("yesterday", None), (None, None)],
+)
+def test_the_brokers_date_is_kept_for_the_thread_that_received_it(
+    date: str | None, seen: float | None
+) -> None:
+    headers = {"Content-Type": "application/json", **({"Date": date} if date else {})}
+    http = transport(FakePool((200, headers, b"{}")), [])
+    http.request("GET", URL)
+    assert http.broker_date() == seen
+    other: list[float | None] = []
+    thread = threading.Thread(target=lambda: other.append(http.broker_date()))
+    thread.start()
+    thread.join()
+    assert other == [None]
