@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from vouch_delegate._directories import make_private_dirs
 from vouch_delegate._errors import ConfigError
 from vouch_delegate._secrets import masked_repr
 
@@ -46,8 +47,8 @@ def config_dir(env: Mapping[str, str]) -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically with mode 0600 (parent created 0700)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Write `text` to `path` atomically with mode 0600 (missing directories created 0700)."""
+    make_private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

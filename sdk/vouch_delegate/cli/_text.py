@@ -21,14 +21,17 @@ def terminal_safe(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
-def framed(value: object, *, indent: int, width: int = 56) -> list[str]:
-    """Someone else's text as lines behind a "| " bar, hard-wrapped to `width` columns.
+def wrapped(value: object, width: int = 56) -> list[str]:
+    """Someone else's text, made `printable` and hard-wrapped to `width` columns.
 
-    A message padded with spaces would otherwise wrap on the terminal into a line that
-    looks like the CLI's own output; here every line it fills starts with the bar.
+    The caller frames every line after the first (a bar): a message padded with spaces
+    would otherwise wrap on the terminal into a line that looks like the CLI's own output.
     """
-    text = printable(value)
     chunks = textwrap.wrap(
-        text, width, drop_whitespace=False, replace_whitespace=False, break_on_hyphens=False
+        printable(value),
+        width,
+        drop_whitespace=False,
+        replace_whitespace=False,
+        break_on_hyphens=False,
     )
-    return [f"{' ' * indent}| {chunk}" for chunk in chunks or [""]]
+    return chunks or [""]

@@ -19,7 +19,7 @@ from vouch_delegate._grant import (
 from vouch_delegate._messages import AgentToken, Delegation, Grant
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
-from vouch_delegate.cli._text import printable
+from vouch_delegate.cli._text import printable, wrapped
 from vouch_delegate.cli._token_out import TokenOut
 
 EPILOG = """examples:
@@ -166,7 +166,10 @@ def show_grant(ctx: Context, grant: Grant, heading: str, *, why: str = "purpose"
         f"  lifetime: {format_duration(ttl)}, until about {when(time.time() + ttl)}",
     ]
     if grant.purpose:
-        lines.append(f"  {why + ':':<9} {printable(grant.purpose)}")
+        # Hard-wrapped and framed: no line of it can pass for a line of vouch's own.
+        first, *rest = wrapped(grant.purpose)
+        lines.append(f"  {why + ':':<9} {first}")
+        lines.extend(f"{'':12}| {chunk}" for chunk in rest)
     if grant.max_sts_s:
         lines.append(f"  AWS credentials live at most {format_duration(grant.max_sts_s)}")
     if grant.rate:

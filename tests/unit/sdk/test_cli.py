@@ -371,3 +371,18 @@ def test_out_refuses_a_file_it_could_not_replace_in_a_shared_sticky_directory(
     TokenOut.prepare(planted).discard()  # its owner may
     shared.chmod(0o777)
     TokenOut.prepare(planted, uid=other_uid).discard()  # and anyone without the sticky bit
+
+
+def test_config_tree_is_created_0700_whatever_the_umask(tmp_path: Path) -> None:
+    config = tmp_path / "home" / ".config"
+    store = SessionStore.from_env({"XDG_CONFIG_HOME": str(config)})
+    previous = os.umask(0)
+    try:
+        store.save(SavedSession(SERVER, "alice@example.com"))
+    finally:
+        os.umask(previous)
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode) for p in (config.parent, config, config / "vouch")
+    }
+    assert modes == {"home": 0o700, ".config": 0o700, "vouch": 0o700}
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
