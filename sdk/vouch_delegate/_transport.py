@@ -3,10 +3,16 @@
 Retries cover only requests that are safe to repeat (GET, and the exchange, which is
 idempotent) and only failures that may pass: no answer at all, or a 503. A Retry-After
 longer than the caller is willing to wait is not slept through; the error is raised.
+
+Proxies come from the environment as users expect (HTTPS_PROXY or HTTP_PROXY by the
+broker's scheme, lowercase names first, NO_PROXY honoured); https goes through them in a
+CONNECT tunnel, so TLS is still verified end to end. A broker on localhost, 127.0.0.1 or
+[::1] is never proxied unless a proxy is passed explicitly.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
 import threading
@@ -15,11 +21,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
+from urllib.request import getproxies_environment
 
 import urllib3
 from urllib3.exceptions import LocationParseError
-from urllib3.util import parse_url
+from urllib3.util import make_headers, parse_url
 
 from ._errors import (
     BrokerUnavailable,
@@ -89,7 +96,9 @@ class Transport:
     """Sends JSON requests to a broker; swap or wrap it to observe or fake the network.
 
     `attempts` bounds tries of retryable requests; waits grow from `backoff_s` with jitter,
-    or follow the broker's Retry-After when it is at most `max_wait_s`.
+    or follow the broker's Retry-After when it is at most `max_wait_s`. `proxy` sends
+    every request through that proxy, a loopback broker's too; without it the environment's
+    proxy settings apply (see the module docstring). A `pool` passed in is used as it is.
     """
 
     def __init__(
@@ -101,17 +110,71 @@ class Transport:
         max_wait_s: float = 30.0,
         pool: urllib3.PoolManager | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        proxy: str | None = None,
     ) -> None:
-        self.pool = pool or urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s),
-            retries=False,  # this class decides what is safe to repeat
-            headers={"User-Agent": USER_AGENT},
-        )
+        self._options: dict[str, Any] = {
+            "timeout": urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s),
+            "retries": False,  # this class decides what is safe to repeat
+            "headers": {"User-Agent": USER_AGENT},
+        }
+        self._own_pool = pool is None  # a pool passed in is used for everything, as it is
+        self.pool = pool or urllib3.PoolManager(**self._options)
+        self.proxy = proxy
+        self._proxies: dict[str, urllib3.ProxyManager] = {}
+        self._proxies_lock = threading.Lock()
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
         self.sleep = sleep
         self._answered = threading.local()  # the Date of each thread's last answer
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy a request to `url` goes through, or None for a direct connection.
+
+        `proxy` when one was passed (for every host); else the environment's proxy for
+        the URL's scheme unless NO_PROXY names the host; never one for a loopback broker.
+        """
+        if not self._own_pool:
+            return None
+        if self.proxy:
+            return self.proxy
+        parts = parse_url(url)
+        host = (parts.host or "").lower()
+        if host in _LOCAL_HOSTS:
+            return None
+        proxies = getproxies_environment()
+        chosen = proxies.get(parts.scheme or "")
+        if not chosen or _no_proxy(host.strip("[]"), parts.port, proxies.get("no", "")):
+            return None
+        return chosen
+
+    def _pool_for(self, url: str) -> tuple[urllib3.PoolManager, str | None]:
+        """The pool that sends to `url`, and the proxy it goes through (credentials cut)."""
+        proxy = self.proxy_for(url)
+        if proxy is None:
+            return self.pool, None
+        with self._proxies_lock:
+            manager = self._proxies.get(proxy)
+            if manager is None:
+                manager = self._proxies[proxy] = self._proxy_manager(proxy)
+        return manager, _without_credentials(proxy)
+
+    def _proxy_manager(self, proxy: str) -> urllib3.ProxyManager:
+        """Raises: ConfigError when `proxy` is not an http(s) URL."""
+        try:
+            parts = parse_url(proxy)
+        except LocationParseError:
+            parts = None
+        if parts is None or parts.scheme not in {"http", "https"} or not parts.host:
+            raise ConfigError(
+                f"proxy {_without_credentials(proxy)} (from the environment or proxy=) must "
+                "be an http:// or https:// URL"
+            )
+        # urllib3 ignores credentials in a proxy URL; they go in Proxy-Authorization.
+        headers = make_headers(proxy_basic_auth=unquote(parts.auth)) if parts.auth else None
+        return urllib3.ProxyManager(
+            _without_credentials(proxy), proxy_headers=headers, **self._options
+        )
 
     def broker_date(self) -> float | None:
         """The broker's clock (its `Date` header, epoch seconds, whole seconds) in the last
@@ -173,14 +236,18 @@ class Transport:
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        pool, proxy = self._pool_for(url)
         try:
-            response = self.pool.request(
+            response = pool.request(
                 method, url, body=payload, headers=headers, preload_content=False
             )
             data = response.read(_MAX_BODY + 1, decode_content=True)
             response.release_conn()
         except urllib3.exceptions.HTTPError as exc:
-            raise NetworkError(f"cannot reach the broker at {_where(url)}: {_reason(exc)}") from exc
+            via = f" through the proxy {proxy}" if proxy else ""
+            raise NetworkError(
+                f"cannot reach the broker at {_where(url)}{via}: {_reason(exc)}"
+            ) from exc
         self._answered.date = _http_date(response.headers.get("Date"))
         return _answer(response.status, response.headers, data)
 
@@ -220,6 +287,43 @@ def _http_date(value: str | None) -> float | None:
     except (TypeError, ValueError):  # malformed: no clock to compare with
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _no_proxy(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether NO_PROXY names `host`, as curl reads it: `*`, a name and its subdomains
+    (a leading dot or `*.` optional), an IP address or network, each optionally `:PORT`."""
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        name, _, only_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
+        if only_port and port is not None and only_port != str(port):
+            continue
+        name = name.strip("[]").removeprefix("*.").lstrip(".")
+        if entry == "*" or (name and (host == name or host.endswith("." + name))):
+            return True
+        if name and _in_network(host, name):
+            return True
+    return False
+
+
+def _has_port(entry: str) -> bool:
+    head, colon, tail = entry.rpartition(":")
+    return bool(colon) and tail.isdigit() and (head.endswith("]") or ":" not in head)
+
+
+def _in_network(host: str, network: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(network, strict=False)
+    except ValueError:  # not addresses: compared as names above
+        return False
+
+
+def _without_credentials(proxy: str) -> str:
+    """A proxy URL fit to show: scheme, host and port."""
+    try:
+        parts = parse_url(proxy)
+    except LocationParseError:
+        return "(unreadable proxy URL)"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.host}{port}" if parts.host else "(proxy URL without a host)"
 
 
 def _where(url: str) -> str:

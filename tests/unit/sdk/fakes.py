@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import socketserver
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -210,3 +211,45 @@ def enrolled_soft_key(path: Path, origin: str, email: str = "alice@example.com")
         }
     )
     return spec
+
+
+class RecordingProxy:
+    """An HTTP proxy on a loopback port that records each request head and refuses it (502).
+
+    Enough to see where a client sends what: a CONNECT for an https target, the absolute
+    URL for a plain http one; nothing is forwarded anywhere.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        proxy = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = self.rfile.readline(65536)
+                    if not line:
+                        break
+                    head += line
+                proxy.seen.append(head.decode("latin-1"))
+                self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> RecordingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
