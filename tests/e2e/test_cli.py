@@ -12,10 +12,12 @@ import jwt
 import pytest
 
 from tests.e2e.conftest import HAIKU, SONNET, Cli
+from tests.harness.broker import BrokerServer, make_invite
 
 pytestmark = pytest.mark.e2e
 
 Person = Callable[..., Cli]
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def mode(path: Path) -> int:
@@ -166,3 +168,41 @@ def test_delegate_checks_the_out_path_before_the_tap(person: Person, tmp_path: P
         assert "Touch your security key" not in refused.stderr  # no tap spent
     assert json.loads(alice.run("delegate", "list", "--json").stdout)["delegations"] == listed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_a_session_lives_in_the_os_keyring_where_there_is_one(
+    e2e_broker: BrokerServer, tmp_path: Path
+) -> None:
+    bob = Cli(e2e_broker, tmp_path / "bob", "bob.keyring@example.com")
+    keyring_file = tmp_path / "keyring.json"
+    bob.env.update(
+        PYTHON_KEYRING_BACKEND="tests.harness.file_keyring.FileKeyring",
+        PYTHONPATH=str(REPOSITORY),
+        TEST_KEYRING_FILE=str(keyring_file),
+    )
+    code = make_invite(e2e_broker.settings, bob.email)
+    bob.run("enroll", "--server", e2e_broker.url, "--email", bob.email, "--code", code)
+    bob.run("login")
+    token = json.loads(keyring_file.read_text())[f"vouch {e2e_broker.url}"]
+    assert token.count(".") == 2
+    assert token not in bob.session_file.read_text()
+    status = bob.run("status")
+    assert "kept in:     the OS keyring (file keyring FileKeyring)" in status.stdout
+    assert json.loads(bob.run("status", "--json").stdout)["session_store"] == "keyring"
+    bob.run("delegate", "list")  # the session is read back from the keyring
+    bob.run("logout")
+    assert json.loads(keyring_file.read_text()) == {}
+    bob.run("status", code=2)
+
+
+def test_without_a_keyring_the_session_falls_back_to_the_0600_file(person: Person) -> None:
+    # keyring resolves for real here: the test machine, like a server, has no keyring.
+    alice = person()
+    saved = json.loads(alice.session_file.read_text())
+    assert saved["token_store"] == "file" and saved["token"].count(".") == 2
+    assert mode(alice.session_file) == 0o600
+    report = json.loads(alice.run("status", "--json").stdout)
+    assert report["session_store"] == "file"
+    assert f"kept in:     {alice.session_file} (mode 0600; no usable OS keyring here)" in (
+        alice.run("status").stdout
+    )

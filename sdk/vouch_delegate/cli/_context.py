@@ -18,7 +18,7 @@ from vouch_delegate._token import SERVER_ENV
 from vouch_delegate._transport import Transport, normalize_server, origin_of
 from vouch_delegate.cli._exit import NotSignedIn
 from vouch_delegate.cli._key import AUTHENTICATOR_ENV, Key
-from vouch_delegate.cli._store import SavedSession, SessionStore
+from vouch_delegate.cli._store import KEYRING, SavedSession, SessionStore
 from vouch_delegate.cli._text import terminal_safe
 
 T = TypeVar("T")
@@ -62,6 +62,11 @@ class Context:
         saved = self.saved
         if saved is None or saved.server != self.server:
             raise NotSignedIn(f"not signed in to {self.server}: run `vouch login`")
+        if saved.kept_in == KEYRING and not saved.token and saved.signed_in(token_known=True):
+            raise NotSignedIn(
+                f"your session for {self.server} is in the OS keyring, which cannot be read "
+                "here: run `vouch login`"
+            )
         if not saved.signed_in():
             raise NotSignedIn(f"your session for {self.server} has expired: run `vouch login`")
         return saved

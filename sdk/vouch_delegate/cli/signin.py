@@ -6,9 +6,10 @@ import argparse
 from typing import Any
 
 from vouch_delegate._errors import ConfigError
+from vouch_delegate.cli import _keyring
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
-from vouch_delegate.cli._store import SavedSession
+from vouch_delegate.cli._store import KEYRING, SavedSession
 from vouch_delegate.cli._text import printable
 
 
@@ -109,10 +110,12 @@ def run_status(ctx: Context) -> int:
     listed = ctx.client().list_delegations()
     report.update(signed_in=True, email=session.email, expires_at=session.expires_at)
     report["active_delegations"] = len(listed)
+    report["session_store"] = session.kept_in
     lines = [
         f"server:      {ctx.server}",
         f"signed in:   {printable(session.email)}",
         f"session:     until {when(session.expires_at)}",
+        f"kept in:     {_kept_in(ctx, session)}",
         f"delegations: {report['active_delegations']} active",
     ]
     if ctx.args.show_token:
@@ -120,3 +123,12 @@ def run_status(ctx: Context) -> int:
         lines.append(f"token:       {session.token}")
     ctx.emit(report, "\n".join(lines))
     return OK
+
+
+def _kept_in(ctx: Context, session: SavedSession) -> str:
+    """Where the session token is, for people: the OS keyring, or the file and why."""
+    backend = _keyring.usable()
+    if session.kept_in == KEYRING and backend is not None:
+        return f"the OS keyring ({_keyring.name(backend)})"
+    why = "no usable OS keyring here" if backend is None else "the keyring refused it"
+    return f"{ctx.store.path} (mode 0600; {why})"

@@ -206,7 +206,7 @@ def test_saved_session_and_context_mask_the_token_and_pin_in_repr(tmp_path: Path
     assert "secret-session" not in repr(session)
     assert repr(session) == (
         "SavedSession(server='http://localhost:8080', email='alice@example.com', "
-        "token=<22 characters, hidden>, expires_at=1)"
+        "token=<22 characters, hidden>, expires_at=1, kept_in='file')"
     )
     ctx = signed_in_context(tmp_path, FakeTransport({}), "status")
     assert ctx.saved is not None and ctx.saved.token == "session.jwt"
