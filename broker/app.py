@@ -13,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from broker.auth import provide_person, provide_services
 from broker.middleware import observe, security_headers
 from broker.problems import EXCEPTION_HANDLERS
-from broker.routes import admin, credentials, delegations, discovery, requests, signin
+from broker.routes import admin, credentials, delegations, discovery, keys, requests, signin
 from broker.services import Services, build_services
 from broker.settings import Settings
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         route_handlers=[
             *discovery.ROUTES,
             *signin.ROUTES,
+            *keys.ROUTES,
             *delegations.ROUTES,
             *requests.ROUTES,
             *credentials.routes(built.exchanges),

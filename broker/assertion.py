@@ -2,10 +2,14 @@
 
 fido2 raises bare ValueError (and KeyError/TypeError on malformed input); they become
 `AssertionRejected` here so nothing above this module sees a library exception.
+
+fido2's server logs raw credential ids (hex) at DEBUG and INFO; the broker's promise is that
+raw ids never reach a log (only their `cid` hash does), so its logger drops every record.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +18,7 @@ from fido2.server import Fido2Server
 from fido2.webauthn import (
     AttestedCredentialData,
     AuthenticationResponse,
+    PublicKeyCredentialDescriptor,
     PublicKeyCredentialParameters,
     PublicKeyCredentialRpEntity,
     PublicKeyCredentialType,
@@ -34,12 +39,25 @@ ceremony state): its shape is the WebAuthn spec's, checked by fido2 here and now
 SOFTWARE_AAGUID = "790e0a4e-8962-48d8-bea7-ad25caab203f"
 
 
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
+# A filter on the logger itself holds whatever level the process or a test sets.
+logging.getLogger("fido2.server").addFilter(_drop)
+
+
 @dataclass(frozen=True)
 class Registered:
     credential: AttestedCredentialData
     counter: int
     user_verified: bool
     aaguid: str
+
+    @property
+    def software(self) -> bool:
+        """It claims to be the `vouch` software authenticator (self-reported)."""
+        return self.aaguid == SOFTWARE_AAGUID
 
 
 @dataclass(frozen=True)
@@ -76,13 +94,20 @@ class RelyingParty:
         self.allow_software = allow_software
 
     def register_begin(
-        self, email: str, handle: bytes, existing: Sequence[AttestedCredentialData], *, uv: bool
+        self,
+        email: str,
+        handle: bytes,
+        existing: Sequence[AttestedCredentialData],
+        *,
+        uv: bool,
+        challenge: bytes | None = None,
     ) -> tuple[WebAuthnJson, WebAuthnJson]:
         options, state = self.server.register_begin(
             PublicKeyCredentialUserEntity(id=handle, name=email, display_name=email),
             credentials=list(existing),
             resident_key_requirement=ResidentKeyRequirement.PREFERRED,
             user_verification=_uv(uv),
+            challenge=challenge,
         )
         return dict(options), dict(state)
 
@@ -108,7 +133,7 @@ class RelyingParty:
 
     def authenticate_begin(
         self,
-        credentials: Sequence[AttestedCredentialData],
+        credentials: Sequence[AttestedCredentialData | PublicKeyCredentialDescriptor],
         *,
         uv: bool,
         challenge: bytes | None = None,

@@ -15,6 +15,42 @@ from broker.settings import Settings
 from policies import Catalog, OrgPolicy, role_permissions_policy, trust_policy
 
 PERMISSIONS_POLICY_NAME = "vouch-bedrock-models"
+BOUNDARY_POLICY_NAME = "vouch-agents-boundary"
+BROKER_POLICY_NAME = "vouch-broker-revocations"
+BOUNDED_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
+
+
+def _compact(document: dict[str, object]) -> str:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def boundary_policy() -> str:
+    """The agents role's permissions boundary: whatever any inline policy says (a broker
+    writing revocations included), the role can never do more than invoke Bedrock models."""
+    return _compact(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": list(BOUNDED_ACTIONS), "Resource": "*"}],
+        }
+    )
+
+
+def broker_policy(role_arn: str) -> str:
+    """The broker's own least privilege: read, write and delete inline policies of the
+    agents role only (the revocation policy), nothing else in IAM."""
+    return _compact(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "VouchRevocationsOnTheAgentsRole",
+                    "Effect": "Allow",
+                    "Action": ["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
+                    "Resource": role_arn,
+                }
+            ],
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -26,6 +62,11 @@ class AwsPlan:
     max_session_s: int
     trust_policy: str
     permissions_policy: str
+    account_id: str
+
+    @property
+    def boundary_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:policy/{BOUNDARY_POLICY_NAME}"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -39,6 +80,15 @@ class AwsPlan:
                     "name": PERMISSIONS_POLICY_NAME,
                     "document": json.loads(self.permissions_policy),
                 },
+                "permissions_boundary": {
+                    "name": BOUNDARY_POLICY_NAME,
+                    "document": json.loads(boundary_policy()),
+                },
+            },
+            "broker_policy": {
+                "name": BROKER_POLICY_NAME,
+                "attach_to": "the broker's own AWS principal (its instance, task or user role)",
+                "document": json.loads(broker_policy(self.role_arn)),
             },
         }
 
@@ -66,6 +116,7 @@ def plan(settings: Settings, org: OrgPolicy, catalog: Catalog) -> AwsPlan:
         permissions_policy=role_permissions_policy(
             org.allowed_models, catalog, region=org.aws.region, account_id=org.aws.account_id
         ),
+        account_id=org.aws.account_id,
     )
 
 
@@ -94,7 +145,30 @@ def apply(aws_plan: AwsPlan, iam: Any) -> list[str]:
         PolicyDocument=aws_plan.permissions_policy,
     )
     done.append(f"put inline policy {PERMISSIONS_POLICY_NAME} on {aws_plan.role_name}")
+    boundary = _ensure_managed(iam, BOUNDARY_POLICY_NAME, boundary_policy(), aws_plan.account_id)
+    iam.put_role_permissions_boundary(RoleName=aws_plan.role_name, PermissionsBoundary=boundary)
+    done.append(f"set permissions boundary {BOUNDARY_POLICY_NAME} on {aws_plan.role_name}")
+    broker = _ensure_managed(
+        iam, BROKER_POLICY_NAME, broker_policy(aws_plan.role_arn), aws_plan.account_id
+    )
+    done.append(f"managed policy {broker} ready: attach it to the broker's own AWS principal")
     return done
+
+
+def _ensure_managed(iam: Any, name: str, document: str, account_id: str) -> str:
+    """Create the managed policy, or make `document` its default version; returns its ARN."""
+    arn = f"arn:aws:iam::{account_id}:policy/{name}"
+    try:
+        iam.get_policy(PolicyArn=arn)
+    except iam.exceptions.NoSuchEntityException:
+        iam.create_policy(PolicyName=name, PolicyDocument=document)
+        return arn
+    versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+    old = sorted((v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"])
+    if len(versions) >= 5:  # IAM keeps five versions of a managed policy
+        iam.delete_policy_version(PolicyArn=arn, VersionId=old[0]["VersionId"])
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=document, SetAsDefault=True)
+    return arn
 
 
 def _ensure_provider(aws_plan: AwsPlan, iam: Any) -> str:

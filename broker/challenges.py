@@ -1,7 +1,7 @@
 """WebAuthn challenges: server-side state, single use (GETDEL), TTL <= 120 s.
 
-A challenge is bound to its purpose (enroll, login, delegate) and to the data the
-ceremony needs, so a challenge issued for one ceremony cannot complete another.
+A challenge is bound to its purpose (enroll, login, delegate, invite, reinstate) and to the
+data the ceremony needs, so a challenge issued for one ceremony cannot complete another.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ class EnrollState(msgspec.Struct, frozen=True):
     fido: FidoState
     email: str
     invite: str | None
+    """The invite id this enrollment uses (bound to this challenge at begin), if any."""
+    approval: FidoState | None = None
+    """Adding a key without an invite: the state of the tap an existing key must make."""
+    action: str | None = None
+    """The canonical action that approval tap signs (`broker/actions.py`)."""
 
 
 class LoginState(msgspec.Struct, frozen=True):
@@ -40,7 +45,15 @@ class DelegateState(msgspec.Struct, frozen=True):
     """The agent's request this approval answers, if any."""
 
 
-State = TypeVar("State", EnrollState, LoginState, DelegateState)
+class ActionState(msgspec.Struct, frozen=True):
+    fido: FidoState
+    email: str
+    """Who must tap."""
+    action: str
+    """The canonical action the tap signs, exactly as shown."""
+
+
+State = TypeVar("State", EnrollState, LoginState, DelegateState, ActionState)
 
 
 class _Stored(msgspec.Struct, frozen=True):
@@ -55,7 +68,9 @@ class Challenges:
         self.redis = redis
         self.ttl_s = ttl_s
 
-    async def put(self, purpose: str, state: EnrollState | LoginState | DelegateState) -> str:
+    async def put(
+        self, purpose: str, state: EnrollState | LoginState | DelegateState | ActionState
+    ) -> str:
         challenge_id = secrets.token_urlsafe(18)
         body = msgspec.json.encode(_Stored(purpose, msgspec.Raw(msgspec.json.encode(state))))
         async with guard("storing a challenge"):

@@ -156,8 +156,9 @@ def cmd_invite(args: argparse.Namespace) -> int:
     email = person_email(args.email)
     code = invite_from_host(settings.redis_url, email, ttl_s=settings.invite_ttl_s)
     hours = settings.invite_ttl_s / 3600
-    print(f"One-time invite for {email}, valid {hours:g} h. Enroll with:")
-    print(f"  vouch enroll --server {settings.issuer} --email {email} --code {code}")
+    print(f"One-time invite for {email}, valid {hours:g} h. Give them the code (below)")
+    print("privately; they run this and type it at the prompt (or use --code-file FILE):")
+    print(f"  vouch enroll --server {settings.issuer} --email {email}")
     print(code)
     return 0
 

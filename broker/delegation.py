@@ -2,10 +2,16 @@
 
 propose (org policy) -> begin (a WebAuthn challenge that commits to the canonical grant) ->
 complete (a user-verified tap by one of the person's keys) -> agent token + record.
+
+At completion nothing is minted unless, at that moment, the agent's request (if any) is still
+pending and taken for this approval, and the person still holds fewer than the org policy's
+maximum of active delegations: both are claimed atomically in Redis before the token is
+signed, and given back if anything after fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,8 +22,16 @@ from broker.agent_token import Actor, mint_agent_token
 from broker.assertion import WebAuthnJson
 from broker.audit import Audit
 from broker.challenges import Challenges, DelegateState
+from broker.delegation_requests import DelegationRequest, DelegationRequests
 from broker.delegation_store import Delegation, DelegationStore
-from broker.errors import AssertionRejected, ChallengeInvalid, Conflict, GrantInvalid, from_policy
+from broker.errors import (
+    AssertionRejected,
+    ChallengeInvalid,
+    Conflict,
+    GrantInvalid,
+    StoreUnavailable,
+    from_policy,
+)
 from broker.grant import NONCE_BYTES, Grant, canonical_json, challenge_for
 from broker.identity import grant_agent
 from broker.keys import KeyRing
@@ -25,6 +39,7 @@ from broker.keytap import KeyTaps
 from broker.session import Person, amr_for
 from policies import Authorized, OrgPolicy
 from policies.errors import PoliciesError
+from policies.identity import agent_sub
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,7 @@ class Delegations:
     audit: Audit
     keys: KeyRing
     issuer: str
+    requests: DelegationRequests
 
     def propose(
         self,
@@ -116,8 +132,13 @@ class Delegations:
     async def complete(self, person: Person, challenge_id: str, response: WebAuthnJson) -> Approved:
         """The agent token and its record, once a user-verified tap signed the grant.
 
+        For an agent's request the token is sealed into the request for the polling agent.
+
         Raises:
             ChallengeInvalid, AssertionRejected, KeyFlagged, PermissionDenied.
+            PolicyDenied, GrantInvalid: the org policy no longer allows the grant.
+            NotFound: the agent's request was decided (or expired) meanwhile.
+            Conflict: the person already holds the maximum of active delegations.
         """
         state = await self.challenges.take("delegate", challenge_id, DelegateState)
         if state.email != person.email:
@@ -126,49 +147,85 @@ class Delegations:
         if not tap.user_verified:
             raise AssertionRejected("delegation needs user verification (PIN or biometric)")
         grant = msgspec.json.decode(state.grant, type=Grant)
+        limit = self._authorize(grant.email, grant.agent, list(grant.models), grant.ttl_s)
         actor = Actor(sub=grant.email, cid=tap.credential.cid, amr=amr_for(tap.user_verified))
-        token, record = self._mint(grant, actor)
-        await self.store.add(record)
-        await self.audit.record(
-            "delegated",
-            actor=person.email,
-            dlg=record.id,
-            agent=record.agent,
-            models=list(record.models),
-            expires_at=record.expires_at,
-            cid=actor.cid,
-            purpose=record.purpose,
-        )
+        request = await self.requests.claim(state.request_id) if state.request_id else None
+        record = None
+        try:
+            token, record = await self._issue(grant, actor, limit.max_active_delegations)
+            await self.audit.record(
+                "delegated",
+                actor=person.email,
+                dlg=record.id,
+                agent=record.agent,
+                models=list(record.models),
+                expires_at=record.expires_at,
+                cid=actor.cid,
+                purpose=record.purpose,
+            )
+            if request is not None:
+                await self.requests.approve(request, token, record.id)
+        except BaseException:
+            await self._undo(record, request)
+            raise
         return Approved(token, record, state.request_id)
 
-    def _mint(self, grant: Grant, actor: Actor) -> tuple[str, Delegation]:
+    async def _issue(self, grant: Grant, actor: Actor, max_active: int) -> tuple[str, Delegation]:
+        """Take a place among the person's active delegations, then sign the token for it.
+
+        Raises:
+            Conflict: no place left (nothing stored, nothing signed).
+        """
         now = int(time.time())
-        token, claims = mint_agent_token(
-            agent=grant.agent,
-            actor=actor,
-            dlg_id="dlg_" + secrets.token_urlsafe(12),
-            models=grant.models,
-            ttl_s=grant.ttl_s,
-            max_sts_s=grant.max_sts_s,
-            rate=grant.rate,
-            issuer=self.issuer,
-            now=now,
-            keys=self.keys,
-        )
         record = Delegation(
-            id=claims.dlg,
+            id="dlg_" + secrets.token_urlsafe(12),
             email=grant.email,
             agent=grant.agent,
-            sub=claims.sub,
+            sub=agent_sub(grant.agent, actor.sub),
             models=grant.models,
             cid=actor.cid,
             created_at=now,
-            expires_at=claims.exp,
+            expires_at=now + grant.ttl_s,
             purpose=grant.purpose,
             max_sts_s=grant.max_sts_s,
             rate=grant.rate,
         )
+        held = await self.store.add(record, max_active=max_active)
+        if held is not None:
+            raise Conflict(
+                f"you hold {held} active delegations; the org policy allows {max_active}"
+            )
+        try:
+            token, claims = mint_agent_token(
+                agent=grant.agent,
+                actor=actor,
+                dlg_id=record.id,
+                models=grant.models,
+                ttl_s=grant.ttl_s,
+                max_sts_s=grant.max_sts_s,
+                rate=grant.rate,
+                issuer=self.issuer,
+                now=now,
+                keys=self.keys,
+            )
+        except BaseException:
+            await self._undo(record, None)
+            raise
+        assert (claims.sub, claims.exp) == (record.sub, record.expires_at)  # one source of truth
         return token, record
+
+    async def _undo(self, record: Delegation | None, request: DelegationRequest | None) -> None:
+        """Give back what a failed approval took; best effort, as its own error is the answer.
+
+        A record left behind holds a place until it expires but no token exists for it; a
+        request left claimed reads as pending to its agent until it expires.
+        """
+        if record is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.discard(record)
+        if request is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self.requests.release(request.id)
 
     def _authorize(self, email: str, agent: str, models: list[str], ttl_s: int) -> Authorized:
         """Raises: PolicyDenied or GrantInvalid (the org policy's answer as a problem)."""

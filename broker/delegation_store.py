@@ -3,6 +3,8 @@
 Keys: ``vouch:dlg:<id>`` (JSON, expires a minute after the delegation) and the sorted sets
 ``vouch:user:<email>:dlgs`` and ``vouch:dlgs`` (score = expiry) for listing and counting.
 Records are for people and admins to list and revoke; the token itself is never stored.
+A record is added only while its person holds fewer than the org policy's maximum of active
+delegations, checked and taken in one atomic step (`broker.capped_set`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import cast
 import msgspec
 import redis.asyncio as aioredis
 
+from broker.capped_set import CappedSets
 from broker.store import PREFIX, guard, read_many, text
 
 KEEP_AFTER_EXPIRY_S = 60
@@ -50,16 +53,39 @@ _EVERYONE = f"{PREFIX}dlgs"
 class DelegationStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._active = CappedSets(redis)
 
-    async def add(self, record: Delegation) -> None:
+    async def add(self, record: Delegation, *, max_active: int) -> int | None:
+        """Store the record if its person holds fewer than `max_active` active delegations.
+
+        Returns None when stored, else how many the person holds (nothing was stored).
+        """
+        placed = await self._active.add(
+            _of_person(record.email),
+            record.id,
+            expires_at=record.expires_at,
+            now=record.created_at,
+            cap=max_active,
+        )
+        if not placed.added:
+            return placed.held
         ttl = record.expires_at - record.created_at + KEEP_AFTER_EXPIRY_S
         async with guard("recording the delegation"):
             pipe = self.redis.pipeline(transaction=False)
             pipe.set(_record(record.id), msgspec.json.encode(record), ex=ttl)
-            pipe.zadd(_of_person(record.email), {record.id: record.expires_at})
             pipe.zadd(_EVERYONE, {record.id: record.expires_at})
             # Prune expired ids as new ones arrive so the global index stays bounded.
             pipe.zremrangebyscore(_EVERYONE, 0, record.created_at)
+            await pipe.execute()
+        return None
+
+    async def discard(self, record: Delegation) -> None:
+        """Forget a record whose token was never handed out (its minting failed)."""
+        async with guard("discarding a delegation"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(_record(record.id))
+            pipe.zrem(_of_person(record.email), record.id)
+            pipe.zrem(_EVERYONE, record.id)
             await pipe.execute()
 
     async def replace(self, record: Delegation, *, now: int) -> None:

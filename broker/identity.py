@@ -46,3 +46,15 @@ def agent_handle(value: str) -> str:
         return identity.agent_sub(*identity.parse_agent_sub(value))
     except PoliciesError as exc:
         raise from_policy(exc, invalid=InvalidRequest) from None
+
+
+def limit_identity(email: str | None) -> str | None:
+    """The identity a per-email rate limit counts: the email's normal form, so that every
+    spelling of one person shares one budget; a value that is no email counts as given (the
+    request is refused anyway, after it was counted)."""
+    if not email:
+        return None
+    try:
+        return identity.normalize_email(email)
+    except PoliciesError:
+        return email

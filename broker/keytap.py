@@ -1,20 +1,24 @@
 """A key tap: a WebAuthn assertion checked against the registered key, its state and counter.
 
-Sign-in and delegation both ask a person to tap; this is the one place that decides whether
-a tap counts, so a rule added here (a flagged key, a revoked person) holds for both.
+Sign-in, delegation and every tap-bound action ask a person to tap; this is the one place
+that decides whether a tap counts, so a rule added here (a flagged key, a revoked person, a
+software key where they are not allowed) holds for all of them.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fido2.webauthn import AttestedCredentialData
+from fido2.webauthn import AttestedCredentialData, PublicKeyCredentialDescriptor
 
 from broker.assertion import Asserted, RelyingParty, WebAuthnJson, parse_credential_id
 from broker.audit import Audit
 from broker.challenges import FidoState
 from broker.errors import AssertionRejected, KeyFlagged, PermissionDenied
 from broker.registry import Credential, Registry, credential_hash, user_handle
+from broker.revocation import Revocations
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,18 @@ class KeyTaps:
     rp: RelyingParty
     registry: Registry
     audit: Audit
+    revocations: Revocations
 
     async def active_keys(self, email: str) -> list[AttestedCredentialData]:
         """The person's usable keys, for a ceremony's allow-list."""
         return [c.data for c in await self.registry.credentials_of(email) if c.state == "active"]
 
     def begin(
-        self, keys: list[AttestedCredentialData], *, uv: bool, challenge: bytes | None = None
+        self,
+        keys: Sequence[AttestedCredentialData | PublicKeyCredentialDescriptor],
+        *,
+        uv: bool,
+        challenge: bytes | None = None,
     ) -> tuple[WebAuthnJson, FidoState]:
         """WebAuthn request options and the state to keep until the tap comes back."""
         return self.rp.authenticate_begin(keys, uv=uv, challenge=challenge)
@@ -60,6 +69,9 @@ class KeyTaps:
         if asserted.user_handle and asserted.user_handle != user_handle(cred.email):
             raise AssertionRejected("assertion user handle does not match the key's owner")
         if not await self.registry.advance_counter(cid, asserted.counter):
+            # A clone may already hold sessions and agent tokens this key signed: a "not
+            # before" on the key ends every one of them, on every replica.
+            await self.revocations.revoke_not_before("cred", cid, now=time.time())
             await self.audit.record(
                 "key_flagged",
                 actor=cred.email,
@@ -75,5 +87,11 @@ class KeyTaps:
             raise KeyFlagged("this security key is flagged as possibly cloned; ask an admin")
         if cred.state != "active":
             raise AssertionRejected("this security key has been revoked")
+        if cred.software and not self.rp.allow_software:
+            # Checked at every tap, not only at enrollment: turning the setting off also
+            # stops keys enrolled while it was on.
+            raise AssertionRejected(
+                "software authenticators are not accepted here (VOUCH_ALLOW_SOFTWARE_KEYS)"
+            )
         if await self.registry.is_disabled(cred.email):
             raise PermissionDenied("this person's access has been revoked")

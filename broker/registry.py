@@ -1,8 +1,12 @@
 """Registered people and their FIDO2 credentials, and the signature-counter guard.
 
-Keys: ``vouch:user:<email>`` (hash), ``vouch:user:<email>:creds`` (set of credential hashes),
-``vouch:cred:<cid>`` (hash: email, credential data, counter, state). `cid` is a hash of the
-FIDO2 credential id so the raw id never appears in tokens or logs.
+Keys: ``vouch:user:<email>`` (hash: created, and `disabled` while the person is revoked),
+``vouch:user:<email>:creds`` (set of credential hashes), ``vouch:cred:<cid>`` (hash: email,
+credential data, counter, state, when and how it was added). `cid` is a hash of the FIDO2
+credential id so the raw id never appears in tokens or logs.
+
+A revoked person stays revoked (docs/design.md invariant 11): adding a key never clears
+`disabled`; only `reinstate` does.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from fido2.webauthn import AttestedCredentialData
 
-from broker.errors import Conflict
+from broker.assertion import SOFTWARE_AAGUID
+from broker.errors import Conflict, PermissionDenied
 from broker.store import PREFIX, guard, text
 
 # Accept the new counter only if it increases (or the authenticator keeps none: both zero);
@@ -53,6 +58,31 @@ class Credential:
     data: AttestedCredentialData
     counter: int
     state: str  # active | flagged | revoked
+    added_at: int = 0
+    last_used: int | None = None
+    via: str = ""
+    """How the key was added: "invite" or "key" (approved by another key of the person)."""
+    invite: str | None = None
+    approved_by: str | None = None
+
+    @property
+    def aaguid(self) -> str:
+        """The authenticator model the key claimed at enrollment (self-reported)."""
+        return str(self.data.aaguid)
+
+    @property
+    def software(self) -> bool:
+        """Whether it claimed to be the `vouch` software authenticator."""
+        return self.aaguid == SOFTWARE_AAGUID
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """What let a key be added: an invite (by id) or a tap by another key (by cid)."""
+
+    via: str
+    invite: str | None = None
+    approved_by: str | None = None
 
 
 class Registry:
@@ -62,11 +92,15 @@ class Registry:
         self.redis = redis
         self._counter = redis.register_script(_COUNTER_SCRIPT)
 
-    async def add(self, email: str, data: AttestedCredentialData, counter: int) -> str:
-        """Register a credential for `email`; returns its cid.
+    async def add(
+        self, email: str, data: AttestedCredentialData, counter: int, how: Authorized
+    ) -> str:
+        """Register a credential for `email`; returns its cid. Never re-enables a person.
 
         Raises:
             Conflict: the credential is already registered.
+            PermissionDenied: the person is revoked (checked after the write, so a
+                revocation racing this enrollment revokes the new key either way).
         """
         cid = credential_hash(data.credential_id)
         now = str(int(time.time()))
@@ -76,16 +110,24 @@ class Registry:
             "counter": counter,
             "state": "active",
             "created": now,
+            "via": how.via,
+            **({"invite": how.invite} if how.invite else {}),
+            **({"approved_by": how.approved_by} if how.approved_by else {}),
         }
+        user = f"{PREFIX}user:{email}"
         async with guard("registering a security key"):
             if not await self.redis.hsetnx(f"{PREFIX}cred:{cid}", "email", email):
                 raise Conflict("this security key is already registered")
             pipe = self.redis.pipeline(transaction=False)
             pipe.hset(f"{PREFIX}cred:{cid}", mapping=fields)  # type: ignore[arg-type]
-            pipe.sadd(f"{PREFIX}user:{email}:creds", cid)
-            pipe.hsetnx(f"{PREFIX}user:{email}", "created", now)
-            pipe.hdel(f"{PREFIX}user:{email}", "disabled")
+            pipe.sadd(f"{user}:creds", cid)
+            pipe.hsetnx(user, "created", now)
             await pipe.execute()
+            # `disable_user` marks the person before it reads their keys: either it sees
+            # this key, or this read sees the mark. Both end with the key revoked.
+            if await self.redis.hexists(user, "disabled"):
+                await self.redis.hset(f"{PREFIX}cred:{cid}", "state", "revoked")
+                raise PermissionDenied(_REVOKED)
         return cid
 
     async def credentials_of(self, email: str) -> list[Credential]:
@@ -123,21 +165,51 @@ class Registry:
 
     async def disable_user(self, email: str) -> None:
         """Stop a person signing in again (their keys are revoked too)."""
+        async with guard("disabling a person"):
+            # The mark first, then the keys: see `add`.
+            await self.redis.hset(f"{PREFIX}user:{email}", "disabled", str(int(time.time())))
         creds = await self.credentials_of(email)
         async with guard("disabling a person"):
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(f"{PREFIX}user:{email}", "disabled", str(int(time.time())))
             for cred in creds:
                 pipe.hset(f"{PREFIX}cred:{cred.cid}", "state", "revoked")
             await pipe.execute()
 
+    async def check_enabled(self, email: str) -> None:
+        """Raises: PermissionDenied when the person is revoked."""
+        if await self.is_disabled(email):
+            raise PermissionDenied(_REVOKED)
+
+    async def reinstate(self, email: str) -> bool:
+        """Let a revoked person back in (their revoked keys stay revoked); False if they
+        were not revoked."""
+        async with guard("reinstating a person"):
+            return bool(await self.redis.hdel(f"{PREFIX}user:{email}", "disabled"))
+
+
+_REVOKED = (
+    "this person's access has been revoked; an admin must reinstate them"
+    " (vouch admin reinstate EMAIL)"
+)
+
 
 def _credential(cid: str, row: Mapping[Any, Any]) -> Credential:
     data, _ = AttestedCredentialData.unpack_from(row[b"data"])
+
+    def optional(name: bytes) -> str | None:
+        value = row.get(name)
+        return None if value is None else text(value)
+
+    last_used = optional(b"last_used")
     return Credential(
         cid=cid,
         email=row[b"email"].decode(),
         data=data,
         counter=int(row.get(b"counter", b"0")),
         state=row.get(b"state", b"active").decode(),
+        added_at=int(row.get(b"created", b"0")),
+        last_used=int(last_used) if last_used else None,
+        via=optional(b"via") or "",
+        invite=optional(b"invite"),
+        approved_by=optional(b"approved_by"),
     )

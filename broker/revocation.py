@@ -6,6 +6,8 @@ Handles (docs/design.md section 3.5):
 - ``vouch:nbf:<kind>:<value>`` for kind agent, user, cred: a "not before" time; any token
   issued to or approved by that handle before it is dead. These keys live as long as the
   longest token could, then vanish: by then every token they kill has expired anyway.
+- ``vouch:out:<jti>``: a human session signed out (`POST /v1/logout`); the key expires with
+  the session.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ def delegation_key(dlg_id: str) -> str:
 
 def not_before_key(kind: str, value: str) -> str:
     return f"{PREFIX}nbf:{kind}:{value}"
+
+
+def session_key(jti: str) -> str:
+    return f"{PREFIX}out:{jti}"
 
 
 class Revocations:
@@ -58,6 +64,18 @@ class Revocations:
                 delegation_key(dlg_id),
                 b"1",
                 ttl_s=ttl,
+                replicas=self.replicas,
+                timeout_ms=self.wait_ms,
+            )
+
+    async def revoke_session(self, jti: str, *, expires_at: int, now: float) -> None:
+        """Kill one human session (logout)."""
+        async with guard("signing out"):
+            await set_replicated(
+                self.redis,
+                session_key(jti),
+                b"1",
+                ttl_s=max(1, int(expires_at - now) + 60),
                 replicas=self.replicas,
                 timeout_ms=self.wait_ms,
             )
@@ -98,6 +116,8 @@ class Revocations:
                 continue
             if key.startswith(f"{PREFIX}rev:"):
                 raise TokenRevoked("token revoked: its delegation was revoked", handle="delegation")
+            if key.startswith(f"{PREFIX}out:"):
+                raise TokenRevoked("token revoked: the session was signed out", handle="session")
             if issued_at < float(value):
                 kind = key.removeprefix(PREFIX).split(":")[1]
                 handle = {"cred": "credential"}.get(kind, kind)

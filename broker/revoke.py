@@ -3,6 +3,8 @@
 People revoke their own delegations; admins revoke anything (a delegation, an agent, a
 person, a security key). A revocation is recorded in Redis (enforced on the next request on
 every replica), audited with who did it and why, and evicts cached credentials it names.
+Revoking a person also cancels their unused invites; their pending ceremonies fail at
+completion, which re-checks the person (docs/design.md invariant 11).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from broker.credential_cache import CachedProvider
 from broker.delegation_store import Delegation, DelegationStore
 from broker.errors import NotFound, PermissionDenied
 from broker.identity import agent_handle, person_email
+from broker.invites import Invites
 from broker.registry import Registry
 from broker.revocation import Revocations
 from broker.session import Person
@@ -46,6 +49,7 @@ class Revoked(msgspec.Struct, frozen=True):
 class Revoker:
     org: OrgPolicy
     registry: Registry
+    invites: Invites
     delegations: DelegationStore
     revocations: Revocations
     audit: Audit
@@ -64,16 +68,18 @@ class Revoker:
             return await self._delegation(actor, target, reason=reason, now=now)
         if not self.org.is_admin(actor.email):
             raise PermissionDenied("this needs an admin named in the org policy")
+        cancelled: list[str] = []
         if target.kind == "user":
             target = Target("user", person_email(target.value))
             await self.registry.disable_user(target.value)
+            cancelled = await self.invites.cancel_for(target.value)
         elif target.kind == "agent":
             target = Target("agent", agent_handle(target.value))
         elif not await self.registry.set_state(target.value, "revoked"):
             raise NotFound(f"no registered security key {target.value!r}")
         kind = {"agent": "agent", "user": "user", "credential": "cred"}[target.kind]
         await self.revocations.revoke_not_before(kind, target.value, now=now)
-        await self._recorded(actor, target, reason, _names(target))
+        await self._recorded(actor, target, reason, _names(target), invites=cancelled or None)
         return Revoked(target, now)
 
     async def _delegation(
@@ -89,12 +95,23 @@ class Revoker:
         return Revoked(target, now, revoked)
 
     async def _recorded(
-        self, actor: Person, target: Target, reason: str, names: Callable[[Principal], bool]
+        self,
+        actor: Person,
+        target: Target,
+        reason: str,
+        names: Callable[[Principal], bool],
+        *,
+        invites: list[str] | None = None,
     ) -> None:
         for cache in self.caches:
             cache.evict(names)
         await self.audit.record(
-            "revoked", actor=actor.email, handle=target.kind, subject=target.value, reason=reason
+            "revoked",
+            actor=actor.email,
+            handle=target.kind,
+            subject=target.value,
+            reason=reason,
+            cancelled_invites=invites,
         )
 
 

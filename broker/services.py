@@ -9,11 +9,13 @@ from typing import Any
 import boto3
 import redis.asyncio as aioredis
 
+from broker.actions import ActionTaps
 from broker.assertion import RelyingParty
 from broker.audit import Audit
 from broker.authorize import Authorizer
 from broker.challenges import Challenges
 from broker.credential_cache import CachedProvider
+from broker.decoys import LoginDecoys
 from broker.delegation import Delegations
 from broker.delegation_requests import DelegationRequests
 from broker.delegation_store import DelegationStore
@@ -48,6 +50,7 @@ class Services:
     revocations: Revocations
     revoker: Revoker
     signin: SignIn
+    actions: ActionTaps
     delegations: Delegations
     requests: DelegationRequests
     exchanges: dict[str, Exchange]
@@ -115,13 +118,17 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         aaguids=settings.aaguids,
         allow_software=settings.allow_software_keys,
     )
-    taps = KeyTaps(rp, registry, audit)
+    taps = KeyTaps(rp, registry, audit, revocations)
+    actions = ActionTaps(taps, challenges)
     signin = SignIn(
         rp=rp,
         registry=registry,
         taps=taps,
+        actions=actions,
         invites=invites,
         challenges=challenges,
+        decoys=LoginDecoys(redis),
+        revocations=revocations,
         audit=audit,
         keys=keys,
         issuer=settings.issuer,
@@ -129,6 +136,12 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         require_uv=org.require_user_verification,
     )
     store = DelegationStore(redis)
+    requests = DelegationRequests(
+        redis,
+        ttl_s=settings.request_ttl_s,
+        max_per_person=settings.request_max_pending_per_person,
+        max_per_address=settings.request_max_pending_per_address,
+    )
     delegations = Delegations(
         org=org,
         store=store,
@@ -137,6 +150,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         audit=audit,
         keys=keys,
         issuer=settings.issuer,
+        requests=requests,
     )
     exchanges = {
         name: exchange_for(
@@ -152,6 +166,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
     revoker = Revoker(
         org=org,
         registry=registry,
+        invites=invites,
         delegations=store,
         revocations=revocations,
         audit=audit,
@@ -169,8 +184,9 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         revocations=revocations,
         revoker=revoker,
         signin=signin,
+        actions=actions,
         delegations=delegations,
-        requests=DelegationRequests(redis, ttl_s=settings.request_ttl_s),
+        requests=requests,
         exchanges=exchanges,
         limits=RateLimits(
             redis,

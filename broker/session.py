@@ -10,7 +10,7 @@ import msgspec
 
 from broker.errors import TokenInvalid
 from broker.keys import KeyRing
-from broker.revocation import not_before_key
+from broker.revocation import not_before_key, session_key
 from broker.tokens import SESSION_TYP, Expectation, mint, verify
 
 REQUIRED: Final = ("iss", "sub", "aud", "iat", "exp", "jti", "cid", "amr", "auth_time")
@@ -42,10 +42,15 @@ class Person:
     auth_time: int
     issued_at: int
     expires_at: int
+    jti: str
 
     def handles(self) -> list[str]:
-        """The revocation handles that end this session: the person and the key."""
-        return [not_before_key("user", self.email), not_before_key("cred", self.cid)]
+        """The revocation handles that end this session: the person, the key, a logout."""
+        return [
+            not_before_key("user", self.email),
+            not_before_key("cred", self.cid),
+            session_key(self.jti),
+        ]
 
 
 def amr_for(user_verified: bool) -> tuple[str, ...]:
@@ -96,4 +101,5 @@ def verify_session(token: str, expect: Expectation, *, keys: KeyRing, now: float
         auth_time=claims.auth_time,
         issued_at=claims.iat,
         expires_at=claims.exp,
+        jti=claims.jti,
     )

@@ -180,6 +180,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             "approve it.",
         ),
     ] = 300
+    request_max_pending_per_person: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100,
+            description="Agent requests that may wait for one person's answer at once.",
+        ),
+    ] = 5
+    request_max_pending_per_address: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1000,
+            description="Agent requests that may wait at once from one client address (an "
+            "IPv6 /64 counts as one); keep it below the per-person bound so one host cannot "
+            "fill a person's queue.",
+        ),
+    ] = 3
     invite_ttl_s: Annotated[int, Meta(description="Lifetime of a one-time invite code.")] = (
         24 * 3600
     )

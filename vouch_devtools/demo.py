@@ -67,10 +67,11 @@ class Narrator:
         if text:
             print(text, flush=True)
 
-    def vouch(self, *args: str, expect: int = 0) -> str:
+    def vouch(self, *args: str, expect: int = 0, stdin: str = "") -> str:
         print(f"$ vouch {' '.join(args)}", flush=True)
         done = subprocess.run(  # noqa: S603 - this interpreter, our own CLI
             [sys.executable, "-m", "vouch_delegate.cli", *args],
+            input=stdin,
             env=self.env,
             capture_output=True,
             text=True,
@@ -125,7 +126,10 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
         "The person registers their key (tap + PIN)",
         "   (a SOFTWARE authenticator keeps its key in a file: for demos only, not hardware)",
     )
-    narrator.vouch("enroll", "--email", admin, "--code", code)
+    # The code goes in on stdin (a person would type it at the prompt): on the command line
+    # every local user could read it in the process list.
+    print("   (the invite code is typed at the prompt; here it is piped in)", flush=True)
+    narrator.vouch("enroll", "--email", admin, "--code-file", "-", stdin=code + "\n")
     narrator.say("Login: a fresh tap gives an 8 h human session")
     narrator.vouch("login")
     token_file = work / "agent.jwt"

@@ -215,7 +215,7 @@ Vouch broker (development) at {issuer}
 
 Next, in another terminal (software key: for demos only, not hardware):
   export VOUCH_SERVER={issuer} VOUCH_AUTHENTICATOR=soft:$HOME/.vouch-demo-key.json
-  vouch enroll --email {admin} --code {code}
+  vouch enroll --email {admin}        (type the invite code: {code})
   vouch login
   vouch delegate --agent demo --model us.claude-haiku-4-5 --out agent.jwt
   vouch credential aws --token-file agent.jwt

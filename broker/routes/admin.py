@@ -1,4 +1,9 @@
-"""Admin endpoints: invites and the audit trail (revocations arrive with delegation)."""
+"""Admin endpoints: invites, reinstatement, revocations and the audit trail.
+
+What raises anyone's power (an invite, a reinstatement) takes the admin's fresh, user-verified
+tap bound to that action (begin/complete, `broker/actions.py`); what lowers it or only reads
+(revoking, cancelling an invite, listing) takes the admin session alone.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +11,143 @@ import time
 from typing import Annotated
 
 import msgspec
-from litestar import get, post
+from litestar import delete, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from broker.actions import Action
+from broker.assertion import WebAuthnJson
 from broker.auth import ServicesDep, provide_admin
-from broker.errors import InvalidRequest
+from broker.errors import Conflict, InvalidRequest, NotFound
 from broker.identity import person_email
+from broker.invites import Invite
 from broker.revoke import Kind, Target
 from broker.routes.delegations import check_free_text
+from broker.routes.signin import Approval, CeremonyComplete
 from broker.session import Person
 
 ADMIN = {"admin": Provide(provide_admin)}
 AdminDep = NamedDependency[Person]
 
 
-class InviteCreate(msgspec.Struct, forbid_unknown_fields=True):
+class PersonNamed(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
 
 
+class ActionProposal(msgspec.Struct):
+    """A begin step's answer: tap `approval.options` and send it to the matching complete."""
+
+    challenge_id: str
+    action: Action
+    action_canonical: str
+    options: WebAuthnJson
+
+
 class InviteCreated(msgspec.Struct):
+    id: str
     email: str
     code: str
+    """Shown once; the broker keeps only a hash of it."""
     expires_in: int
+    expires_at: int
 
 
-@post("/v1/admin/invites", dependencies=ADMIN, status_code=201, tags=["admin"])
-async def create_invite(
-    data: JSONBody[InviteCreate], services: ServicesDep, admin: AdminDep
-) -> InviteCreated:
-    """A one-time enrollment code for an email (shown once; stored only hashed)."""
+class Reinstated(msgspec.Struct):
+    email: str
+    reinstated_at: float
+
+
+async def _propose(services: ServicesDep, admin: Person, action: Action) -> ActionProposal:
+    proposal = await services.actions.begin(admin, action)
+    approval = Approval.of(proposal.approval)
+    return ActionProposal(
+        proposal.challenge_id, approval.action, approval.action_canonical, approval.options
+    )
+
+
+@post("/v1/admin/invites/begin", dependencies=ADMIN, status_code=200, tags=["admin"])
+async def invite_begin(
+    data: JSONBody[PersonNamed], services: ServicesDep, admin: AdminDep
+) -> ActionProposal:
+    """Propose an invite for an email; the admin's tap over its challenge issues it."""
     email = person_email(data.email)
-    code = await services.invites.create(email)
-    await services.audit.record("invited", actor=admin.email, subject=email)
-    return InviteCreated(email, code, services.settings.invite_ttl_s)
+    await services.registry.check_enabled(email)
+    return await _propose(services, admin, Action(action="invite", by=admin.email, email=email))
+
+
+@post("/v1/admin/invites/complete", dependencies=ADMIN, status_code=201, tags=["admin"])
+async def invite_complete(
+    data: JSONBody[CeremonyComplete], services: ServicesDep, admin: AdminDep
+) -> InviteCreated:
+    """A one-time enrollment code for the proposed email (shown once; stored only hashed)."""
+    action, tap = await services.actions.complete(
+        admin, "invite", data.challenge_id, data.credential
+    )
+    await services.registry.check_enabled(action.email)
+    invite, code = await services.invites.issue(action.email, by=admin.email)
+    await services.audit.record(
+        "invited",
+        actor=admin.email,
+        subject=invite.email,
+        invite=invite.id,
+        cid=tap.credential.cid,
+    )
+    ttl = services.settings.invite_ttl_s
+    return InviteCreated(invite.id, invite.email, code, ttl, invite.expires_at)
+
+
+@get("/v1/admin/invites", dependencies=ADMIN, tags=["admin"])
+async def list_invites(services: ServicesDep, admin: AdminDep) -> dict[str, list[Invite]]:
+    """Unused invites, soonest to expire first (never their codes)."""
+    return {"invites": await services.invites.unused(now=int(time.time()))}
+
+
+@delete("/v1/admin/invites/{invite_id:str}", dependencies=ADMIN, status_code=200, tags=["admin"])
+async def cancel_invite(
+    invite_id: Annotated[str, PathParameter(max_length=64)],
+    services: ServicesDep,
+    admin: AdminDep,
+) -> Invite:
+    """Cancel an unused invite: its code no longer enrolls anyone."""
+    invite = await services.invites.cancel(invite_id)
+    if invite is None:
+        raise NotFound(f"no unused invite {invite_id!r}")
+    await services.audit.record(
+        "invite_cancelled", actor=admin.email, subject=invite.email, invite=invite.id
+    )
+    return invite
+
+
+@post("/v1/admin/reinstatements/begin", dependencies=ADMIN, status_code=200, tags=["admin"])
+async def reinstate_begin(
+    data: JSONBody[PersonNamed], services: ServicesDep, admin: AdminDep
+) -> ActionProposal:
+    """Propose letting a revoked person back in; the admin's tap over it does it.
+
+    Raises: Conflict when the person is not revoked.
+    """
+    email = person_email(data.email)
+    if not await services.registry.is_disabled(email):
+        raise Conflict(f"{email} is not revoked")
+    action = Action(action="reinstate", by=admin.email, email=email)
+    return await _propose(services, admin, action)
+
+
+@post("/v1/admin/reinstatements/complete", dependencies=ADMIN, status_code=200, tags=["admin"])
+async def reinstate_complete(
+    data: JSONBody[CeremonyComplete], services: ServicesDep, admin: AdminDep
+) -> Reinstated:
+    """Reinstate the proposed person. Their revoked keys stay revoked: they enroll a new key
+    with a new invite; tokens from before the revocation stay dead."""
+    action, tap = await services.actions.complete(
+        admin, "reinstate", data.challenge_id, data.credential
+    )
+    if not await services.registry.reinstate(action.email):
+        raise Conflict(f"{action.email} is not revoked")
+    await services.audit.record(
+        "reinstated", actor=admin.email, subject=action.email, cid=tap.credential.cid
+    )
+    return Reinstated(action.email, time.time())
 
 
 @get("/v1/admin/audit", dependencies=ADMIN, tags=["admin"])
@@ -91,4 +199,13 @@ def single_target(data: RevocationCreate) -> Target:
     return given[0]
 
 
-ROUTES = [create_invite, read_audit, create_revocation]
+ROUTES = [
+    invite_begin,
+    invite_complete,
+    list_invites,
+    cancel_invite,
+    reinstate_begin,
+    reinstate_complete,
+    read_audit,
+    create_revocation,
+]

@@ -120,7 +120,6 @@ async def delegation_complete(
     """
     done = await services.delegations.complete(person, data.challenge_id, data.credential)
     if done.request_id:
-        await services.requests.approve(done.request_id, done.token, done.record.id)
         return AgentToken(done.record, request_id=done.request_id)
     return AgentToken(done.record, token=done.token)
 

@@ -1,7 +1,8 @@
-"""Agent-initiated delegation requests: create, poll, deny."""
+"""Agent-initiated delegation requests: create, poll, list (the person's pending), deny."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import msgspec
@@ -11,7 +12,7 @@ from litestar.params import JSONBody, PathParameter
 from broker.auth import HttpRequest, PersonDep, ServicesDep, bearer, client_address
 from broker.delegation_requests import POLL_INTERVAL_S
 from broker.errors import from_policy
-from broker.identity import grant_agent, person_email
+from broker.identity import grant_agent, limit_identity, person_email
 from broker.routes.delegations import ModelName, check_free_text
 from policies.errors import PoliciesError
 
@@ -39,6 +40,23 @@ class RequestStatus(msgspec.Struct, omit_defaults=True):
     delegation_id: str | None = None
 
 
+class PendingRequest(msgspec.Struct):
+    """A request waiting for the person; `message` and `agent` are the agent's own words."""
+
+    user_code: str
+    agent: str
+    models: list[str]
+    ttl_s: int
+    message: str
+    address: str
+    created_at: int
+    expires_at: int
+
+
+class PendingRequests(msgspec.Struct):
+    requests: list[PendingRequest]
+
+
 class RequestDeny(msgspec.Struct, forbid_unknown_fields=True):
     user_code: Annotated[str, msgspec.Meta(min_length=4, max_length=16)]
 
@@ -47,24 +65,47 @@ class RequestDeny(msgspec.Struct, forbid_unknown_fields=True):
 async def create_request(
     data: JSONBody[RequestCreate], services: ServicesDep, request: HttpRequest
 ) -> RequestCreated:
-    """An agent asks a person for a delegation; relay the user code to that person."""
-    await services.limits.hit("request", address=client_address(request), identity=data.email)
+    """An agent asks a person for a delegation; relay the user code to that person.
+
+    A request the org policy could never grant that email (models, TTL, or nobody there may
+    delegate) is refused now. Only the policy is consulted, never who is registered, so a
+    known and an unknown email get the same answer.
+    """
+    address = client_address(request)
+    await services.limits.hit("request", address=address, identity=limit_identity(data.email))
     grant_agent(data.agent)
     check_free_text(data.message, "message")
     try:  # refuse what could never be granted now, not when the person tries to approve it
         for name in data.models:
             services.catalog.resolve(name)
+        email = person_email(data.email)
+        allowed = services.org.authorize(email, data.agent, data.models, data.ttl_s)
     except PoliciesError as exc:
         raise from_policy(exc) from None
     created = await services.requests.create(
-        email=person_email(data.email),
+        email=email,
         agent=data.agent,
-        models=data.models,
+        models=list(allowed.models),
         ttl_s=data.ttl_s,
         message=data.message,
+        address=address,
     )
     return RequestCreated(
         created.id, created.user_code, created.poll_secret, created.expires_at, created.interval
+    )
+
+
+@get("/v1/delegation-requests", tags=["delegation"])
+async def list_requests(services: ServicesDep, person: PersonDep) -> PendingRequests:
+    """Your agents' requests waiting for an answer: deny the ones you do not recognise."""
+    pending = await services.requests.pending_of(person.email, now=int(time.time()))
+    return PendingRequests(
+        [
+            PendingRequest(
+                r.code, r.agent, r.models, r.ttl_s, r.message, r.address, r.created_at, r.expires_at
+            )
+            for r in pending
+        ]
     )
 
 
@@ -76,9 +117,9 @@ async def poll_request(
 ) -> RequestStatus:
     """The agent polls with its poll secret as bearer token; the token arrives once."""
     await services.limits.hit("poll", address=client_address(request), identity=req_id)
-    req = await services.requests.poll(req_id, bearer(request))
+    polled = await services.requests.poll(req_id, bearer(request))
     return RequestStatus(
-        req.status, POLL_INTERVAL_S, token=req.token, delegation_id=req.delegation_id
+        polled.status, POLL_INTERVAL_S, token=polled.token, delegation_id=polled.delegation_id
     )
 
 
@@ -95,7 +136,7 @@ async def deny_request(
     await services.audit.record(
         "request_denied", actor=person.email, agent=req.agent, subject=req.id
     )
-    return RequestStatus(req.status, POLL_INTERVAL_S)
+    return RequestStatus("denied", POLL_INTERVAL_S)
 
 
-ROUTES = [create_request, poll_request, deny_request]
+ROUTES = [create_request, list_requests, poll_request, deny_request]

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import msgspec
 
 from ._messages import (
+    ActionProposal,
     AgentToken,
     AuditPage,
     Ceremony,
@@ -25,11 +26,19 @@ from ._messages import (
     DelegationList,
     DelegationProposal,
     EnrollBegin,
+    EnrollComplete,
     Enrolled,
     ExchangeRequest,
-    InviteCreate,
+    Invite,
     InviteCreated,
+    InviteList,
+    KeyInfo,
+    KeyList,
     LoginBegin,
+    PendingRequest,
+    PendingRequests,
+    PersonNamed,
+    Reinstated,
     RequestCreate,
     RequestCreated,
     RequestDeny,
@@ -37,6 +46,7 @@ from ._messages import (
     RevocationCreate,
     RevocationDone,
     SessionIssued,
+    SignedOut,
     decode,
     encode,
 )
@@ -73,13 +83,22 @@ class BrokerClient:
     # Sign-in --------------------------------------------------------------------------
 
     def enroll_begin(self, email: str, code: str | None = None) -> Ceremony:
-        """Start registering a key: with an invite `code`, or with `session` to add a key."""
+        """Start registering a key: with an invite `code`, or with `session` to add a key
+        (then `approval` says what a registered key of the same person must tap)."""
         body = EnrollBegin(email, code)
         return self._call("POST", "/v1/enroll/begin", Ceremony, body=body, token=self.session)
 
-    def enroll_complete(self, challenge_id: str, credential: Mapping[str, Any]) -> Enrolled:
-        """Finish registering with the key's attestation response (fido2's, as JSON)."""
-        body = CeremonyComplete(challenge_id, dict(credential))
+    def enroll_complete(
+        self,
+        challenge_id: str,
+        credential: Mapping[str, Any],
+        approval: Mapping[str, Any] | None = None,
+    ) -> Enrolled:
+        """Finish registering with the new key's attestation response (fido2's, as JSON)
+        and, when adding a key without an invite, the registered key's `approval` tap."""
+        body = EnrollComplete(
+            challenge_id, dict(credential), dict(approval) if approval is not None else None
+        )
         return self._call("POST", "/v1/enroll/complete", Enrolled, body=body)
 
     def login_begin(self, email: str | None = None) -> Ceremony:
@@ -90,6 +109,14 @@ class BrokerClient:
         """Finish a login with the key's assertion: a session token (not stored here)."""
         body = CeremonyComplete(challenge_id, dict(credential))
         return self._call("POST", "/v1/login/complete", SessionIssued, body=body)
+
+    def logout(self) -> SignedOut:
+        """End `session` at the broker: it is refused from now on, on every replica."""
+        return self._call("POST", "/v1/logout", SignedOut, token=self.session)
+
+    def list_keys(self) -> list[KeyInfo]:
+        """The person's security keys, oldest first, with when and how each was added."""
+        return self._call("GET", "/v1/keys", KeyList, token=self.session).keys
 
     # Delegation (as the person with `session`) ----------------------------------------
 
@@ -154,6 +181,11 @@ class BrokerClient:
         body = RequestCreate(email, agent, list(models), ttl_s, message)
         return self._call("POST", "/v1/delegation-requests", RequestCreated, body=body)
 
+    def list_requests(self) -> list[PendingRequest]:
+        """The person's (`session`) agent requests waiting for an answer, oldest first."""
+        listed = self._call("GET", "/v1/delegation-requests", PendingRequests, token=self.session)
+        return listed.requests
+
     def poll_request(self, request_id: str, poll_secret: str) -> RequestStatus:
         """The request's status, read with its poll secret as bearer."""
         path = f"/v1/delegation-requests/{_segment(request_id)}"
@@ -189,10 +221,48 @@ class BrokerClient:
 
     # Admin (as an admin's `session`) ------------------------------------------------
 
-    def create_invite(self, email: str) -> InviteCreated:
-        """A one-time enrollment code for `email` (shown once)."""
-        body = InviteCreate(email)
-        return self._call("POST", "/v1/admin/invites", InviteCreated, body=body, token=self.session)
+    def invite_begin(self, email: str) -> ActionProposal:
+        """Propose an invite for `email`; check it with `verified_action`, then tap."""
+        return self._call(
+            "POST",
+            "/v1/admin/invites/begin",
+            ActionProposal,
+            body=PersonNamed(email),
+            token=self.session,
+        )
+
+    def invite_complete(self, challenge_id: str, credential: Mapping[str, Any]) -> InviteCreated:
+        """The one-time enrollment code the admin's tap approved (shown once)."""
+        body = CeremonyComplete(challenge_id, dict(credential))
+        return self._call(
+            "POST", "/v1/admin/invites/complete", InviteCreated, body=body, token=self.session
+        )
+
+    def list_invites(self) -> list[Invite]:
+        """Unused invites, soonest to expire first (never their codes)."""
+        return self._call("GET", "/v1/admin/invites", InviteList, token=self.session).invites
+
+    def cancel_invite(self, invite_id: str) -> Invite:
+        """Cancel an unused invite by its id (`inv_...`)."""
+        path = f"/v1/admin/invites/{_segment(invite_id)}"
+        return self._call("DELETE", path, Invite, token=self.session)
+
+    def reinstate_begin(self, email: str) -> ActionProposal:
+        """Propose reinstating a revoked person; check with `verified_action`, then tap."""
+        return self._call(
+            "POST",
+            "/v1/admin/reinstatements/begin",
+            ActionProposal,
+            body=PersonNamed(email),
+            token=self.session,
+        )
+
+    def reinstate_complete(self, challenge_id: str, credential: Mapping[str, Any]) -> Reinstated:
+        """Reinstate the person the admin's tap approved."""
+        body = CeremonyComplete(challenge_id, dict(credential))
+        return self._call(
+            "POST", "/v1/admin/reinstatements/complete", Reinstated, body=body, token=self.session
+        )
 
     def create_revocation(
         self,

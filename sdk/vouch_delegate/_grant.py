@@ -76,7 +76,7 @@ def verified_grant(proposal: DelegationProposal) -> Grant:
             proposal's `grant` object says something else.
     """
     canonical = proposal.grant_canonical
-    challenge = _challenge_bytes(proposal.options.public_key)
+    challenge = challenge_bytes(proposal.options.public_key)
     if len(challenge) != NONCE_BYTES + 32 or not hmac.compare_digest(
         challenge[NONCE_BYTES:], grant_digest(canonical)
     ):
@@ -103,7 +103,7 @@ def _check_shape(grant: Grant) -> None:
             raise InvalidResponse(f"the broker proposed {name}={value!r}, not a positive number")
 
 
-def _challenge_bytes(public_key: Mapping[str, Any]) -> bytes:
+def challenge_bytes(public_key: Mapping[str, Any]) -> bytes:
     try:
         encoded = public_key["challenge"]
         return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))

@@ -44,6 +44,8 @@ class EnrollBegin(msgspec.Struct, omit_defaults=True):
     email: str
     code: str | None = None
 
+    __repr__ = masked_repr("code")
+
 
 class LoginBegin(msgspec.Struct):
     email: str | None = None  # None: usernameless, with a discoverable credential
@@ -54,6 +56,14 @@ class CeremonyComplete(msgspec.Struct):
 
     challenge_id: str
     credential: dict[str, Any]  # fido2's response, as JSON
+
+
+class EnrollComplete(msgspec.Struct, omit_defaults=True):
+    """The new key's attestation, and an existing key's tap when the begin step asked one."""
+
+    challenge_id: str
+    credential: dict[str, Any]
+    approval: dict[str, Any] | None = None
 
 
 class DelegationBegin(msgspec.Struct, omit_defaults=True):
@@ -85,7 +95,9 @@ class ExchangeRequest(msgspec.Struct, omit_defaults=True):
     duration_s: int | None = None
 
 
-class InviteCreate(msgspec.Struct):
+class PersonNamed(msgspec.Struct):
+    """The person an admin action concerns (an invite, a reinstatement)."""
+
     email: str
 
 
@@ -108,16 +120,69 @@ class WebAuthnOptions(msgspec.Struct):
     public_key: dict[str, Any] = msgspec.field(name="publicKey")
 
 
+class Action(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A power-raising action a tap approves: who (`by`) does what concerning whom."""
+
+    action: str  # add-key | invite | reinstate
+    by: str
+    email: str
+    enrollment: str | None = None  # add-key: the new key's registration challenge
+
+
+class ActionApproval(msgspec.Struct):
+    """What an existing key must tap; the challenge in `options` commits to
+    `action_canonical` (check it with `verified_action`)."""
+
+    action: Action
+    action_canonical: str
+    options: WebAuthnOptions
+
+
 class Ceremony(msgspec.Struct):
-    """The first step of enrollment or login."""
+    """The first step of enrollment or login; `approval` when adding a key without an
+    invite (a registered key of the same person taps it)."""
 
     challenge_id: str
+    options: WebAuthnOptions
+    approval: ActionApproval | None = None
+
+
+class ActionProposal(msgspec.Struct):
+    """An admin action's first step (invite, reinstate): tap `options` to do it."""
+
+    challenge_id: str
+    action: Action
+    action_canonical: str
     options: WebAuthnOptions
 
 
 class Enrolled(msgspec.Struct):
     email: str
     credential: str  # the key's id at the broker (a hash), for revocation
+    via: str = ""  # what authorized it: "invite", or "key" (a tap by another key)
+
+
+class SignedOut(msgspec.Struct):
+    email: str
+    signed_out_at: float
+
+
+class KeyInfo(msgspec.Struct, kw_only=True):
+    """One of the person's security keys, as the broker registered it."""
+
+    cid: str
+    state: str  # active | flagged | revoked
+    added_at: int
+    last_used: int | None = None
+    via: str = ""
+    invite: str | None = None
+    approved_by: str | None = None
+    aaguid: str = ""
+    software: bool = False
+
+
+class KeyList(msgspec.Struct):
+    keys: list[KeyInfo]
 
 
 class SessionIssued(msgspec.Struct):
@@ -203,6 +268,24 @@ class RequestStatus(msgspec.Struct):
     __repr__ = masked_repr("token")
 
 
+class PendingRequest(msgspec.Struct):
+    """An agent's request waiting for the person. `agent` and `message` are the asker's own
+    words and `address` is where the broker saw the request come from: untrusted text."""
+
+    user_code: str
+    agent: str
+    models: list[str]
+    ttl_s: int
+    message: str
+    address: str
+    created_at: int
+    expires_at: int
+
+
+class PendingRequests(msgspec.Struct):
+    requests: list[PendingRequest]
+
+
 class CredentialDocument(msgspec.Struct, rename="pascal"):
     """The exchange's answer, AWS's `credential_process` document (Version 1)."""
 
@@ -215,9 +298,33 @@ class CredentialDocument(msgspec.Struct, rename="pascal"):
 
 
 class InviteCreated(msgspec.Struct):
+    id: str
     email: str
-    code: str
+    code: str  # shown once: the broker keeps only a hash
     expires_in: int
+    expires_at: int
+
+    __repr__ = masked_repr("code")
+
+
+class Invite(msgspec.Struct):
+    """An unused invite as admins list it (never its code)."""
+
+    id: str
+    email: str
+    created_by: str
+    created_at: int
+    expires_at: int
+    in_use: bool = False  # an enrollment that began with the code holds it
+
+
+class InviteList(msgspec.Struct):
+    invites: list[Invite]
+
+
+class Reinstated(msgspec.Struct):
+    email: str
+    reinstated_at: float
 
     __repr__ = masked_repr("code")
 

@@ -62,11 +62,16 @@ class Cli:
         return self.home / ".config" / "vouch" / "session.json"
 
     def run(
-        self, *args: str, code: int = 0, extra_env: dict[str, str] | None = None
+        self,
+        *args: str,
+        code: int = 0,
+        extra_env: dict[str, str] | None = None,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run `vouch ARGS`; fail the test unless it exits with `code`."""
+        """Run `vouch ARGS` (with `stdin` as its input); fail unless it exits with `code`."""
         proc = subprocess.run(
             [*VOUCH, *args],
+            input=stdin if stdin is not None else "",
             env={**self.env, **(extra_env or {})},
             capture_output=True,
             text=True,
@@ -112,7 +117,8 @@ def person(
         if email not in people:
             cli = Cli(e2e_broker, root / email, email)
             code = make_invite(e2e_broker.settings, email)
-            cli.run("enroll", "--server", e2e_broker.url, "--email", email, "--code", code)
+            enroll = ("enroll", "--server", e2e_broker.url, "--email", email, "--code-file", "-")
+            cli.run(*enroll, stdin=code + "\n")
             cli.run("login")
             people[email] = cli
         return people[email]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import stat
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 
@@ -17,6 +19,7 @@ from tests.harness.broker import BrokerServer, make_invite
 pytestmark = pytest.mark.e2e
 
 Person = Callable[..., Cli]
+PROBLEM = "urn:vouch:problem:"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -104,9 +107,13 @@ def test_credential_aws_and_exec_then_revoke_exits_5(person: Person, tmp_path: P
 
 def test_admin_invites_and_revokes_and_others_are_denied(person: Person, tmp_path: Path) -> None:
     admin, alice = person("admin@example.com"), person()
-    code = admin.run("admin", "invite", "bob@example.com").stdout.split()[-1]
+    invited = admin.run("admin", "invite", "bob@example.com")
+    code = invited.stdout.split()[-1]
+    assert "invite bob@example.com" in invited.stderr  # what the tap signs, shown before it
+    assert invited.stderr.index("invite bob@example.com") < invited.stderr.index("Touch")
     bob = Cli(admin.broker, tmp_path / "bob", "bob@example.com")
-    bob.run("enroll", "--server", admin.broker.url, "--email", bob.email, "--code", code)
+    enrolled = bob.run("enroll", "--server", admin.broker.url, "--email", bob.email, "--code", code)
+    assert "--code puts the invite code in the process list" in enrolled.stderr
     bob.run("login", "--json")
     denied = alice.run("admin", "invite", "eve@example.com", code=5)
     assert "admin" in denied.stderr
@@ -181,7 +188,8 @@ def test_a_session_lives_in_the_os_keyring_where_there_is_one(
         TEST_KEYRING_FILE=str(keyring_file),
     )
     code = make_invite(e2e_broker.settings, bob.email)
-    bob.run("enroll", "--server", e2e_broker.url, "--email", bob.email, "--code", code)
+    enroll = ("enroll", "--server", e2e_broker.url, "--email", bob.email, "--code-file", "-")
+    bob.run(*enroll, stdin=code + "\n")
     bob.run("login")
     token = json.loads(keyring_file.read_text())[f"vouch {e2e_broker.url}"]
     assert token.count(".") == 2
@@ -206,3 +214,132 @@ def test_without_a_keyring_the_session_falls_back_to_the_0600_file(person: Perso
     assert f"kept in:     {alice.session_file} (mode 0600; no usable OS keyring here)" in (
         alice.run("status").stdout
     )
+
+
+def test_delegate_requests_lists_what_agents_asked_then_deny_clears_it(person: Person) -> None:
+    alice = person()
+    message = 'weekly "digest" \\ caf\u00e9'
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.5")) as stranger:
+        asked = stranger.post(
+            f"http://127.0.0.1:{alice.broker.port}/v1/delegation-requests",
+            json={
+                "email": alice.email,
+                "agent": "stranger",
+                "models": ["us.claude-haiku-4-5"],
+                "ttl_s": 1800,
+                "message": message,
+            },
+        )
+    assert asked.status_code == 201, asked.text
+    code = asked.json()["user_code"]
+    listed = json.loads(alice.run("delegate", "requests", "--json").stdout)["requests"]
+    [mine] = [r for r in listed if r["user_code"] == code]
+    assert mine["created_at"] <= time.time() < mine["expires_at"]
+    assert {k: v for k, v in mine.items() if k not in ("created_at", "expires_at")} == {
+        "user_code": code,
+        "agent": "stranger",
+        "models": [HAIKU],
+        "ttl_s": 1800,
+        "message": message,
+        "address": "127.0.0.5",
+    }
+    shown = alice.run("delegate", "requests")
+    block = shown.stdout[shown.stdout.index(code) :].split("\n\n")[0]
+    assert block.splitlines()[0].startswith(f"{code}  asked ")
+    assert " ago from 127.0.0.5 (expires in " in block
+    assert "  agent:    stranger" in block and f"  models:   {HAIKU}" in block
+    assert "  lifetime: 30m" in block
+    assert (
+        '  message (the agent\'s words, not the broker\'s): "weekly \\"digest\\" \\\\ caf\u00e9"'
+    ) in block
+    assert "vouch delegate deny CODE" in shown.stderr
+    alice.run("delegate", "deny", code)
+    after = json.loads(alice.run("delegate", "requests", "--json").stdout)["requests"]
+    assert code not in {r["user_code"] for r in after}
+
+
+def test_logout_ends_the_session_at_the_broker_and_status_says_signed_out(
+    person: Person, tmp_path: Path
+) -> None:
+    carol = Cli(person().broker, tmp_path / "carol", "carol@example.com")
+    code = make_invite(carol.broker.settings, carol.email)
+    carol.run("enroll", "--server", carol.broker.url, "--email", carol.email, stdin=code)
+    carol.run("login")
+    token = json.loads(carol.session_file.read_text())["token"]
+    out = carol.run("logout")
+    assert "the session no longer works anywhere" in out.stderr
+    with carol.broker.client(token) as http:  # a copy taken before the logout
+        refused = http.get("/v1/delegations")
+    assert (refused.status_code, refused.json()["type"]) == (401, PROBLEM + "token-revoked")
+    status = carol.run("status", code=2)
+    assert status.stdout.startswith(f"signed out of {carol.broker.url} at ")
+    assert json.loads(carol.run("status", "--json", code=2).stdout)["signed_out_at"] > 0
+
+
+def test_enroll_reads_the_code_from_a_file_or_stdin_never_needing_it_on_the_command_line(
+    person: Person, tmp_path: Path
+) -> None:
+    broker = person().broker
+    dave = Cli(broker, tmp_path / "dave", "dave@example.com")
+    code_file = tmp_path / "invite.txt"
+    code_file.write_text(make_invite(broker.settings, dave.email) + "\n")
+    enroll = ("enroll", "--server", broker.url, "--email", dave.email)
+    done = dave.run(*enroll, "--code-file", str(code_file))
+    assert "process list" not in done.stderr
+    erin = Cli(broker, tmp_path / "erin", "erin@example.com")
+    piped = make_invite(broker.settings, erin.email)
+    erin.run("enroll", "--server", broker.url, "--email", erin.email, stdin=piped + "\n")
+    erin.run("login")
+    nothing = Cli(broker, tmp_path / "frank", "frank@example.com")
+    refused = nothing.run("enroll", "--server", broker.url, "--email", nothing.email, code=6)
+    assert "no invite code" in refused.stderr
+
+
+def test_status_lists_every_key_with_when_and_how_it_was_added(
+    person: Person, tmp_path: Path
+) -> None:
+    broker = person().broker
+    gina = Cli(broker, tmp_path / "gina", "gina@example.com")
+    code = make_invite(broker.settings, gina.email)
+    gina.run("enroll", "--server", broker.url, "--email", gina.email, stdin=code)
+    gina.run("login")
+    spare = f"soft:{tmp_path / 'gina-spare.json'}"
+    added = gina.run(
+        "enroll", "--add-key", "--authenticator", spare, "--approve-with", f"soft:{gina.key_file}"
+    )
+    assert "add a new security key to gina@example.com" in added.stderr
+    report = json.loads(gina.run("status", "--json").stdout)
+    keys = report["keys"]
+    assert [k["via"] for k in keys] == ["invite", "key"]
+    assert keys[1]["approved_by"] == keys[0]["cid"]
+    text = gina.run("status").stdout
+    assert "keys:        2 (check that you added every one)" in text
+    assert f"approved by key {keys[0]['cid']}" in text and "with an invite" in text
+
+
+def test_admin_lists_and_cancels_invites_and_reinstates_with_a_tap(
+    person: Person, tmp_path: Path
+) -> None:
+    admin = person("admin@example.com")
+    invited = json.loads(admin.run("admin", "invite", "henry@example.com", "--json").stdout)
+    listed = json.loads(admin.run("admin", "invites", "--json").stdout)["invites"]
+    assert invited["id"] in {i["id"] for i in listed}
+    assert invited["code"] not in json.dumps(listed)
+    admin.run("admin", "cancel-invite", invited["id"])
+    henry = Cli(admin.broker, tmp_path / "henry", "henry@example.com")
+    refused = henry.run(
+        "enroll",
+        "--server",
+        admin.broker.url,
+        "--email",
+        henry.email,
+        stdin=invited["code"],
+        code=5,
+    )
+    assert "invite code is unknown" in refused.stderr
+    ivan = person("ivan@example.com")
+    admin.run("admin", "revoke", "--user", ivan.email)
+    again = admin.run("admin", "reinstate", ivan.email)
+    assert f"reinstate {ivan.email}" in again.stderr
+    events = json.loads(admin.run("admin", "audit", "--limit", "50", "--json").stdout)["events"]
+    assert any(e["event"] == "reinstated" and e["subject"] == ivan.email for e in events)

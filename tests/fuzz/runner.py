@@ -42,12 +42,14 @@ SECURITY_HEADERS = (
     "content-security-policy",
 )
 MODES = ("positive", "negative")
-# Rate limits high enough that cases reach the code behind the limiter.
+# Rate limits and pending bounds high enough that cases reach the code behind them.
 SETTINGS: dict[str, Any] = {
     "rate_login_per_min": 1_000_000,
     "rate_requests_per_min": 1_000_000,
     "rate_approvals_per_min": 1_000_000,
     "rate_polls_per_min": 1_000_000,
+    "request_max_pending_per_person": 100,
+    "request_max_pending_per_address": 1000,
 }
 
 

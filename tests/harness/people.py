@@ -15,8 +15,16 @@ from typing import Any
 import httpx
 from fido2.webauthn import PublicKeyCredentialCreationOptions, PublicKeyCredentialRequestOptions
 from vouch_delegate import BrokerClient
+from vouch_delegate._action import verified_action
 from vouch_delegate._grant import verified_grant
-from vouch_delegate._messages import AgentToken, Delegation, DelegationProposal, WebAuthnOptions
+from vouch_delegate._messages import (
+    AgentToken,
+    Delegation,
+    DelegationProposal,
+    InviteCreated,
+    Reinstated,
+    WebAuthnOptions,
+)
 from vouch_delegate.authenticators import DEFAULT_PIN, SoftwareAuthenticator, make_client
 
 from tests.harness.broker import BrokerServer, make_invite
@@ -53,6 +61,8 @@ class Human:
         self.email = email
         self.pin = pin
         self.device = device or SoftwareAuthenticator(key_file)
+        self.credential_ids: list[str] = []
+        """The raw ids (base64url) of the keys this person registered, as the key sent them."""
 
     @property
     def session(self) -> str | None:
@@ -75,15 +85,58 @@ class Human:
         opts = PublicKeyCredentialCreationOptions.from_dict(public_key_of(options))
         return to_json(self.client().make_credential(opts))
 
-    def sign_assertion(self, options: Options) -> Any:
-        opts = PublicKeyCredentialRequestOptions.from_dict(public_key_of(options))
+    def sign_assertion(self, options: Options, *, any_key: bool = False) -> Any:
+        """The key's assertion; `any_key` ignores the allow-list and signs with whatever
+        discoverable credential the key holds for this RP, as a hostile client would."""
+        public_key = dict(public_key_of(options))
+        if any_key:
+            public_key["allowCredentials"] = []
+        opts = PublicKeyCredentialRequestOptions.from_dict(public_key)
         return to_json(self.client().get_assertion(opts).get_response(0))
 
-    def enroll(self, code: str | None = None, *, token: str | None = None) -> str:
-        """Register this key (with an invite code, or another key's session): its cid."""
+    def begin_enrollment(
+        self, code: str | None = None, *, token: str | None = None
+    ) -> httpx.Response:
+        """Raw `POST /v1/enroll/begin` with an invite code, or a session to add a key."""
+        body: dict[str, Any] = {"email": self.email}
+        if code is not None:
+            body["code"] = code
+        return self.post("/v1/enroll/begin", body, token)
+
+    def finish_enrollment(
+        self, ceremony: dict[str, Any], *, approver: Human | None = None
+    ) -> httpx.Response:
+        """Raw: register this key; `approver` taps the approval the broker asks for, if any
+        (with whatever key it holds, as a hostile client would)."""
+        credential = self.register(ceremony["options"])
+        self.credential_ids.append(str(credential["rawId"]))
+        body: dict[str, Any] = {"challenge_id": ceremony["challenge_id"], "credential": credential}
+        if ceremony.get("approval") and approver is not None:
+            body["approval"] = approver.sign_assertion(
+                ceremony["approval"]["options"], any_key=True
+            )
+        return self.post("/v1/enroll/complete", body)
+
+    def enroll(
+        self, code: str | None = None, *, token: str | None = None, approver: Human | None = None
+    ) -> str:
+        """Register this key: its cid. With an invite code, or with a `token` (a session of
+        the same person) and the `approver` whose registered key taps the approval, checked
+        as the CLI checks it (`verified_action`)."""
         broker = self.broker.with_session(token)
         ceremony = broker.enroll_begin(self.email, code)
-        done = broker.enroll_complete(ceremony.challenge_id, self.register(ceremony.options))
+        credential = self.register(ceremony.options)
+        self.credential_ids.append(str(credential["rawId"]))
+        approval = None
+        if ceremony.approval is not None and approver is not None:
+            verified_action(
+                ceremony.approval,
+                action="add-key",
+                email=self.email,
+                enrollment=ceremony.options.public_key["challenge"],
+            )
+            approval = approver.sign_assertion(ceremony.approval.options)
+        done = broker.enroll_complete(ceremony.challenge_id, credential, approval)
         return done.credential
 
     def login(self, *, email: str | None = "") -> str:
@@ -116,6 +169,35 @@ class Human:
     def revoke(self, delegation_id: str) -> Delegation:
         """Revoke one of this person's delegations: the record, revoked."""
         return self.broker.revoke_delegation(delegation_id)
+
+    def tapped(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """Raw: `<path>/begin` with the session, then this key's tap over the action's
+        challenge at `<path>/complete`."""
+        begin = self.post(f"{path}/begin", body, self.session)
+        begin.raise_for_status()
+        proposal = begin.json()
+        return self.post(
+            f"{path}/complete",
+            {
+                "challenge_id": proposal["challenge_id"],
+                "credential": self.sign_assertion(proposal["options"]),
+            },
+            self.session,
+        )
+
+    def invite(self, email: str) -> InviteCreated:
+        """An admin's invite for `email`: a tap bound to it (checked as the CLI checks it)."""
+        proposal = self.broker.invite_begin(email)
+        verified_action(proposal, action="invite", by=self.email)
+        credential = self.sign_assertion(proposal.options)
+        return self.broker.invite_complete(proposal.challenge_id, credential)
+
+    def reinstate(self, email: str) -> Reinstated:
+        """An admin's reinstatement of a revoked person: a tap bound to it."""
+        proposal = self.broker.reinstate_begin(email)
+        verified_action(proposal, action="reinstate", by=self.email)
+        credential = self.sign_assertion(proposal.options)
+        return self.broker.reinstate_complete(proposal.challenge_id, credential)
 
 
 def person_at(server: BrokerServer, email: str, key_file: Path) -> Human:

@@ -110,7 +110,7 @@ def body_doors(world: dict[str, Any]) -> list[tuple[str, str | None]]:
         ("/v1/delegation-requests", None),
         ("/v1/delegations/begin", tokens["session"]),
         ("/v1/delegations/complete", tokens["session"]),
-        ("/v1/admin/invites", world["admin"].session),
+        ("/v1/admin/invites/begin", world["admin"].session),
         ("/v1/credentials/aws", tokens["agent"]),
     ]
 
@@ -239,13 +239,14 @@ def test_email_spellings_fold_to_one_person_and_lookalikes_are_refused(
     keys = http.post("/v1/login/begin", json={"email": alice.email}).json()
     alice_keys = keys["options"]["publicKey"]["allowCredentials"]
     for spelling in SAME_AS_ALICE:
-        invited = admin.post("/v1/admin/invites", {"email": spelling}, admin.session)
-        assert invited.status_code == 201 and invited.json()["email"] == alice.email, spelling
+        invited = admin.post("/v1/admin/invites/begin", {"email": spelling}, admin.session)
+        assert invited.status_code == 200, spelling
+        assert invited.json()["action"]["email"] == alice.email, spelling
         login = http.post("/v1/login/begin", json={"email": spelling})
         assert login.json()["options"]["publicKey"]["allowCredentials"] == alice_keys
     for spelling in LOOKALIKES:
         for answer in (
-            admin.post("/v1/admin/invites", {"email": spelling}, admin.session),
+            admin.post("/v1/admin/invites/begin", {"email": spelling}, admin.session),
             http.post("/v1/login/begin", json={"email": spelling}),
             http.post("/v1/enroll/begin", json={"email": spelling, "code": "ABCD-EFGH"}),
             http.post(
@@ -526,11 +527,13 @@ def test_security_headers_on_every_response_and_no_store_unless_public(
             f"/v1/delegation-requests/{world['request']['request_id']}",
             headers=bearer(world["tokens"]["poll-secret"]),
         ),
-        "201 invite": admin.post("/v1/admin/invites", {"email": "dan@example.com"}, admin.session),
+        "201 invite": admin.tapped("/v1/admin/invites", {"email": "dan@example.com"}),
         "204 options": http.options("/v1/credentials/aws"),
         "400 bad body": http.post("/v1/login/begin", json={"email": 5}),
         "401 no token": http.get("/v1/delegations"),
-        "403 not admin": alice.post("/v1/admin/invites", {"email": "x@example.com"}, alice.session),
+        "403 not admin": alice.post(
+            "/v1/admin/invites/begin", {"email": "x@example.com"}, alice.session
+        ),
         "404 no route": http.get("/no/such/route"),
         "404 no delegation": http.delete("/v1/delegations/dlg_x", headers=bearer(alice.session)),
         "405 wrong method": http.put("/healthz"),

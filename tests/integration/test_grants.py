@@ -133,7 +133,14 @@ def test_bad_input_leaves_no_partial_state(
 # --- agent-initiated requests ------------------------------------------------------------------
 
 
-def ask(broker: BrokerServer, email: str = "alice@example.com", **extra: Any) -> dict[str, Any]:
+def ask(
+    broker: BrokerServer,
+    email: str = "alice@example.com",
+    *,
+    address: str = "127.0.0.1",
+    **extra: Any,
+) -> dict[str, Any]:
+    """An agent's request, sent from `address` (any 127.0.0.x reaches the broker)."""
     body = {
         "email": email,
         "agent": "nightly",
@@ -142,7 +149,8 @@ def ask(broker: BrokerServer, email: str = "alice@example.com", **extra: Any) ->
         "message": "nightly report run",
         **extra,
     }
-    answer = httpx.post(f"http://127.0.0.1:{broker.port}/v1/delegation-requests", json=body)
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=address)) as http:
+        answer = http.post(f"http://127.0.0.1:{broker.port}/v1/delegation-requests", json=body)
     assert answer.status_code == 201, answer.text
     return dict(answer.json())
 
@@ -194,8 +202,9 @@ def test_agent_request_denied_wrong_secret_and_someone_elses_code(
 
 
 def test_pending_requests_are_capped_per_person(broker: BrokerServer) -> None:
-    for _ in range(5):
-        ask(broker, "carol@example.com")
+    # From five addresses, so the per-address bound (test_request_attacks.py) is not what stops it.
+    for i in range(5):
+        ask(broker, "carol@example.com", address=f"127.0.0.{10 + i}")
     answer = httpx.post(
         f"http://127.0.0.1:{broker.port}/v1/delegation-requests",
         json={"email": "carol@example.com", "agent": "nightly", "models": ["us.claude-haiku-4-5"]},

@@ -74,13 +74,14 @@ def test_admin_revocation_by_each_handle_is_enforced_on_every_replica(
             assert http.get("/v1/delegations").status_code == 401
 
 
-def test_non_admin_cannot_revoke_or_invite(
+def test_non_admin_cannot_revoke_invite_or_reinstate(
     broker: BrokerServer, human_factory: Callable[..., Human]
 ) -> None:
     alice = human_factory("alice@example.com")
     for path, body in (
         ("/v1/admin/revocations", {"user": "bob@example.com"}),
-        ("/v1/admin/invites", {"email": "bob@example.com"}),
+        ("/v1/admin/invites/begin", {"email": "bob@example.com"}),
+        ("/v1/admin/reinstatements/begin", {"email": "bob@example.com"}),
     ):
         answer = alice.post(path, body, alice.session)
         assert answer.status_code == 403

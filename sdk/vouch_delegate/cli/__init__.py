@@ -22,7 +22,8 @@ from vouch_delegate.cli._text import printable
 
 DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to AI agents.
 
-  vouch enroll --server URL --email EMAIL --code CODE   register your key (once)
+  vouch enroll --server URL --email EMAIL              register your key (once; asks
+                                                        for the invite code)
   vouch login                                           a key tap -> an 8 h session
   vouch delegate --agent NAME --model M --out F         a tap -> a token for the agent
   vouch credential aws --token-file F                   the agent's AWS credentials

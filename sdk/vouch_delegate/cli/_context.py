@@ -81,10 +81,12 @@ class Context:
             return BrokerClient(self.server, transport=self.http)
         return _PersonClient(self.server, session=self.session().token, transport=self.http)
 
-    def key(self) -> Key:
-        """The security key named by --authenticator, $VOUCH_AUTHENTICATOR, or USB."""
-        spec = self.args.authenticator or self.env.get(AUTHENTICATOR_ENV, "").strip() or "usb"
-        return Key(spec, origin_of(self.server), self.env, self.err)
+    def key(self, spec: str | None = None) -> Key:
+        """The security key `spec` names, else --authenticator, $VOUCH_AUTHENTICATOR, or USB."""
+        chosen = (
+            spec or self.args.authenticator or self.env.get(AUTHENTICATOR_ENV, "").strip() or "usb"
+        )
+        return Key(chosen, origin_of(self.server), self.env, self.err)
 
     def info(self, message: str) -> None:
         """A line for the person, on stderr so stdout stays clean for scripts."""

@@ -34,6 +34,8 @@ class SavedSession:
     email: str | None = None
     token: str | None = None
     expires_at: int | None = None
+    signed_out_at: int | None = None
+    """When `vouch logout` ended the session (so `vouch status` can say so)."""
     kept_in: str = FILE  # KEYRING or FILE: where the token is (or was) kept
 
     __repr__ = masked_repr("token")
@@ -47,6 +49,11 @@ class SavedSession:
 
     def without_token(self) -> SavedSession:
         return replace(self, token=None, expires_at=None)
+
+    def signed_out(self, now: float | None = None) -> SavedSession:
+        """Without the token, remembering when it was signed out."""
+        moment = int(time.time() if now is None else now)
+        return replace(self.without_token(), signed_out_at=moment)
 
 
 def config_dir(env: Mapping[str, str]) -> Path:
@@ -95,6 +102,7 @@ class SessionStore:
                 email=data.get("email"),
                 token=data.get("token"),
                 expires_at=data.get("expires_at"),
+                signed_out_at=data.get("signed_out_at"),
                 kept_in=KEYRING if data.get("token_store") == KEYRING else FILE,
             )
         except (KeyError, TypeError) as exc:

@@ -1,13 +1,18 @@
-"""admin invite | revoke | audit: for the people the org policy names as admins."""
+"""admin invite | invites | cancel-invite | reinstate | revoke | audit: for the people the
+org policy names as admins. Inviting and reinstating raise someone's power: each takes the
+admin's key tap over that exact action; the rest act on the session alone."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+import unicodedata
 from typing import Any
 
-from vouch_delegate.cli._context import Context
+from vouch_delegate._action import describe, verified_action
+from vouch_delegate._messages import ActionProposal, Invite
+from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
 from vouch_delegate.cli._text import printable
 
@@ -21,14 +26,33 @@ Revocations are enforced on the next request, on every broker replica."""
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
-    admin = commands.add_parser("admin", parents=[common], help="invites, revocation, audit")
-    actions = admin.add_subparsers(title="subcommands", metavar="{invite,revoke,audit}")
+    admin = commands.add_parser(
+        "admin", parents=[common], help="invites, reinstatement, revocation, audit"
+    )
+    actions = admin.add_subparsers(
+        title="subcommands",
+        metavar="{invite,invites,cancel-invite,reinstate,revoke,audit}",
+    )
     actions.required = True
     invite = actions.add_parser(
-        "invite", parents=[common], help="a one-time enrollment code for a person"
+        "invite", parents=[common], help="a one-time enrollment code for a person (a key tap)"
     )
     invite.add_argument("email", help="who may enroll with the code")
     invite.set_defaults(handler=run_invite)
+    invites = actions.add_parser("invites", parents=[common], help="unused invites")
+    invites.set_defaults(handler=run_invites)
+    cancel = actions.add_parser(
+        "cancel-invite", parents=[common], help="cancel an unused invite by its id"
+    )
+    cancel.add_argument("id", help="the invite id (inv_..., from `vouch admin invites`)")
+    cancel.set_defaults(handler=run_cancel_invite)
+    reinstate = actions.add_parser(
+        "reinstate",
+        parents=[common],
+        help="let a revoked person back in (a key tap); they enroll a new key with an invite",
+    )
+    reinstate.add_argument("email", help="the revoked person")
+    reinstate.set_defaults(handler=run_reinstate)
     revoke = actions.add_parser(
         "revoke",
         parents=[common],
@@ -48,13 +72,66 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     audit.set_defaults(handler=run_audit)
 
 
+def _tap(ctx: Context, proposal: ActionProposal, name: str) -> dict[str, object]:
+    """Check that the proposal's challenge commits to the action asked for (the email as
+    the broker folds it: NFKC, lower case), show it, and tap."""
+    session = ctx.session()
+    asked = unicodedata.normalize("NFKC", ctx.args.email.strip()).lower()
+    action = verified_action(proposal, action=name, by=session.email or "", email=asked)
+    key = ctx.key()
+    ctx.info(f"You are about to {describe(action)} (your key tap signs exactly this).")
+    return key.sign(proposal.options.public_key)
+
+
 def run_invite(ctx: Context) -> int:
-    invite = ctx.client().create_invite(ctx.args.email)
+    broker = ctx.client()
+    proposal = broker.invite_begin(ctx.args.email)
+    invite = broker.invite_complete(proposal.challenge_id, _tap(ctx, proposal, "invite"))
     hours = invite.expires_in // 3600
-    email, code = printable(invite.email), printable(invite.code)
-    ctx.info(f"Invite for {email} (valid {hours} h, single use). They run:")
-    ctx.info(f"  vouch enroll --server {ctx.server} --email {email} --code {code}")
+    email = printable(invite.email)
+    ctx.info(f"Invite {printable(invite.id)} for {email} (valid {hours} h, single use).")
+    ctx.info("Give them the code privately (it is printed once, below). They run:")
+    ctx.info(f"  vouch enroll --server {ctx.server} --email {email}")
+    ctx.info("and type the code at the prompt (or pass it with --code-file FILE).")
     ctx.emit(invite, invite.code)
+    return OK
+
+
+def run_invites(ctx: Context) -> int:
+    invites = ctx.client().list_invites()
+    rows = [_invite_row(i) for i in invites]
+    ctx.emit({"invites": invites}, "\n".join(rows) if rows else "no unused invites")
+    return OK
+
+
+def _invite_row(invite: Invite) -> str:
+    state = "IN USE" if invite.in_use else "unused"
+    return (
+        f"{printable(invite.id)}  {printable(invite.email):<28} "
+        f"by {printable(invite.created_by):<24} {state:<6} until {when(invite.expires_at)}"
+    )
+
+
+def run_cancel_invite(ctx: Context) -> int:
+    invite = ctx.client().cancel_invite(ctx.args.id)
+    ctx.info(
+        f"Cancelled invite {printable(invite.id)} for {printable(invite.email)}; "
+        "its code enrolls nobody now."
+    )
+    ctx.emit(invite)
+    return OK
+
+
+def run_reinstate(ctx: Context) -> int:
+    broker = ctx.client()
+    proposal = broker.reinstate_begin(ctx.args.email)
+    done = broker.reinstate_complete(proposal.challenge_id, _tap(ctx, proposal, "reinstate"))
+    email = printable(done.email)
+    ctx.info(
+        f"Reinstated {email}. Their old keys stay revoked: invite them to enroll a new"
+        f" one (vouch admin invite {email})."
+    )
+    ctx.emit(done)
     return OK
 
 

@@ -1,4 +1,5 @@
-"""delegate, delegate approve | deny | list | revoke: what an agent may do, signed by a tap."""
+"""delegate, delegate approve | deny | requests | list | revoke: what an agent may do, signed
+by a tap."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from vouch_delegate._grant import (
     parse_duration,
     verified_grant,
 )
-from vouch_delegate._messages import AgentToken, Delegation, Grant
+from vouch_delegate._messages import AgentToken, Delegation, Grant, PendingRequest
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
 from vouch_delegate.cli._text import printable, wrapped
@@ -26,6 +27,7 @@ EPILOG = """examples:
   vouch delegate --agent researcher --model us.claude-haiku-4-5 --ttl 2h --out agent.token
   vouch delegate --agent coder --model us.claude-sonnet-4-5 --purpose "refactor PR 42"
   vouch delegate approve BCDF-GHJK      (an agent asked with request_delegation)
+  vouch delegate requests               (what agents asked you; deny what you do not know)
   vouch delegate list --json
   vouch delegate revoke dlg_abc123
 
@@ -56,7 +58,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _register_actions(delegate: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
-    actions = delegate.add_subparsers(title="subcommands", metavar="{approve,deny,list,revoke}")
+    actions = delegate.add_subparsers(
+        title="subcommands", metavar="{approve,deny,requests,list,revoke}"
+    )
     approve = actions.add_parser(
         "approve", parents=[common], help="approve an agent's request by its user code (a tap)"
     )
@@ -65,6 +69,10 @@ def _register_actions(delegate: argparse.ArgumentParser, common: argparse.Argume
     deny = actions.add_parser("deny", parents=[common], help="refuse an agent's request")
     deny.add_argument("user_code", help="the code the agent relayed")
     deny.set_defaults(handler=run_deny)
+    requests = actions.add_parser(
+        "requests", parents=[common], help="agents' requests waiting for your answer"
+    )
+    requests.set_defaults(handler=run_requests)
     listing = actions.add_parser("list", parents=[common], help="your active delegations")
     listing.add_argument("--all", action="store_true", help="everybody's (admins only)")
     listing.set_defaults(handler=run_list)
@@ -78,7 +86,7 @@ def run_delegate(ctx: Context) -> int:
     if not args.agent or not args.models:
         raise ConfigError(
             "vouch delegate needs --agent NAME and at least one --model M "
-            "(or a subcommand: approve, deny, list, revoke)"
+            "(or a subcommand: approve, deny, requests, list, revoke)"
         )
     ttl_s = parse_duration(args.ttl)
     max_sts_s = parse_duration(args.max_sts) if args.max_sts else None
@@ -198,6 +206,41 @@ def run_deny(ctx: Context) -> int:
     ctx.info(f"Denied agent request {printable(ctx.args.user_code)}.")
     ctx.emit({"user_code": ctx.args.user_code, "status": "denied"})
     return OK
+
+
+def run_requests(ctx: Context) -> int:
+    pending = ctx.client().list_requests()
+    now = int(time.time())
+    blocks = [_request_block(r, now) for r in pending]
+    ctx.emit({"requests": pending}, "\n\n".join(blocks) if blocks else "no pending requests")
+    if blocks:
+        ctx.info(
+            "Approve only a code your own agent showed you: vouch delegate approve CODE\n"
+            "Refuse anything else:                        vouch delegate deny CODE"
+        )
+    return OK
+
+
+def _request_block(request: PendingRequest, now: int) -> str:
+    models = list(request.models)
+    age, left = format_duration(now - request.created_at), format_duration(request.expires_at - now)
+    return "\n".join(
+        [
+            f"{printable(request.user_code)}  asked {age} ago from {printable(request.address)}"
+            f" (expires in {left})",
+            f"  agent:    {printable(request.agent)}",
+            f"  models:   {printable(models[0]) if models else '(none)'}",
+            *(f"            {printable(m)}" for m in models[1:]),
+            f"  lifetime: {format_duration(request.ttl_s)}",
+            f"  message (the agent's words, not the broker's): {_quoted(request.message)}",
+        ]
+    )
+
+
+def _quoted(text: str) -> str:
+    """`text` in double quotes, with quotes, backslashes and unprintables escaped, so it
+    can neither end the quotation nor redraw the terminal."""
+    return '"' + printable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 def run_list(ctx: Context) -> int:

@@ -1,29 +1,63 @@
-"""enroll, login, logout, status: a person and their security key."""
+"""enroll, login, logout, status: a person and their security keys."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
-from vouch_delegate._errors import ConfigError
+from vouch_delegate._action import describe, verified_action
+from vouch_delegate._errors import BrokerUnavailable, ConfigError, NetworkError, TokenRevoked
+from vouch_delegate._messages import KeyInfo
 from vouch_delegate.cli import _keyring
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
 from vouch_delegate.cli._store import KEYRING, SavedSession
 from vouch_delegate.cli._text import printable
 
+CODE_ON_COMMAND_LINE = (
+    "warning: --code puts the invite code in the process list, where every local user can"
+    " read it; prefer the prompt, --code-file FILE or --code-file - (stdin)"
+)
+ENROLL_EPILOG = """examples:
+  vouch enroll --server https://vouch.example.com --email alice@example.com
+      (asks for the invite code without echoing it)
+  vouch enroll --email alice@example.com --code-file invite.txt
+  echo "$CODE" | vouch enroll --email alice@example.com --code-file -
+  vouch enroll --add-key --authenticator usb --approve-with soft:old-key.json
+      (another key for your account: a registered key of yours approves it with a tap)"""
+
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     enroll = commands.add_parser(
         "enroll",
         parents=[common],
-        help="register your security key with an invite code",
-        description="Register your security key with the broker, using an admin's invite code.",
-        epilog="example: vouch enroll --server https://vouch.example.com "
-        "--email alice@example.com --code ABCD-EFGH-IJKL-MNOP-QRST",
+        help="register a security key (with an invite code, or approved by your own key)",
+        description="Register your security key with the broker, with an admin's invite "
+        "code; or add another key to your account, approved by a tap of a key you registered.",
+        epilog=ENROLL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    enroll.add_argument("--email", required=True, help="your email (the invite's address)")
-    enroll.add_argument("--code", required=True, help="the one-time invite code")
+    enroll.add_argument("--email", help="your email (the invite's address)")
+    source = enroll.add_mutually_exclusive_group()
+    source.add_argument(
+        "--code-file", metavar="FILE", help="read the invite code from FILE ('-': stdin)"
+    )
+    source.add_argument("--code", help="the invite code (visible to other local users: avoid)")
+    source.add_argument(
+        "--add-key",
+        action="store_true",
+        help="add a key to your signed-in account; a registered key approves (no invite)",
+    )
+    enroll.add_argument(
+        "--approve-with",
+        metavar="usb|soft:PATH",
+        default="usb",
+        help="with --add-key: the registered key that approves (default: usb)",
+    )
     enroll.set_defaults(handler=run_enroll)
     _register_session_commands(commands, common)
 
@@ -38,11 +72,15 @@ def _register_session_commands(commands: Any, common: argparse.ArgumentParser) -
     login.add_argument("--email", help="your email (default: the one saved at enroll/login)")
     login.set_defaults(handler=run_login)
 
-    logout = commands.add_parser("logout", parents=[common], help="forget the saved session")
+    logout = commands.add_parser(
+        "logout", parents=[common], help="end the session at the broker and forget it"
+    )
     logout.set_defaults(handler=run_logout)
 
     status = commands.add_parser(
-        "status", parents=[common], help="show who is signed in, where, and until when"
+        "status",
+        parents=[common],
+        help="show who is signed in, where, until when, and your keys",
     )
     status.add_argument(
         "--show-token", action="store_true", help="also print the session token (careful)"
@@ -51,9 +89,14 @@ def _register_session_commands(commands: Any, common: argparse.ArgumentParser) -
 
 
 def run_enroll(ctx: Context) -> int:
+    if ctx.args.add_key:
+        return _add_key(ctx)
+    if not ctx.args.email:
+        raise ConfigError("vouch enroll needs --email EMAIL (or --add-key when signed in)")
+    code = _invite_code(ctx)
     key = ctx.key()
     broker = ctx.client(signed_in=False)
-    ceremony = broker.enroll_begin(ctx.args.email, ctx.args.code)
+    ceremony = broker.enroll_begin(ctx.args.email, code)
     credential = key.register(ceremony.options.public_key)
     done = broker.enroll_complete(ceremony.challenge_id, credential)
     ctx.store.save(SavedSession(server=ctx.server, email=done.email or ctx.args.email))
@@ -61,6 +104,61 @@ def run_enroll(ctx: Context) -> int:
         f"Enrolled key {printable(done.credential)} for {printable(done.email)} at {ctx.server}."
     )
     ctx.info("Next: vouch login")
+    ctx.emit(done)
+    return OK
+
+
+def _invite_code(ctx: Context) -> str:
+    """The invite code: from --code-file, --code (with a warning), else a hidden prompt or
+    the first line of stdin.
+
+    Raises: ConfigError when there is none.
+    """
+    args = ctx.args
+    if args.code_file:
+        try:
+            text = sys.stdin.read() if args.code_file == "-" else Path(args.code_file).read_text()
+        except OSError as exc:
+            raise ConfigError(f"--code-file: cannot read {args.code_file} ({exc})") from None
+        code = text.strip().splitlines()[0].strip() if text.strip() else ""
+    elif args.code:
+        ctx.info(CODE_ON_COMMAND_LINE)
+        code = args.code.strip()
+    elif sys.stdin.isatty():
+        code = getpass.getpass("Invite code (not shown): ", stream=ctx.err).strip()
+    else:
+        code = sys.stdin.readline().strip()
+    if not code:
+        raise ConfigError("no invite code: type it at the prompt, or use --code-file FILE")
+    return code
+
+
+def _add_key(ctx: Context) -> int:
+    """Add a key to the signed-in account: a registered key taps, then the new key registers."""
+    session = ctx.session()
+    email = session.email or ""
+    if ctx.args.email and ctx.args.email.strip().lower() != email:
+        raise ConfigError(f"--add-key adds a key to your own account ({email}), not another")
+    broker = ctx.client()
+    ceremony = broker.enroll_begin(email)
+    if ceremony.approval is None:
+        raise ConfigError("the broker did not ask for an approving tap; refusing to go on")
+    action = verified_action(
+        ceremony.approval,
+        action="add-key",
+        by=email,
+        email=email,
+        enrollment=ceremony.options.public_key.get("challenge", ""),
+    )
+    ctx.info(f"Approve with a key you registered before: {describe(action)}.")
+    approval = ctx.key(ctx.args.approve_with).sign(ceremony.approval.options.public_key)
+    ctx.info("Now the new key.")
+    credential = ctx.key().register(ceremony.options.public_key)
+    done = broker.enroll_complete(ceremony.challenge_id, credential, approval)
+    ctx.info(
+        f"Added key {printable(done.credential)} to {printable(done.email)}; "
+        "`vouch status` lists your keys."
+    )
     ctx.emit(done)
     return OK
 
@@ -82,14 +180,30 @@ def run_login(ctx: Context) -> int:
 
 
 def run_logout(ctx: Context) -> int:
+    """End the session at the broker (so a copy of it is worthless), then forget it here."""
     saved = ctx.saved
-    if saved is not None and saved.token:
-        # Server and email stay so that `vouch login` needs no arguments next time.
-        ctx.store.save(saved.without_token())
-        ctx.info(f"Signed out of {saved.server}.")
-    else:
+    if saved is None or not saved.token:
         ctx.info("Not signed in.")
-    ctx.emit({"signed_in": False})
+        ctx.emit({"signed_in": False, "revoked": False})
+        return OK
+    revoked = True
+    try:
+        if saved.signed_in():
+            ctx.client().logout()
+    except (NotSignedIn, TokenRevoked):
+        pass  # the broker already refuses it: ended, or revoked by an admin
+    except (NetworkError, BrokerUnavailable) as exc:
+        revoked = False
+        ctx.info(
+            f"warning: could not reach {saved.server} ({printable(exc.detail)}); the session is"
+            f" forgotten here but stays valid at the broker until {when(saved.expires_at)}:"
+            " run `vouch logout` again when the broker is back"
+        )
+    # Server and email stay so that `vouch login` needs no arguments next time.
+    ctx.store.save(saved.signed_out())
+    if revoked:
+        ctx.info(f"Signed out of {saved.server}; the session no longer works anywhere.")
+    ctx.emit({"signed_in": False, "revoked": revoked})
     return OK
 
 
@@ -105,18 +219,27 @@ def run_status(ctx: Context) -> int:
         report["server"] = ctx.server
         session = ctx.session()
     except (NotSignedIn, ConfigError) as exc:
-        ctx.emit(report, f"not signed in: {exc.detail}")
+        if saved is not None and saved.signed_out_at and not saved.token:
+            report["signed_out_at"] = saved.signed_out_at
+            ctx.emit(report, f"signed out of {saved.server} at {_stamp(saved.signed_out_at)}")
+        else:
+            ctx.emit(report, f"not signed in: {exc.detail}")
         return NOT_SIGNED_IN
-    listed = ctx.client().list_delegations()
+    broker = ctx.client()
+    listed = broker.list_delegations()
+    keys = broker.list_keys()
     report.update(signed_in=True, email=session.email, expires_at=session.expires_at)
     report["active_delegations"] = len(listed)
     report["session_store"] = session.kept_in
+    report["keys"] = keys
     lines = [
         f"server:      {ctx.server}",
         f"signed in:   {printable(session.email)}",
         f"session:     until {when(session.expires_at)}",
         f"kept in:     {_kept_in(ctx, session)}",
         f"delegations: {report['active_delegations']} active",
+        f"keys:        {len(keys)} (check that you added every one)",
+        *(f"  {_key_line(k)}" for k in keys),
     ]
     if ctx.args.show_token:
         report["token"] = session.token
@@ -132,3 +255,17 @@ def _kept_in(ctx: Context, session: SavedSession) -> str:
         return f"the OS keyring ({_keyring.name(backend)})"
     why = "no usable OS keyring here" if backend is None else "the keyring refused it"
     return f"{ctx.store.path} (mode 0600; {why})"
+
+
+def _key_line(key: KeyInfo) -> str:
+    approver = printable(key.approved_by)
+    how = {"invite": "with an invite", "key": f"approved by key {approver}"}.get(
+        key.via, "before this was recorded"
+    )
+    kind = "SOFTWARE key" if key.software else "key"
+    mark = "" if key.state == "active" else f" [{printable(key.state.upper())}]"
+    return f"{kind} {printable(key.cid)}{mark}: added {_stamp(key.added_at)}, {how}"
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))

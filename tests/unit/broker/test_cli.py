@@ -59,6 +59,25 @@ def test_aws_setup_prints_provider_trust_and_permissions(
         "sts:SetSourceIdentity",
     }
     assert plan["role"]["max_session_duration"] == 3600
+    boundary = plan["role"]["permissions_boundary"]
+    assert boundary["name"] == "vouch-agents-boundary"
+    assert boundary["document"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+            "Resource": "*",
+        }
+    ]
+    broker = plan["broker_policy"]
+    assert broker["name"] == "vouch-broker-revocations"
+    assert broker["document"]["Statement"] == [
+        {
+            "Sid": "VouchRevocationsOnTheAgentsRole",
+            "Effect": "Allow",
+            "Action": ["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
+            "Resource": "arn:aws:iam::123456789012:role/vouch-agents",
+        }
+    ]
 
 
 def test_aws_setup_refuses_an_http_issuer_for_real_aws(

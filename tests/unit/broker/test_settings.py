@@ -282,6 +282,8 @@ def test_ranges_come_from_the_field_metadata() -> None:
         "session_ttl_s": (60, 24 * 3600),
         "challenge_ttl_s": (1, 120),
         "request_ttl_s": (1, 3600),
+        "request_max_pending_per_person": (1, 100),
+        "request_max_pending_per_address": (1, 1000),
         "clock_leeway_s": (0, 300),
         "aws.sts_timeout_s": (0.05, 30),
         "aws.sts_assertion_ttl_s": (30, 300),

@@ -166,19 +166,21 @@ def test_a_malformed_broker_answer_exits_1_naming_the_field(
         )
         broker.answer(200, {"delegation": []})  # a broker (or something) answering nonsense
         assert main(["delegate", "list"]) == 1
-        broker.answer(200, {"email": "bob@example.com", "code": 1234, "expires_in": 3600})
+        action = {"action": "invite", "by": "alice@example.com", "email": "bob@example.com"}
+        proposal = {"challenge_id": "c" * 32, "action": action, "action_canonical": 5}
+        broker.answer(200, {**proposal, "options": {"publicKey": {}}})
         assert main(["admin", "invite", "bob@example.com", "--json"]) == 1
     out, err = capsys.readouterr()
     assert out == ""  # nothing half-decoded reaches stdout
     assert err == (
         "vouch: the broker's answer to GET /v1/delegations is malformed: "
         "Object missing required field `delegations`\n"
-        "vouch: the broker's answer to POST /v1/admin/invites is malformed: "
-        "Expected `str`, got `int` - at `$.code`\n"
+        "vouch: the broker's answer to POST /v1/admin/invites/begin is malformed: "
+        "Expected `str`, got `int` - at `$.action_canonical`\n"
     )
     assert [(s.method, s.path, s.bearer) for s in broker.seen] == [
         ("GET", "/v1/delegations", "session.jwt"),
-        ("POST", "/v1/admin/invites", "session.jwt"),
+        ("POST", "/v1/admin/invites/begin", "session.jwt"),
     ]
 
 
@@ -206,7 +208,7 @@ def test_saved_session_and_context_mask_the_token_and_pin_in_repr(tmp_path: Path
     assert "secret-session" not in repr(session)
     assert repr(session) == (
         "SavedSession(server='http://localhost:8080', email='alice@example.com', "
-        "token=<22 characters, hidden>, expires_at=1, kept_in='file')"
+        "token=<22 characters, hidden>, expires_at=1, signed_out_at=None, kept_in='file')"
     )
     ctx = signed_in_context(tmp_path, FakeTransport({}), "status")
     assert ctx.saved is not None and ctx.saved.token == "session.jwt"
@@ -386,3 +388,53 @@ def test_config_tree_is_created_0700_whatever_the_umask(tmp_path: Path) -> None:
     }
     assert modes == {"home": 0o700, ".config": 0o700, "vouch": 0o700}
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+def test_delegate_requests_shows_the_askers_words_escaped_and_framed_as_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("VOUCH_SERVER", raising=False)
+    now = int(time.time())
+    hostile = {  # what a broker must never relay, and the CLI must not trust it not to
+        "user_code": "BCDF-GHJK",
+        "agent": "nightly\x1b[2J",
+        "models": ["us.anthropic.claude-haiku-4-5-20251001-v1:0", "m2"],
+        "ttl_s": 5400,
+        "message": 'ok" \\ approved by admin\nvouch: \u202eall clear\x1b[31m',
+        "address": "192.0.2.7",
+        "created_at": now - 125,
+        "expires_at": now + 175,
+    }
+    with FakeBroker() as broker:
+        SessionStore.from_env({"XDG_CONFIG_HOME": str(tmp_path)}).save(
+            SavedSession(broker.url, "alice@example.com", "session.jwt", now + 3600)
+        )
+        broker.answer(200, {"requests": [hostile]})
+        assert main(["delegate", "requests"]) == 0
+        text, hint = capsys.readouterr()
+        broker.answer(200, {"requests": [hostile]})
+        assert main(["delegate", "requests", "--json"]) == 0
+        as_json = capsys.readouterr().out
+        broker.answer(200, {"requests": []})
+        assert main(["delegate", "requests"]) == 0
+        empty = capsys.readouterr()
+    [first, agent, models, more, lifetime, message] = text.splitlines()
+    assert first.startswith("BCDF-GHJK  asked 2m") and "ago from 192.0.2.7 (expires in 2m" in first
+    assert agent == "  agent:    nightly\\x1b[2J"
+    assert (models, more) == (
+        "  models:   us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "            m2",
+    )
+    assert lifetime == "  lifetime: 1h30m"
+    assert message == (
+        "  message (the agent's words, not the broker's): "
+        '"ok\\" \\\\ approved by admin\\nvouch: \\u202eall clear\\x1b[31m"'
+    )
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "vouch delegate deny CODE" in hint
+    assert json.loads(as_json) == {"requests": [hostile]}
+    assert (empty.out, empty.err) == ("no pending requests\n", "")
+    assert [(s.method, s.path, s.bearer) for s in broker.seen] == [
+        ("GET", "/v1/delegation-requests", "session.jwt")
+    ] * 3

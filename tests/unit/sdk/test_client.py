@@ -20,17 +20,24 @@ from vouch_delegate import (
     VouchError,
 )
 from vouch_delegate._messages import (
+    ActionApproval,
+    ActionProposal,
     AgentToken,
     Ceremony,
     CredentialDocument,
     Delegation,
     DelegationProposal,
+    EnrollBegin,
     Enrolled,
+    Invite,
     InviteCreated,
+    PendingRequest,
+    Reinstated,
     RequestCreated,
     RequestStatus,
     RevocationDone,
     SessionIssued,
+    SignedOut,
 )
 
 from tests.unit.sdk.fakes import FakeBroker
@@ -71,6 +78,16 @@ CREATED = {
     "expires_at": 1_800_000_300,
     "interval": 2,
 }
+PENDING = {
+    "user_code": "BCDF-GHJK",
+    "agent": "nightly",
+    "models": ["us.anthropic.claude-haiku-4-5-20251001-v1:0"],
+    "ttl_s": 3600,
+    "message": "nightly report",
+    "address": "192.0.2.7",
+    "created_at": 1_800_000_000,
+    "expires_at": 1_800_000_300,
+}
 DOCUMENT = {
     "Version": 1,
     "AccessKeyId": "ASIAEXAMPLE",
@@ -79,6 +96,35 @@ DOCUMENT = {
     "Expiration": "2027-01-15T08:00:00Z",
 }
 CREDENTIAL = {"id": "a2V5", "type": "public-key", "response": {"clientDataJSON": "e30"}}
+ACTION = {"action": "invite", "by": "admin@example.com", "email": "bob@example.com"}
+APPROVAL = {"action": ACTION, "action_canonical": "{}", "options": OPTIONS}
+PROPOSAL = {"challenge_id": "e" * 32, **APPROVAL}
+INVITE = {
+    "id": "inv_1",
+    "email": "bob@example.com",
+    "created_by": "admin@example.com",
+    "created_at": 1_800_000_000,
+    "expires_at": 1_800_259_200,
+    "in_use": False,
+}
+INVITE_CREATED = {
+    "id": "inv_1",
+    "email": "bob@example.com",
+    "code": "ABCD-EFGH",
+    "expires_in": 259200,
+    "expires_at": 1_800_259_200,
+}
+KEY = {
+    "cid": "cid1",
+    "state": "active",
+    "added_at": 1_800_000_000,
+    "last_used": None,
+    "via": "invite",
+    "invite": "inv_1",
+    "approved_by": None,
+    "aaguid": "790e0a4e-8962-48d8-bea7-ad25caab203f",
+    "software": True,
+}
 
 
 @pytest.fixture
@@ -132,6 +178,46 @@ CASES = {
         None,
         {"email": "alice@example.com", "credential": "cid1"},
         Enrolled("alice@example.com", "cid1"),
+    ),
+    "enroll_complete with an approving tap": Case(
+        lambda c: c.enroll_complete("c" * 32, CREDENTIAL, {**CREDENTIAL, "id": "b2xk"}),
+        "POST",
+        "/v1/enroll/complete",
+        {
+            "challenge_id": "c" * 32,
+            "credential": CREDENTIAL,
+            "approval": {**CREDENTIAL, "id": "b2xk"},
+        },
+        None,
+        {"email": "alice@example.com", "credential": "cid2", "via": "key"},
+        Enrolled("alice@example.com", "cid2", "key"),
+    ),
+    "enroll_begin answers what the approving key must tap": Case(
+        lambda c: c.enroll_begin("alice@example.com").approval,
+        "POST",
+        "/v1/enroll/begin",
+        {"email": "alice@example.com"},
+        SESSION,
+        {**CEREMONY, "approval": APPROVAL},
+        msgspec.convert(APPROVAL, ActionApproval),
+    ),
+    "logout": Case(
+        lambda c: c.logout(),
+        "POST",
+        "/v1/logout",
+        None,
+        SESSION,
+        {"email": "alice@example.com", "signed_out_at": 1_800_000_000.5},
+        SignedOut("alice@example.com", 1_800_000_000.5),
+    ),
+    "list_keys": Case(
+        lambda c: [(k.cid, k.via, k.approved_by, k.software) for k in c.list_keys()],
+        "GET",
+        "/v1/keys",
+        None,
+        SESSION,
+        {"keys": [KEY, {**KEY, "cid": "cid2", "via": "key", "approved_by": "cid1"}]},
+        [("cid1", "invite", None, True), ("cid2", "key", "cid1", True)],
     ),
     "login_begin usernameless": Case(
         lambda c: c.login_begin(),
@@ -246,6 +332,15 @@ CASES = {
         {"status": "approved", "interval": 2, "token": "a.g.t", "delegation_id": "dlg_1"},
         RequestStatus("approved", 2.0, "a.g.t", "dlg_1"),
     ),
+    "list_requests": Case(
+        lambda c: c.list_requests(),
+        "GET",
+        "/v1/delegation-requests",
+        None,
+        SESSION,
+        {"requests": [PENDING]},
+        [PendingRequest(**PENDING)],
+    ),
     "deny_request": Case(
         lambda c: c.deny_request("BCDF-GHJK"),
         "POST",
@@ -275,14 +370,59 @@ CASES = {
         DOCUMENT,
         "ASIAEXAMPLE",
     ),
-    "create_invite": Case(
-        lambda c: c.create_invite("bob@example.com"),
+    "invite_begin": Case(
+        lambda c: c.invite_begin("bob@example.com"),
         "POST",
-        "/v1/admin/invites",
+        "/v1/admin/invites/begin",
         {"email": "bob@example.com"},
         SESSION,
-        {"email": "bob@example.com", "code": "ABCD-EFGH", "expires_in": 259200},
-        InviteCreated("bob@example.com", "ABCD-EFGH", 259200),
+        PROPOSAL,
+        msgspec.convert(PROPOSAL, ActionProposal),
+    ),
+    "invite_complete": Case(
+        lambda c: c.invite_complete("e" * 32, CREDENTIAL),
+        "POST",
+        "/v1/admin/invites/complete",
+        {"challenge_id": "e" * 32, "credential": CREDENTIAL},
+        SESSION,
+        INVITE_CREATED,
+        InviteCreated("inv_1", "bob@example.com", "ABCD-EFGH", 259200, 1_800_259_200),
+    ),
+    "list_invites": Case(
+        lambda c: c.list_invites(),
+        "GET",
+        "/v1/admin/invites",
+        None,
+        SESSION,
+        {"invites": [INVITE]},
+        [Invite("inv_1", "bob@example.com", "admin@example.com", 1_800_000_000, 1_800_259_200)],
+    ),
+    "cancel_invite": Case(
+        lambda c: c.cancel_invite("inv_1"),
+        "DELETE",
+        "/v1/admin/invites/inv_1",
+        None,
+        SESSION,
+        INVITE,
+        Invite("inv_1", "bob@example.com", "admin@example.com", 1_800_000_000, 1_800_259_200),
+    ),
+    "reinstate_begin": Case(
+        lambda c: c.reinstate_begin("bob@example.com"),
+        "POST",
+        "/v1/admin/reinstatements/begin",
+        {"email": "bob@example.com"},
+        SESSION,
+        PROPOSAL,
+        msgspec.convert(PROPOSAL, ActionProposal),
+    ),
+    "reinstate_complete": Case(
+        lambda c: c.reinstate_complete("e" * 32, CREDENTIAL),
+        "POST",
+        "/v1/admin/reinstatements/complete",
+        {"challenge_id": "e" * 32, "credential": CREDENTIAL},
+        SESSION,
+        {"email": "bob@example.com", "reinstated_at": 1_800_000_000.5},
+        Reinstated("bob@example.com", 1_800_000_000.5),
     ),
     "create_revocation": Case(
         lambda c: c.create_revocation(agent="agent.x.alice@example.com", reason="leak"),
@@ -333,9 +473,16 @@ MALFORMED = {
     "revoke_delegation": ("id", ("models", "m1"), "array"),
     "create_request": ("poll_secret", ("expires_at", None), "int"),
     "poll_request with the poll secret": ("status", ("token", ["a"]), "str | null"),
+    "list_requests": ("requests", ("requests", [{**PENDING, "ttl_s": "1h"}]), "int"),
     "deny_request": ("status", ("status", False), "str"),
     "exchange_aws narrowed": ("SessionToken", ("Expiration", 1_800_000_000), "datetime"),
-    "create_invite": ("code", ("expires_in", "3 days"), "int"),
+    "invite_begin": ("action_canonical", ("action", {"action": "invite"}), None),
+    "invite_complete": ("code", ("expires_in", "3 days"), "int"),
+    "list_invites": ("invites", ("invites", [{"id": "inv_1"}]), None),
+    "cancel_invite": ("created_by", ("in_use", "no"), "bool"),
+    "reinstate_complete": ("reinstated_at", ("email", 5), "str"),
+    "logout": ("signed_out_at", ("email", None), "str"),
+    "list_keys": ("keys", ("keys", [{"cid": "x"}]), None),
     "create_revocation": ("value", ("revoked_at", "now"), "float"),
     "read_audit": ("events", ("events", [{"id": 1}]), "str"),
 }
@@ -413,7 +560,7 @@ def test_the_exchange_is_retried_and_other_posts_are_not(broker: FakeBroker) -> 
     assert [s.path for s in broker.seen] == ["/v1/credentials/aws"] * 2
     broker.answer(503, down, "application/problem+json")
     with pytest.raises(BrokerUnavailable):
-        client(broker).create_invite("bob@example.com")
+        client(broker).invite_complete("e" * 32, CREDENTIAL)
     assert len(broker.seen) == 3
 
 
@@ -455,7 +602,8 @@ SECRET = "eyJ.SECRET-VALUE-0123456789.sig"
         AgentToken(msgspec.convert(DELEGATION, Delegation), token=SECRET),
         RequestCreated("dreq_1", "BCDF-GHJK", SECRET, 1),
         RequestStatus("approved", token=SECRET),
-        InviteCreated("bob@example.com", SECRET, 3600),
+        InviteCreated("inv_1", "bob@example.com", SECRET, 3600, 1_800_003_600),
+        EnrollBegin("bob@example.com", SECRET),
         CredentialDocument("ASIAEXAMPLE", SECRET, SECRET, datetime(2027, 1, 1, tzinfo=UTC)),
     ],
     ids=lambda holder: type(holder).__name__,

@@ -58,6 +58,7 @@ def test_session_token_is_kept_in_the_os_keyring_when_one_is_usable(
         "server": SERVER,
         "email": "alice@example.com",
         "expires_at": saved.expires_at,
+        "signed_out_at": None,
         "token_store": "keyring",
     }
     assert os_keyring.entries() == {f"vouch {SERVER}": TOKEN}
@@ -119,8 +120,9 @@ def test_status_says_where_the_session_is_kept(
     monkeypatch.delenv("VOUCH_SERVER", raising=False)
     with FakeBroker() as broker:
         store(tmp_path).save(session(broker.url))
-        broker.answer(200, {"delegations": []})
-        broker.answer(200, {"delegations": []})
+        for _ in range(2):  # each status lists delegations and keys
+            broker.answer(200, {"delegations": []})
+            broker.answer(200, {"keys": []})
         assert main(["status"]) == 0
         keyring.set_keyring(FileKeyring(tmp_path / "keyring.json"))
         store(tmp_path).save(session(broker.url))
@@ -129,7 +131,7 @@ def test_status_says_where_the_session_is_kept(
     path = store(tmp_path).path
     assert f"kept in:     {path} (mode 0600; no usable OS keyring here)" in text
     assert json.loads("{" + report)["session_store"] == "keyring"
-    assert [s.bearer for s in broker.seen] == [TOKEN, TOKEN]
+    assert [s.bearer for s in broker.seen] == [TOKEN] * 4
 
 
 def test_status_names_the_keyring_backend(
@@ -143,5 +145,6 @@ def test_status_names_the_keyring_backend(
     with FakeBroker() as broker:
         store(tmp_path).save(session(broker.url))
         broker.answer(200, {"delegations": []})
+        broker.answer(200, {"keys": []})
         assert main(["status"]) == 0
     assert "kept in:     the OS keyring (file keyring FileKeyring)" in capsys.readouterr().out

@@ -1,0 +1,225 @@
+"""Revocation that reaches live AWS sessions: the broker writes the role's Deny policy.
+
+Redis stays the source of truth. Every revocation is recorded here too (one sorted set of
+entries, score = revocation time, and a version counter); a writer renders the policy from
+the live entries (`policies.revocation_policy`), compares it with what IAM holds and writes it
+only on change. Any replica may write; a lease in Redis makes one writer at a time. IAM
+failures are retried with backoff and never block or fail the revocation itself: the broker
+refuses exchanges at once, and the AWS cut follows. A revocation is "cut" once the version
+written to IAM is at least the version it was recorded at.
+
+Keys: ``vouch:awscut:entries`` (sorted set of JSON entries), ``vouch:awscut:version``
+(counter), ``vouch:awscut:applied`` (hash: version, at, size, coarse_before) and
+``vouch:awscut:lease``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from botocore.exceptions import BotoCoreError, ClientError
+
+from broker.store import PREFIX, guard
+from policies.revocation_policy import Kind, RevocationPolicy, RevokedEntry, render
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+log = logging.getLogger("vouch.aws_cut")
+ENTRIES, VERSION = f"{PREFIX}awscut:entries", f"{PREFIX}awscut:version"
+APPLIED, LEASE = f"{PREFIX}awscut:applied", f"{PREFIX}awscut:lease"
+Status = Literal["cut", "pending", "disabled"]
+
+# Take the lease if free, or extend it if it is ours.
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class _Entry(msgspec.Struct, frozen=True, array_like=True):
+    kind: Kind
+    value: str
+    revoked_at: int
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one write told IAM."""
+
+    version: int
+    policy: RevocationPolicy
+    changed: bool
+
+
+@dataclass
+class AwsCut:
+    redis: aioredis.Redis
+    iam: IAMClient | None
+    """None: the broker has no AWS credentials of its own; the cut is disabled."""
+    role_name: str
+    policy_name: str
+    max_session_s: int
+    lease_s: float = 10.0
+    clock: Callable[[], float] = time.time
+    holder: str = field(default_factory=lambda: secrets.token_hex(8))
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._lease = self.redis.register_script(_LEASE)
+
+    @property
+    def enabled(self) -> bool:
+        return self.iam is not None
+
+    async def record(self, kind: Kind, value: str, revoked_at: float) -> int:
+        """Note a revocation for AWS; returns the version it must be written at to be cut."""
+        member = msgspec.json.encode(_Entry(kind, value, int(revoked_at)))
+        async with guard("recording a revocation for AWS"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zadd(ENTRIES, {member: int(revoked_at)})
+            pipe.incr(VERSION)
+            _, version = await pipe.execute()
+        self.wake.set()
+        return int(version)
+
+    async def status(self, version: int) -> Status:
+        if not self.enabled:
+            return "disabled"
+        async with guard("reading the AWS cut"):
+            applied = await self.redis.hget(APPLIED, "version")
+        return "cut" if applied is not None and int(applied) >= version else "pending"
+
+    async def wait(self, version: int, timeout_s: float) -> Status:
+        """The status once cut, or when `timeout_s` has passed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = await self.status(version)
+            if status != "pending" or time.monotonic() >= deadline:
+                return status
+            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    async def pending(self) -> tuple[int, float | None]:
+        """(entries recorded but not yet written, age in seconds of the oldest of them)."""
+        async with guard("reading the AWS cut"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(VERSION)
+            pipe.hget(APPLIED, "version")
+            version, applied_version = await pipe.execute()
+        behind = int(version or 0) - int(applied_version or 0)
+        if behind <= 0:
+            return 0, None
+        async with guard("reading the AWS cut"):
+            newest = cast(
+                list[tuple[bytes, float]],
+                await self.redis.zrange(ENTRIES, -behind, -1, withscores=True),
+            )
+        oldest = min((score for _, score in newest), default=None)
+        return behind, (self.clock() - oldest) if oldest is not None else None
+
+    async def sync(self) -> Written | None:
+        """Write the policy if this replica holds the lease; None when another one does.
+
+        Raises:
+            StoreUnavailable: Redis did not answer. ClientError, BotoCoreError: IAM failed.
+        """
+        if self.iam is None:
+            return None
+        async with guard("taking the AWS cut lease"):
+            if not await self._lease(keys=[LEASE], args=[self.holder, int(self.lease_s * 1000)]):
+                return None
+            version = int(await self.redis.get(VERSION) or 0)
+            rows = cast(list[bytes], await self.redis.zrange(ENTRIES, 0, -1))
+        now = int(self.clock())
+        entries = [_entry(row) for row in rows]
+        policy = render(entries, now=now, max_session_s=self.max_session_s)
+        changed = await asyncio.to_thread(self._write, policy.document)
+        async with guard("recording the AWS cut"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(
+                APPLIED,
+                mapping={
+                    "version": version,
+                    "at": now,
+                    "size": policy.size,
+                    "coarse_before": policy.coarse_before or 0,
+                },
+            )
+            if policy.pruned:  # no living session needs them: forget them for good
+                pipe.zremrangebyscore(ENTRIES, 0, now - self.max_session_s - 300)
+            await pipe.execute()
+        if policy.coarse_before is not None and changed:
+            log.warning(
+                "revocations exceed the role's inline policy budget: every session issued"
+                " before %s is denied (agents exchange again)",
+                policy.coarse_before,
+            )
+        return Written(version, policy, changed)
+
+    def _write(self, document: str | None) -> bool:
+        """Make IAM hold exactly `document` (None: no policy); True when it changed."""
+        assert self.iam is not None
+        try:
+            held = self.iam.get_role_policy(RoleName=self.role_name, PolicyName=self.policy_name)
+            current: object = held["PolicyDocument"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+                raise
+            current = None
+        if isinstance(current, str):  # botocore decodes it, moto may not
+            current = json.loads(current)
+        wanted = json.loads(document) if document is not None else None
+        if current == wanted:
+            return False
+        if document is None:
+            self.iam.delete_role_policy(RoleName=self.role_name, PolicyName=self.policy_name)
+        else:
+            self.iam.put_role_policy(
+                RoleName=self.role_name, PolicyName=self.policy_name, PolicyDocument=document
+            )
+        return True
+
+    async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:
+        """Keep IAM in step: on every recorded revocation, and each `interval_s` for pruning."""
+        backoff = interval_s
+        while not stop.is_set():
+            try:
+                await self.sync()
+                backoff = interval_s
+            except (ClientError, BotoCoreError) as exc:
+                backoff = min(30.0, backoff * 2)
+                log.warning("AWS cut not written yet (%s); retrying in %.1f s", _code(exc), backoff)
+            except Exception as exc:  # a bug or Redis: keep the loop alive, say what happened
+                backoff = min(30.0, backoff * 2)
+                log.warning("AWS cut loop: %s; retrying in %.1f s", type(exc).__name__, backoff)
+            self.wake.clear()
+            delay = backoff * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+
+
+def _entry(row: bytes | str) -> RevokedEntry:
+    raw = msgspec.json.decode(row if isinstance(row, bytes) else row.encode(), type=_Entry)
+    return RevokedEntry(raw.revoked_at, raw.kind, raw.value)
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    return type(exc).__name__
