@@ -1,11 +1,17 @@
 """Agent token -> short-lived AWS credentials, cached and refreshed ahead of expiry.
 
 One exchange (POST /v1/credentials/aws) per refresh, never per use: callers share the
-cached credentials, and at most one refresh is in flight. Two situations make the next
-refresh wait instead of following `refresh_margin_s` literally: the broker handing back
-credentials already inside the margin (it caches them too), and a transient failure
-while the current credentials are still good. Either way the pause doubles, so a broker
-is never polled in a loop. Permanent refusals (revoked, expired, denied) raise at once.
+cached credentials, and at most one refresh is in flight; while it runs, other callers
+get the current credentials if they are still good instead of waiting on the network.
+Two situations make the next refresh wait instead of following `refresh_margin_s`
+literally: the broker handing back credentials already inside the margin (it caches them
+too), and a transient failure while the current credentials are still good. Either way
+the pause doubles, so a broker is never polled in a loop. Permanent refusals (revoked,
+expired, denied) raise at once.
+
+Refreshes are planned on the credentials' lifetime as the broker's clock counts it (their
+Expiration less the broker's Date), from the moment this process asked, so a local clock
+that runs ahead or behind does not make every lookup an exchange, nor a refresh late.
 
 Credentials never outlive the agent token: their expiration is cut to the token's `exp`
 (the broker's session policy ends them then anyway, even when STS's 900 s floor made them
@@ -43,6 +49,8 @@ log = logging.getLogger("vouch_delegate")
 MIN_PAUSE_S = 1.0
 MAX_PAUSE_S = 60.0
 MIN_USABLE_S = 60.0  # below this, stale credentials are not worth serving through an outage
+MAX_LIFETIME_S = 43_200.0  # STS's longest; a broker Date that implies more is not believed
+DATE_RESOLUTION_S = 1.0  # an HTTP Date is in whole seconds, rounded down
 _TRANSIENT = (NetworkError, BrokerUnavailable, RateLimited)
 
 
@@ -98,15 +106,6 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _token_end(token: str) -> float | None:
-    """The token's `exp`, unverified; None when it has none we can read (the broker judges)."""
-    try:
-        exp = claims_of(token).get("exp")
-    except ConfigError:
-        return None
-    return float(exp) if isinstance(exp, int) and not isinstance(exp, bool) else None
-
-
 def pause_s(pauses: int) -> float:
     """The wait after `pauses` consecutive refreshes that brought nothing new: 1, 2, 4 ... 60."""
     return min(MIN_PAUSE_S * 2.0 ** min(pauses, 16), MAX_PAUSE_S)
@@ -121,9 +120,33 @@ def next_refresh_at(now: float, expires_at: float, margin_s: float, pauses: int)
     return now + min(pause_s(pauses), max(0.0, expires_at - now) / 2)
 
 
+def _token_end(token: str) -> float | None:
+    """The token's `exp`, unverified; None when it has none we can read (the broker judges)."""
+    try:
+        exp = claims_of(token).get("exp")
+    except ConfigError:
+        return None
+    return float(exp) if isinstance(exp, int) and not isinstance(exp, bool) else None
+
+
+def _local_expiry(fresh: AwsCredentials, asked: float, broker_date: float | None) -> float:
+    """When `fresh` runs out by the clock that read `asked` (just before the exchange).
+
+    Their lifetime is Expiration minus the broker's Date, both by the broker's clock;
+    counted from `asked` (no later than the broker's answer) and less the Date's rounding,
+    it ends no later than the real expiry. Without a Date, the Expiration is all there is.
+    """
+    expiration = fresh.expiration.timestamp()
+    if broker_date is None:
+        return expiration
+    lifetime = min(expiration - broker_date, MAX_LIFETIME_S)
+    return asked + lifetime - DATE_RESOLUTION_S
+
+
 @dataclass(frozen=True)
 class _Cached:
     credentials: AwsCredentials
+    expires_at: float  # by this process's clock (see `_local_expiry`)
     refresh_at: float
     pauses: int  # consecutive refreshes that brought nothing usable for long (0: on time)
 
@@ -170,74 +193,92 @@ class AgentCredentials:
     def get(self) -> AwsCredentials:
         """Current credentials, exchanging for new ones when they are due.
 
+        While another thread refreshes, still-valid credentials are returned at once.
+
         Raises:
             TokenRevoked, TokenExpired, TokenInvalid, PolicyDenied, GrantInvalid, ...: the
                 broker refused; NetworkError, BrokerUnavailable: it could not answer and
                 no still-valid credentials were at hand; InvalidResponse: it answered
                 something other than a credential document.
         """
-        cached = self._cached
-        if cached is not None and self.clock() < cached.refresh_at:
-            return cached.credentials
-        with self._lock:
-            cached = self._cached  # another thread may have refreshed while we waited
-            if cached is not None and self.clock() < cached.refresh_at:
-                return cached.credentials
-            return self._refresh_locked(cached)
+        return self._current().credentials
 
     def refresh(self) -> AwsCredentials:
         """Exchange now, whatever the cache holds (same errors as `get`)."""
         with self._lock:
-            return self._refresh_locked(None)
+            return self._refresh_locked(None).credentials
 
-    def _refresh_locked(self, cached: _Cached | None) -> AwsCredentials:
+    def _current(self) -> _Cached:
+        cached = self._cached
+        if cached is not None and self.clock() < cached.refresh_at:
+            return cached
+        if not self._lock.acquire(blocking=False):
+            # A refresh is in flight (maybe against a hung broker): what is still good is
+            # served rather than waited for; only callers with nothing usable queue up.
+            if cached is not None and self._still_usable(cached):
+                return cached
+            self._lock.acquire()
         try:
-            fresh, token_end = self._exchange()
+            cached = self._cached  # another thread may have refreshed meanwhile
+            if cached is not None and self.clock() < cached.refresh_at:
+                return cached
+            return self._refresh_locked(cached)
+        finally:
+            self._lock.release()
+
+    def _refresh_locked(self, cached: _Cached | None) -> _Cached:
+        try:
+            fresh, expires_at, ends_with_token = self._exchange()
         except _TRANSIENT as exc:
-            if cached is None or not self._still_usable(cached.credentials):
+            if cached is None or not self._still_usable(cached):
                 raise
             log.warning("vouch: refresh failed (%s); keeping current credentials", exc.detail)
-            self._cached = _Cached(
-                cached.credentials, self._retry_at(cached, exc), cached.pauses + 1
+            kept = _Cached(
+                cached.credentials,
+                cached.expires_at,
+                self._retry_at(cached, exc),
+                cached.pauses + 1,
             )
-            return cached.credentials
-        self._remember(fresh, cached, token_end)
-        return fresh
+            self._cached = kept
+            return kept
+        if ends_with_token:
+            # They end with the token: no exchange can bring anything lasting longer, so
+            # none is made before the end (a token file is read again then).
+            self._cached = _Cached(fresh, expires_at, expires_at, 0)
+            return self._cached
+        return self._remember(fresh, expires_at, cached)
 
     def _retry_at(self, cached: _Cached, exc: VouchError) -> float:
         """After a pause, or the broker's Retry-After, but while the credentials still work."""
         hinted = getattr(exc, "retry_after", None) or 0.0
         wait = max(pause_s(cached.pauses), hinted)
-        return min(self.clock() + wait, cached.credentials.expiration.timestamp() - MIN_USABLE_S)
+        return min(self.clock() + wait, cached.expires_at - MIN_USABLE_S)
 
     def _remember(
-        self, fresh: AwsCredentials, previous: _Cached | None, token_end: float | None
-    ) -> None:
+        self, fresh: AwsCredentials, expires_at: float, previous: _Cached | None
+    ) -> _Cached:
         now = self.clock()
-        expires_at = fresh.expiration.timestamp()
         prior = previous.pauses if previous is not None else 0
-        if token_end is not None and expires_at >= token_end:
-            # They end with the token: no exchange can bring anything lasting longer, so
-            # none is made before the end (a token file is read again then).
-            self._cached = _Cached(fresh, expires_at, 0)
-            return
         late = expires_at - self.refresh_margin_s <= now
         refresh_at = next_refresh_at(now, expires_at, self.refresh_margin_s, prior)
-        self._cached = _Cached(fresh, refresh_at, prior + 1 if late else 0)
+        cached = _Cached(fresh, expires_at, refresh_at, prior + 1 if late else 0)
+        self._cached = cached
+        return cached
 
-    def _still_usable(self, credentials: AwsCredentials) -> bool:
-        return credentials.expiration.timestamp() - self.clock() > MIN_USABLE_S
+    def _still_usable(self, cached: _Cached) -> bool:
+        return cached.expires_at - self.clock() > MIN_USABLE_S
 
-    def _exchange(self) -> tuple[AwsCredentials, float | None]:
-        """Fresh credentials, cut to the token's end, and that end (None: the token has no
-        integer `exp`, which the broker refuses anyway).
+    def _exchange(self) -> tuple[AwsCredentials, float, bool]:
+        """Fresh credentials cut to the token's end, when they run out by this process's
+        clock, and whether that end is the token's.
 
         Raises:
             TokenExpired: the token has expired (by this host's clock); nothing is sent.
         """
         token = self._source.read()
         token_end = _token_end(token)
-        if token_end is not None and self.clock() >= token_end:
+        asked = self.clock()
+        if token_end is not None and asked >= token_end:
             raise TokenExpired(
                 f"the agent token expired at {_iso(datetime.fromtimestamp(token_end, UTC))};"
                 " its person can delegate again (vouch delegate)"
@@ -245,18 +286,24 @@ class AgentCredentials:
         broker = BrokerClient(self.server, transport=self.transport)
         document = broker.exchange_aws(token, models=self.models, duration_s=self.duration_s)
         fresh = AwsCredentials.from_document(document)
+        cut = token_end is not None and fresh.expiration.timestamp() >= token_end
         if token_end is not None and fresh.expiration.timestamp() > token_end:
             fresh = dataclasses.replace(fresh, expiration=datetime.fromtimestamp(token_end, tz=UTC))
-        return fresh, token_end
+        return fresh, _local_expiry(fresh, asked, self.transport.broker_date()), cut
 
     def botocore_metadata(self) -> dict[str, str]:
-        """Current credentials in the shape botocore's RefreshableCredentials refreshes from."""
-        creds = self.get()
+        """Current credentials in the shape botocore's RefreshableCredentials refreshes from.
+
+        The expiry is by this process's clock (`now`, botocore's time_fetcher), so botocore
+        judges them on their lifetime too, whatever the local clock's error.
+        """
+        current = self._current()
+        creds = current.credentials
         return {
             "access_key": creds.access_key_id,
             "secret_key": creds.secret_access_key,
             "token": creds.session_token,
-            "expiry_time": _iso(creds.expiration),
+            "expiry_time": _iso(datetime.fromtimestamp(current.expires_at, tz=UTC)),
         }
 
     def now(self) -> datetime:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ._errors import InvalidResponse
+from ._secrets import masked_repr
 
 T = TypeVar("T")
 
@@ -42,6 +43,8 @@ def encode(body: msgspec.Struct) -> dict[str, object]:
 class EnrollBegin(msgspec.Struct, omit_defaults=True):
     email: str
     code: str | None = None
+
+    __repr__ = masked_repr("code")
 
 
 class LoginBegin(msgspec.Struct):
@@ -188,6 +191,8 @@ class SessionIssued(msgspec.Struct):
     expires_at: int
     email: str
 
+    __repr__ = masked_repr("token")
+
 
 class Grant(msgspec.Struct, kw_only=True):
     """Who delegates which models to which agent, for how long, within which limits."""
@@ -235,6 +240,8 @@ class AgentToken(msgspec.Struct):
     token: str | None = None
     request_id: str | None = None
 
+    __repr__ = masked_repr("token")
+
 
 class DelegationList(msgspec.Struct):
     delegations: list[Delegation]
@@ -247,6 +254,8 @@ class RequestCreated(msgspec.Struct):
     expires_at: int
     interval: float = 2.0
 
+    __repr__ = masked_repr("poll_secret")
+
 
 class RequestStatus(msgspec.Struct):
     """pending | approved (with the token, once) | delivered | denied | expired."""
@@ -255,6 +264,8 @@ class RequestStatus(msgspec.Struct):
     interval: float | None = None
     token: str | None = None
     delegation_id: str | None = None
+
+    __repr__ = masked_repr("token")
 
 
 class PendingRequest(msgspec.Struct):
@@ -283,6 +294,8 @@ class CredentialDocument(msgspec.Struct, rename="pascal"):
     session_token: str
     expiration: datetime
 
+    __repr__ = masked_repr("secret_access_key", "session_token")
+
 
 class InviteCreated(msgspec.Struct):
     id: str
@@ -290,6 +303,8 @@ class InviteCreated(msgspec.Struct):
     code: str  # shown once: the broker keeps only a hash
     expires_in: int
     expires_at: int
+
+    __repr__ = masked_repr("code")
 
 
 class Invite(msgspec.Struct):
@@ -310,6 +325,8 @@ class InviteList(msgspec.Struct):
 class Reinstated(msgspec.Struct):
     email: str
     reinstated_at: float
+
+    __repr__ = masked_repr("code")
 
 
 class RevocationDone(msgspec.Struct):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
+from ._secrets import hidden
 from ._transport import normalize_server
 
 TOKEN_ENV = "VOUCH_AGENT_TOKEN"  # noqa: S105 -- a variable name, not a secret
@@ -69,6 +70,11 @@ class TokenSource:
 
     token: str | None = None
     path: Path | None = None
+
+    def __repr__(self) -> str:  # the token must not reach a traceback or a log
+        if self.token is not None:
+            return f"TokenSource(token={hidden(self.token)})"
+        return f"TokenSource(path={self.path!r})"
 
     def read(self) -> str:
         """Raises: ConfigError (see `read_token_file`)."""

@@ -3,18 +3,30 @@
 Retries cover only requests that are safe to repeat (GET, and the exchange, which is
 idempotent) and only failures that may pass: no answer at all, or a 503. A Retry-After
 longer than the caller is willing to wait is not slept through; the error is raised.
+
+Proxies come from the environment as users expect (HTTPS_PROXY or HTTP_PROXY by the
+broker's scheme, lowercase names first, NO_PROXY honoured); https goes through them in a
+CONNECT tunnel, so TLS is still verified end to end. A broker on localhost, 127.0.0.1 or
+[::1] is never proxied unless a proxy is passed explicitly.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
+from urllib.request import getproxies_environment
 
 import urllib3
+from urllib3.exceptions import LocationParseError
+from urllib3.util import make_headers, parse_url
 
 from ._errors import (
     BrokerUnavailable,
@@ -27,25 +39,51 @@ from ._errors import (
 from ._version import __version__
 
 USER_AGENT = f"vouch-delegate/{__version__}"
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Plain http is allowed to these hosts only, spelled exactly so: other spellings of loopback
+# (127.1, localhost., [::ffff:127.0.0.1]) are refused rather than reasoned about.
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 _MAX_BODY = 1 << 20  # broker answers are small; refuse to buffer anything absurd
+_URL_FORM = "http(s)://HOST[:PORT][/PATH]"
 
 
 def normalize_server(url: str) -> str:
-    """The broker base URL without a trailing slash.
+    """The broker base URL, rebuilt from what urllib3 (the HTTP client) reads in it.
+
+    The check and the connection must agree on the host: a URL that two parsers could read
+    differently (userinfo, a backslash, a percent-encoded host, a query or fragment,
+    whitespace or non-ASCII inside) is refused rather than interpreted.
 
     Raises:
-        ConfigError: not an http(s) URL, or plain http to a host other than localhost
-            (bearer tokens must not cross a network in clear text).
+        ConfigError: not such a URL, or plain http to a host other than localhost,
+            127.0.0.1 or [::1] (bearer tokens must not cross a network in clear text).
     """
-    parts = urlsplit(url.strip())
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"broker URL must be http(s)://HOST[:PORT], not {url!r}")
-    if parts.scheme == "http" and parts.hostname not in _LOCAL_HOSTS:
-        raise ConfigError(f"broker URL must use https (plain http only for localhost): {url!r}")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"broker URL must not carry a query or fragment: {url!r}")
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    text = url.strip()
+    if not text.isascii() or not text.isprintable() or any(c in text for c in " \\@?#"):
+        raise ConfigError(
+            f"broker URL must be {_URL_FORM}, without userinfo, backslashes, spaces, "
+            f"a query or a fragment: {url!r}"
+        )
+    try:
+        parts = parse_url(text)
+    except LocationParseError:
+        raise ConfigError(f"broker URL must be {_URL_FORM}, not {url!r}") from None
+    scheme, host, port = (parts.scheme or "").lower(), (parts.host or "").lower(), parts.port
+    authority = text.partition("://")[2].partition("/")[0]
+    if scheme not in {"http", "https"} or not host or "%" in authority:
+        raise ConfigError(f"broker URL must be {_URL_FORM}, not {url!r}")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"broker URL has no usable port: {url!r}")
+    if scheme == "http" and host not in _LOCAL_HOSTS:
+        raise ConfigError(
+            f"broker URL must use https (plain http only for localhost, 127.0.0.1 or [::1]): "
+            f"{url!r}"
+        )
+    netloc = f"{host}:{port}" if port is not None else host
+    rebuilt = f"{scheme}://{netloc}{(parts.path or '').rstrip('/')}"
+    # The standard library's reading (used for the WebAuthn origin) must name the same host.
+    if urlsplit(rebuilt).hostname != host.strip("[]"):
+        raise ConfigError(f"broker URL is ambiguous: {url!r}")
+    return rebuilt
 
 
 def origin_of(server: str) -> str:
@@ -58,7 +96,9 @@ class Transport:
     """Sends JSON requests to a broker; swap or wrap it to observe or fake the network.
 
     `attempts` bounds tries of retryable requests; waits grow from `backoff_s` with jitter,
-    or follow the broker's Retry-After when it is at most `max_wait_s`.
+    or follow the broker's Retry-After when it is at most `max_wait_s`. `proxy` sends
+    every request through that proxy, a loopback broker's too; without it the environment's
+    proxy settings apply (see the module docstring). A `pool` passed in is used as it is.
     """
 
     def __init__(
@@ -70,16 +110,78 @@ class Transport:
         max_wait_s: float = 30.0,
         pool: urllib3.PoolManager | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        proxy: str | None = None,
     ) -> None:
-        self.pool = pool or urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s),
-            retries=False,  # this class decides what is safe to repeat
-            headers={"User-Agent": USER_AGENT},
-        )
+        self._options: dict[str, Any] = {
+            "timeout": urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s),
+            "retries": False,  # this class decides what is safe to repeat
+            "headers": {"User-Agent": USER_AGENT},
+        }
+        self._own_pool = pool is None  # a pool passed in is used for everything, as it is
+        self.pool = pool or urllib3.PoolManager(**self._options)
+        self.proxy = proxy
+        self._proxies: dict[str, urllib3.ProxyManager] = {}
+        self._proxies_lock = threading.Lock()
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
         self.sleep = sleep
+        self._answered = threading.local()  # the Date of each thread's last answer
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy a request to `url` goes through, or None for a direct connection.
+
+        `proxy` when one was passed (for every host); else the environment's proxy for
+        the URL's scheme unless NO_PROXY names the host; never one for a loopback broker.
+        """
+        if not self._own_pool:
+            return None
+        if self.proxy:
+            return self.proxy
+        parts = parse_url(url)
+        host = (parts.host or "").lower()
+        if host in _LOCAL_HOSTS:
+            return None
+        proxies = getproxies_environment()
+        chosen = proxies.get(parts.scheme or "")
+        if not chosen or _no_proxy(host.strip("[]"), parts.port, proxies.get("no", "")):
+            return None
+        return chosen
+
+    def _pool_for(self, url: str) -> tuple[urllib3.PoolManager, str | None]:
+        """The pool that sends to `url`, and the proxy it goes through (credentials cut)."""
+        proxy = self.proxy_for(url)
+        if proxy is None:
+            return self.pool, None
+        with self._proxies_lock:
+            manager = self._proxies.get(proxy)
+            if manager is None:
+                manager = self._proxies[proxy] = self._proxy_manager(proxy)
+        return manager, _without_credentials(proxy)
+
+    def _proxy_manager(self, proxy: str) -> urllib3.ProxyManager:
+        """Raises: ConfigError when `proxy` is not an http(s) URL."""
+        try:
+            parts = parse_url(proxy)
+        except LocationParseError:
+            parts = None
+        if parts is None or parts.scheme not in {"http", "https"} or not parts.host:
+            raise ConfigError(
+                f"proxy {_without_credentials(proxy)} (from the environment or proxy=) must "
+                "be an http:// or https:// URL"
+            )
+        # urllib3 ignores credentials in a proxy URL; they go in Proxy-Authorization.
+        headers = make_headers(proxy_basic_auth=unquote(parts.auth)) if parts.auth else None
+        return urllib3.ProxyManager(
+            _without_credentials(proxy), proxy_headers=headers, **self._options
+        )
+
+    def broker_date(self) -> float | None:
+        """The broker's clock (its `Date` header, epoch seconds, whole seconds) in the last
+        answer this thread received, or None when it sent none or nothing was received."""
+        answered = getattr(self, "_answered", None)  # a subclass may skip __init__
+        date: float | None = getattr(answered, "date", None)
+        return date
 
     def request(
         self,
@@ -102,6 +204,7 @@ class Transport:
         """
         retryable = method == "GET" if retry is None else retry
         target = f"{url}?{urlencode(query)}" if query else url
+        self._answered.date = None
         attempt = 1
         while True:
             try:
@@ -133,14 +236,19 @@ class Transport:
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        pool, proxy = self._pool_for(url)
         try:
-            response = self.pool.request(
+            response = pool.request(
                 method, url, body=payload, headers=headers, preload_content=False
             )
             data = response.read(_MAX_BODY + 1, decode_content=True)
             response.release_conn()
         except urllib3.exceptions.HTTPError as exc:
-            raise NetworkError(f"cannot reach the broker at {_where(url)}: {_reason(exc)}") from exc
+            via = f" through the proxy {proxy}" if proxy else ""
+            raise NetworkError(
+                f"cannot reach the broker at {_where(url)}{via}: {_reason(exc)}"
+            ) from exc
+        self._answered.date = _http_date(response.headers.get("Date"))
         return _answer(response.status, response.headers, data)
 
 
@@ -169,6 +277,53 @@ def _retry_after(value: str | None) -> float | None:
     if value is None or not value.strip().isdigit():
         return None
     return float(value.strip())
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):  # malformed: no clock to compare with
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _no_proxy(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether NO_PROXY names `host`, as curl reads it: `*`, a name and its subdomains
+    (a leading dot or `*.` optional), an IP address or network, each optionally `:PORT`."""
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        name, _, only_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
+        if only_port and port is not None and only_port != str(port):
+            continue
+        name = name.strip("[]").removeprefix("*.").lstrip(".")
+        if entry == "*" or (name and (host == name or host.endswith("." + name))):
+            return True
+        if name and _in_network(host, name):
+            return True
+    return False
+
+
+def _has_port(entry: str) -> bool:
+    head, colon, tail = entry.rpartition(":")
+    return bool(colon) and tail.isdigit() and (head.endswith("]") or ":" not in head)
+
+
+def _in_network(host: str, network: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(network, strict=False)
+    except ValueError:  # not addresses: compared as names above
+        return False
+
+
+def _without_credentials(proxy: str) -> str:
+    """A proxy URL fit to show: scheme, host and port."""
+    try:
+        parts = parse_url(proxy)
+    except LocationParseError:
+        return "(unreadable proxy URL)"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.host}{port}" if parts.host else "(proxy URL without a host)"
 
 
 def _where(url: str) -> str:

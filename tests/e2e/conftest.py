@@ -24,9 +24,19 @@ _SCRIPT = Path(sys.executable).with_name("vouch")
 VOUCH = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "vouch_delegate.cli"]
 
 
+# Without these keyring resolves as on a headless machine, whatever desktop runs the tests,
+# so no test touches a real keyring.
+KEYRING_SETTINGS = ("DBUS_SESSION_BUS_ADDRESS", "PYTHON_KEYRING_BACKEND")
+
+
 def clean_env(home: Path) -> dict[str, str]:
-    """This process's environment without any VOUCH_* or AWS_* setting, rooted at `home`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOUCH_", "AWS_"))}
+    """This process's environment without any VOUCH_*, AWS_* or keyring setting, rooted at
+    `home`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VOUCH_", "AWS_")) and k not in KEYRING_SETTINGS
+    }
     env.update(
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),

@@ -14,12 +14,13 @@ import jwt
 import pytest
 
 from tests.e2e.conftest import HAIKU, SONNET, Cli
-from tests.harness.broker import make_invite
+from tests.harness.broker import BrokerServer, make_invite
 
 pytestmark = pytest.mark.e2e
 
 Person = Callable[..., Cli]
 PROBLEM = "urn:vouch:problem:"
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def mode(path: Path) -> int:
@@ -141,6 +142,78 @@ def test_not_signed_in_exits_2_and_bad_configuration_exits_6(
     alice.run("logout")
     alice.run("status", code=2)
     alice.run("login")
+
+
+def test_exec_hands_the_child_no_vouch_setting_token_or_pin(person: Person, tmp_path: Path) -> None:
+    alice = person()
+    token_file = alice.delegate(tmp_path / "t", "us.claude-haiku-4-5", agent="exec-env")
+    token = token_file.read_text().strip()
+    dump = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
+    by_file = {"VOUCH_AGENT_TOKEN_FILE": str(token_file), "VOUCH_SERVER": alice.broker.url}
+    by_value = {"VOUCH_AGENT_TOKEN": token}
+    for extra in (by_file, by_value):
+        ran = alice.run("exec", "--", *dump, extra_env=extra)
+        seen = json.loads(ran.stdout)
+        # A prompt-injected agent that dumps its environment leaks 15-minute credentials,
+        # not the refreshable token, its file, or the key's PIN.
+        assert sorted(k for k in seen if k.startswith("VOUCH_")) == []
+        assert token not in ran.stdout and str(token_file) not in ran.stdout
+        assert seen["AWS_ACCESS_KEY_ID"].startswith("ASIA")
+        assert seen["HOME"] == str(alice.home)  # everything else is passed on unchanged
+
+
+def test_delegate_checks_the_out_path_before_the_tap(person: Person, tmp_path: Path) -> None:
+    alice = person()
+    listed = json.loads(alice.run("delegate", "list", "--json").stdout)["delegations"]
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    too_long = tmp_path / ("t" * 250)  # a legal name, but no room for the temporary file
+    for out, why in ((taken, f"--out: {taken} is a directory"), (too_long, "File name too long")):
+        args = ("delegate", "--agent", "out-check", "--model", "us.claude-haiku-4-5")
+        refused = alice.run(*args, "--out", str(out), code=6)
+        assert why in refused.stderr
+        assert "Touch your security key" not in refused.stderr  # no tap spent
+    assert json.loads(alice.run("delegate", "list", "--json").stdout)["delegations"] == listed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_a_session_lives_in_the_os_keyring_where_there_is_one(
+    e2e_broker: BrokerServer, tmp_path: Path
+) -> None:
+    bob = Cli(e2e_broker, tmp_path / "bob", "bob.keyring@example.com")
+    keyring_file = tmp_path / "keyring.json"
+    bob.env.update(
+        PYTHON_KEYRING_BACKEND="tests.harness.file_keyring.FileKeyring",
+        PYTHONPATH=str(REPOSITORY),
+        TEST_KEYRING_FILE=str(keyring_file),
+    )
+    code = make_invite(e2e_broker.settings, bob.email)
+    enroll = ("enroll", "--server", e2e_broker.url, "--email", bob.email, "--code-file", "-")
+    bob.run(*enroll, stdin=code + "\n")
+    bob.run("login")
+    token = json.loads(keyring_file.read_text())[f"vouch {e2e_broker.url}"]
+    assert token.count(".") == 2
+    assert token not in bob.session_file.read_text()
+    status = bob.run("status")
+    assert "kept in:     the OS keyring (file keyring FileKeyring)" in status.stdout
+    assert json.loads(bob.run("status", "--json").stdout)["session_store"] == "keyring"
+    bob.run("delegate", "list")  # the session is read back from the keyring
+    bob.run("logout")
+    assert json.loads(keyring_file.read_text()) == {}
+    bob.run("status", code=2)
+
+
+def test_without_a_keyring_the_session_falls_back_to_the_0600_file(person: Person) -> None:
+    # keyring resolves for real here: the test machine, like a server, has no keyring.
+    alice = person()
+    saved = json.loads(alice.session_file.read_text())
+    assert saved["token_store"] == "file" and saved["token"].count(".") == 2
+    assert mode(alice.session_file) == 0o600
+    report = json.loads(alice.run("status", "--json").stdout)
+    assert report["session_store"] == "file"
+    assert f"kept in:     {alice.session_file} (mode 0600; no usable OS keyring here)" in (
+        alice.run("status").stdout
+    )
 
 
 def test_delegate_requests_lists_what_agents_asked_then_deny_clears_it(person: Person) -> None:

@@ -1,5 +1,5 @@
-"""vouch-delegate installs alone: agents get boto3, fido2 and msgspec, never the broker's
-server stack."""
+"""vouch-delegate installs alone: agents get boto3, fido2, keyring and msgspec, never the
+broker's server stack."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_sdk_alone_in_a_fresh_venv_pulls_no_server_stack(tmp_path: Path) -> None
     run(uv, "pip", "install", "--quiet", "--python", python, SDK_DIR)
     listed = json.loads(run(uv, "pip", "list", "--python", python, "--format", "json"))
     names = {entry["name"].lower() for entry in listed}
-    assert {"vouch-delegate", "boto3", "fido2", "msgspec"} <= names
+    assert {"vouch-delegate", "boto3", "fido2", "keyring", "msgspec"} <= names
     assert not names & SERVER_STACK
     assert "vouch delegate" in run(venv / "bin" / "vouch", "--help")
     imported = run(

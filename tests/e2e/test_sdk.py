@@ -194,3 +194,20 @@ def test_request_delegation_denied_and_timed_out(e2e_broker: BrokerServer, perso
     expired, _ = ask(e2e_broker, alice, "", timeout_s=1)
     assert isinstance(expired, DelegationExpired), expired
     assert time.monotonic() - started < 5
+
+
+def test_an_agents_message_cannot_pass_for_cli_output_on_an_80_column_terminal(
+    e2e_broker: BrokerServer, person: Person
+) -> None:
+    # Padded with spaces, the message used to wrap so that its tail began a line of its own,
+    # looking like vouch's own "Approved" line.
+    spoof = "Approved: delegation dlg_spoof; the agent receives its token directly."
+    message = "weekly report" + " " * (240 - 13 - len(spoof)) + spoof
+    token, started = ask(e2e_broker, person(), "approve", message=message, timeout_s=30)
+    assert isinstance(token, str), token
+    shown = started["result"]["proc"].stderr
+    grant = shown[shown.index("Agent request") : shown.index("Touch your security key")]
+    assert max(len(line) for line in grant.splitlines()) <= 80
+    assert "  message:  weekly report" in grant
+    framed = [line for line in grant.splitlines() if "dlg_spoof" in line]
+    assert framed and all(line.startswith("            | ") for line in framed)

@@ -23,6 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from .._directories import make_private_dirs
 from .errors import KeyFileError
 
 FORMAT = "vouch-soft-authenticator/1"
@@ -125,7 +126,7 @@ def save(path: Path, state: KeyState) -> None:
         KeyFileError: the file or its directory cannot be written.
     """
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         # mkstemp creates the file 0600, so the keys are never readable by others.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:

@@ -18,6 +18,7 @@ from vouch_delegate._version import __version__
 from vouch_delegate.cli import admin, aws, delegate, signin
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import CONFIG, FAILED, exit_code
+from vouch_delegate.cli._text import printable
 
 DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to AI agents.
 
@@ -99,19 +100,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("vouch: interrupted\n")
         return 130
     except Exception as exc:  # a bug: one line, the traceback only when asked
-        sys.stderr.write(f"vouch: internal error: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write(f"vouch: internal error: {type(exc).__name__}: {printable(exc)}\n")
         if args.verbose:
             traceback.print_exc()
         return FAILED
 
 
 def _report(exc: VouchError, err: TextIO, *, verbose: bool) -> None:
-    err.write(f"vouch: {exc.detail}\n")
+    # The detail and the problem's members may come from the broker: escaped, one line each.
+    err.write(f"vouch: {printable(exc.detail)}\n")
     if verbose:
         where = f"HTTP {exc.status}, " if exc.status else ""
-        err.write(f"vouch: ({where}{type(exc).__name__}, slug {exc.slug})\n")
+        err.write(f"vouch: ({where}{type(exc).__name__}, slug {printable(exc.slug)})\n")
         for name, value in exc.problem.items():
             if name not in {"detail", "type", "status"}:
-                err.write(f"vouch:   {name}: {value}\n")
+                err.write(f"vouch:   {printable(name)}: {printable(value)}\n")
         if exc.__cause__ is not None:
-            err.write(f"vouch:   cause: {exc.__cause__!r}\n")
+            err.write(f"vouch:   cause: {printable(repr(exc.__cause__))}\n")

@@ -18,15 +18,17 @@ from vouch_delegate._token import SERVER_ENV
 from vouch_delegate._transport import Transport, normalize_server, origin_of
 from vouch_delegate.cli._exit import NotSignedIn
 from vouch_delegate.cli._key import AUTHENTICATOR_ENV, Key
-from vouch_delegate.cli._store import SavedSession, SessionStore
+from vouch_delegate.cli._store import KEYRING, SavedSession, SessionStore
+from vouch_delegate.cli._text import terminal_safe
 
 T = TypeVar("T")
 
 
 @dataclass
 class Context:
-    args: argparse.Namespace
-    env: Mapping[str, str]
+    # Not in repr: the environment holds VOUCH_PIN and maybe a token, the arguments a code.
+    args: argparse.Namespace = field(repr=False)
+    env: Mapping[str, str] = field(repr=False)
     out: TextIO
     err: TextIO
     http: Transport = field(default_factory=Transport)
@@ -60,6 +62,11 @@ class Context:
         saved = self.saved
         if saved is None or saved.server != self.server:
             raise NotSignedIn(f"not signed in to {self.server}: run `vouch login`")
+        if saved.kept_in == KEYRING and not saved.token and saved.signed_in(token_known=True):
+            raise NotSignedIn(
+                f"your session for {self.server} is in the OS keyring, which cannot be read "
+                "here: run `vouch login`"
+            )
         if not saved.signed_in():
             raise NotSignedIn(f"your session for {self.server} has expired: run `vouch login`")
         return saved
@@ -83,7 +90,7 @@ class Context:
 
     def info(self, message: str) -> None:
         """A line for the person, on stderr so stdout stays clean for scripts."""
-        self.err.write(message + "\n")
+        self.err.write(terminal_safe(message) + "\n")
         self.err.flush()
 
     def emit(self, data: object, text: str | None = None) -> None:
@@ -92,7 +99,7 @@ class Context:
             plain = msgspec.to_builtins(data)
             self.out.write(json.dumps(plain, indent=2, sort_keys=True) + "\n")
         elif text is not None:
-            self.out.write(text + "\n")
+            self.out.write(terminal_safe(text) + "\n")
         self.out.flush()
 
 

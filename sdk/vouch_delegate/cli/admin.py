@@ -14,6 +14,7 @@ from vouch_delegate._action import describe, verified_action
 from vouch_delegate._messages import ActionProposal, Invite
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
+from vouch_delegate.cli._text import printable
 
 REVOKE_EPILOG = """examples:
   vouch admin revoke --delegation dlg_abc123 --reason "leaked in a log"
@@ -87,9 +88,10 @@ def run_invite(ctx: Context) -> int:
     proposal = broker.invite_begin(ctx.args.email)
     invite = broker.invite_complete(proposal.challenge_id, _tap(ctx, proposal, "invite"))
     hours = invite.expires_in // 3600
-    ctx.info(f"Invite {invite.id} for {invite.email} (valid {hours} h, single use).")
+    email = printable(invite.email)
+    ctx.info(f"Invite {printable(invite.id)} for {email} (valid {hours} h, single use).")
     ctx.info("Give them the code privately (it is printed once, below). They run:")
-    ctx.info(f"  vouch enroll --server {ctx.server} --email {invite.email}")
+    ctx.info(f"  vouch enroll --server {ctx.server} --email {email}")
     ctx.info("and type the code at the prompt (or pass it with --code-file FILE).")
     ctx.emit(invite, invite.code)
     return OK
@@ -105,14 +107,17 @@ def run_invites(ctx: Context) -> int:
 def _invite_row(invite: Invite) -> str:
     state = "IN USE" if invite.in_use else "unused"
     return (
-        f"{invite.id}  {invite.email:<28} by {invite.created_by:<24} {state:<6}"
-        f" until {when(invite.expires_at)}"
+        f"{printable(invite.id)}  {printable(invite.email):<28} "
+        f"by {printable(invite.created_by):<24} {state:<6} until {when(invite.expires_at)}"
     )
 
 
 def run_cancel_invite(ctx: Context) -> int:
     invite = ctx.client().cancel_invite(ctx.args.id)
-    ctx.info(f"Cancelled invite {invite.id} for {invite.email}; its code enrolls nobody now.")
+    ctx.info(
+        f"Cancelled invite {printable(invite.id)} for {printable(invite.email)}; "
+        "its code enrolls nobody now."
+    )
     ctx.emit(invite)
     return OK
 
@@ -121,9 +126,10 @@ def run_reinstate(ctx: Context) -> int:
     broker = ctx.client()
     proposal = broker.reinstate_begin(ctx.args.email)
     done = broker.reinstate_complete(proposal.challenge_id, _tap(ctx, proposal, "reinstate"))
+    email = printable(done.email)
     ctx.info(
-        f"Reinstated {done.email}. Their old keys stay revoked: invite them to enroll a new"
-        f" one (vouch admin invite {done.email})."
+        f"Reinstated {email}. Their old keys stay revoked: invite them to enroll a new"
+        f" one (vouch admin invite {email})."
     )
     ctx.emit(done)
     return OK
@@ -138,7 +144,9 @@ def run_revoke(ctx: Context) -> int:
         credential=args.credential or None,
         reason=args.reason,
     )
-    ctx.info(f"Revoked {done.handle} {done.value}; enforced from the next request.")
+    ctx.info(
+        f"Revoked {printable(done.handle)} {printable(done.value)}; enforced from the next request."
+    )
     ctx.emit(done)
     return OK
 
@@ -152,5 +160,9 @@ def run_audit(ctx: Context) -> int:
 def _line(event: dict[str, str]) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(event.get("ts", 0))))
     rest = {k: v for k, v in event.items() if k not in {"id", "ts", "event", "actor"}}
-    detail = " ".join(f"{k}={json.dumps(v) if ' ' in str(v) else v}" for k, v in rest.items())
-    return f"{stamp}  {event.get('event', '?'):<16} {event.get('actor', '-'):<28} {detail}"
+    detail = " ".join(
+        f"{printable(k)}={json.dumps(v) if ' ' in str(v) else printable(v)}"
+        for k, v in rest.items()
+    )
+    kind, actor = printable(event.get("event", "?")), printable(event.get("actor", "-"))
+    return f"{stamp}  {kind:<16} {actor:<28} {detail}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from vouch_delegate._credentials import AgentCredentials, AwsCredentials
@@ -31,8 +32,10 @@ EXEC_EPILOG = """examples:
   vouch exec --model us.claude-haiku-4-5 -- python my_agent.py
 
 CMD runs with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
-AWS_CREDENTIAL_EXPIRATION set; vouch exits with CMD's exit code. The credentials are not
-refreshed: long-running programs should use the SDK or credential_process instead."""
+AWS_CREDENTIAL_EXPIRATION set and every VOUCH_* variable removed (the token, its file, the
+PIN); vouch exits with CMD's exit code. CMD runs as you, so it can still read any file you
+can, the token file included: see docs/agents.md. The credentials are not refreshed:
+long-running programs should use the SDK or credential_process instead."""
 
 
 def _agent_options(parser: argparse.ArgumentParser) -> None:
@@ -91,13 +94,22 @@ def run_credential_aws(ctx: Context) -> int:
     return OK
 
 
+def child_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without VOUCH_*: the agent token, its file, the PIN and the key stay with vouch.
+
+    A program that prints its environment (an agent talked into it) then leaks only the
+    AWS credentials, which expire in minutes, not the refreshable token or the key's PIN.
+    """
+    return {name: value for name, value in env.items() if not name.startswith("VOUCH_")}
+
+
 def run_exec(ctx: Context) -> int:
     command = list(ctx.args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise ConfigError("vouch exec needs a command: vouch exec [OPTIONS] -- CMD [ARGS ...]")
-    env = {**ctx.env, **_exchange(ctx).environment()}
+    env = {**child_environment(ctx.env), **_exchange(ctx).environment()}
     ctx.out.flush()
     ctx.err.flush()
     try:

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vouch_delegate._errors import ConfigError, InvalidResponse
+from vouch_delegate._client import BrokerClient
+from vouch_delegate._errors import ConfigError, InvalidResponse, VouchError
 from vouch_delegate._grant import (
     check_grant_matches,
+    check_requested_grant,
     format_duration,
     parse_duration,
     verified_grant,
@@ -18,7 +20,8 @@ from vouch_delegate._grant import (
 from vouch_delegate._messages import AgentToken, Delegation, Grant, PendingRequest
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
-from vouch_delegate.cli._store import write_private
+from vouch_delegate.cli._text import printable, wrapped
+from vouch_delegate.cli._token_out import TokenOut
 
 EPILOG = """examples:
   vouch delegate --agent researcher --model us.claude-haiku-4-5 --ttl 2h --out agent.token
@@ -85,50 +88,78 @@ def run_delegate(ctx: Context) -> int:
             "vouch delegate needs --agent NAME and at least one --model M "
             "(or a subcommand: approve, deny, requests, list, revoke)"
         )
-    if args.out and not Path(args.out).expanduser().parent.is_dir():
-        raise ConfigError(f"--out: no such directory for {args.out}")
     ttl_s = parse_duration(args.ttl)
     max_sts_s = parse_duration(args.max_sts) if args.max_sts else None
     session = ctx.session()
-    broker = ctx.client()
-    proposal = broker.delegation_begin(
-        agent=args.agent,
-        models=args.models,
-        ttl_s=ttl_s,
-        purpose=args.purpose,
-        max_sts_s=max_sts_s,
-        rate=args.rate,
-    )
-    grant = verified_grant(proposal)
-    # Not the models: the broker resolves short names to ids, so they read differently.
-    wanted = {
-        "agent": args.agent,
-        "ttl_s": ttl_s,
-        "purpose": args.purpose,
-        "max_sts_s": max_sts_s,
-        "rate": args.rate,
-        "email": session.email,
-    }
-    check_grant_matches(grant, wanted)
-    key = ctx.key()
-    show_grant(ctx, grant, "You are delegating (your key tap signs exactly this):")
-    done = broker.delegation_complete(proposal.challenge_id, key.sign(proposal.options.public_key))
-    _deliver(ctx, done)
+    # Before the tap, which cannot be taken back: a token with nowhere to go is a live
+    # delegation nobody holds.
+    out = TokenOut.prepare(Path(args.out).expanduser()) if args.out else None
+    try:
+        broker = ctx.client()
+        proposal = broker.delegation_begin(
+            agent=args.agent,
+            models=args.models,
+            ttl_s=ttl_s,
+            purpose=args.purpose,
+            max_sts_s=max_sts_s,
+            rate=args.rate,
+        )
+        grant = verified_grant(proposal)
+        check_requested_grant(
+            grant,
+            email=session.email,
+            agent=args.agent,
+            models=args.models,
+            ttl_s=ttl_s,
+            purpose=args.purpose,
+            max_sts_s=max_sts_s,
+            rate=args.rate,
+        )
+        key = ctx.key()
+        show_grant(ctx, grant, "You are delegating (your key tap signs exactly this):")
+        assertion = key.sign(proposal.options.public_key)
+        done = broker.delegation_complete(proposal.challenge_id, assertion)
+        _deliver(ctx, broker, done, out)
+    finally:
+        if out is not None:
+            out.discard()
     return OK
 
 
-def _deliver(ctx: Context, done: AgentToken) -> None:
+def _deliver(ctx: Context, broker: BrokerClient, done: AgentToken, out: TokenOut | None) -> None:
     record, token = done.delegation, done.token
     if token is None:
         raise InvalidResponse("the broker completed the delegation without an agent token")
-    ctx.info(f"Delegation {record.id} for {record.agent} until {when(record.expires_at)}")
-    if ctx.args.out:
-        path = Path(ctx.args.out).expanduser()
-        write_private(path, token + "\n")
-        ctx.info(f"Agent token written to {path} (mode 0600).")
-        ctx.emit({"delegation": record, "token_file": str(path)})
-    else:
+    ctx.info(
+        f"Delegation {printable(record.id)} for {printable(record.agent)} "
+        f"until {when(record.expires_at)}"
+    )
+    if out is None:
         ctx.emit({"delegation": record, "token": token}, token)
+        return
+    try:
+        out.commit(token + "\n")
+    except OSError as exc:
+        reason = f"cannot write the agent token to {out.path}: {exc.strerror or exc}"
+        raise _revoked_instead(broker, record.id, reason) from exc
+    ctx.info(f"Agent token written to {out.path} (mode 0600).")
+    ctx.emit({"delegation": record, "token_file": str(out.path)})
+
+
+def _revoked_instead(broker: BrokerClient, delegation_id: str, reason: str) -> ConfigError:
+    """The error for a token that could not be delivered, once its delegation is revoked."""
+    shown = printable(delegation_id)
+    try:
+        broker.revoke_delegation(delegation_id)
+    except VouchError as exc:
+        return ConfigError(
+            f"{reason}; revoking delegation {shown} failed too ({printable(exc.detail)}): "
+            f"run `vouch delegate revoke {shown}`"
+        )
+    return ConfigError(
+        f"{reason}; delegation {shown} was revoked, so no token is left live: "
+        "choose another --out and delegate again"
+    )
 
 
 def show_grant(ctx: Context, grant: Grant, heading: str, *, why: str = "purpose") -> None:
@@ -136,25 +167,22 @@ def show_grant(ctx: Context, grant: Grant, heading: str, *, why: str = "purpose"
     models, ttl = grant.models, grant.ttl_s
     lines = [
         heading,
-        f"  person:   {_printable(grant.email)}",
-        f"  agent:    {_printable(grant.agent)}",
-        f"  models:   {_printable(models[0]) if models else '(none)'}",
-        *(f"            {_printable(m)}" for m in models[1:]),
+        f"  person:   {printable(grant.email)}",
+        f"  agent:    {printable(grant.agent)}",
+        f"  models:   {printable(models[0]) if models else '(none)'}",
+        *(f"            {printable(m)}" for m in models[1:]),
         f"  lifetime: {format_duration(ttl)}, until about {when(time.time() + ttl)}",
     ]
     if grant.purpose:
-        lines.append(f"  {why + ':':<9} {_printable(grant.purpose)}")
+        # Hard-wrapped and framed: no line of it can pass for a line of vouch's own.
+        first, *rest = wrapped(grant.purpose)
+        lines.append(f"  {why + ':':<9} {first}")
+        lines.extend(f"{'':12}| {chunk}" for chunk in rest)
     if grant.max_sts_s:
         lines.append(f"  AWS credentials live at most {format_duration(grant.max_sts_s)}")
     if grant.rate:
         lines.append(f"  at most {grant.rate} exchanges per hour")
     ctx.info("\n".join(lines))
-
-
-def _printable(value: object) -> str:
-    # Text chosen by an agent must not be able to redraw the terminal the person reads.
-    text = str(value)
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def run_approve(ctx: Context) -> int:
@@ -168,14 +196,14 @@ def run_approve(ctx: Context) -> int:
     show_grant(ctx, grant, heading, why="message")
     done = broker.delegation_complete(proposal.challenge_id, key.sign(proposal.options.public_key))
     record = done.delegation
-    ctx.info(f"Approved: delegation {record.id}; the agent receives its token directly.")
+    ctx.info(f"Approved: delegation {printable(record.id)}; the agent receives its token directly.")
     ctx.emit({"delegation": record, "request_id": done.request_id})
     return OK
 
 
 def run_deny(ctx: Context) -> int:
     ctx.client().deny_request(ctx.args.user_code)
-    ctx.info(f"Denied agent request {ctx.args.user_code}.")
+    ctx.info(f"Denied agent request {printable(ctx.args.user_code)}.")
     ctx.emit({"user_code": ctx.args.user_code, "status": "denied"})
     return OK
 
@@ -198,11 +226,11 @@ def _request_block(request: PendingRequest, now: int) -> str:
     age, left = format_duration(now - request.created_at), format_duration(request.expires_at - now)
     return "\n".join(
         [
-            f"{_printable(request.user_code)}  asked {age} ago from {_printable(request.address)}"
+            f"{printable(request.user_code)}  asked {age} ago from {printable(request.address)}"
             f" (expires in {left})",
-            f"  agent:    {_printable(request.agent)}",
-            f"  models:   {_printable(models[0]) if models else '(none)'}",
-            *(f"            {_printable(m)}" for m in models[1:]),
+            f"  agent:    {printable(request.agent)}",
+            f"  models:   {printable(models[0]) if models else '(none)'}",
+            *(f"            {printable(m)}" for m in models[1:]),
             f"  lifetime: {format_duration(request.ttl_s)}",
             f"  message (the agent's words, not the broker's): {_quoted(request.message)}",
         ]
@@ -212,7 +240,7 @@ def _request_block(request: PendingRequest, now: int) -> str:
 def _quoted(text: str) -> str:
     """`text` in double quotes, with quotes, backslashes and unprintables escaped, so it
     can neither end the quotation nor redraw the terminal."""
-    return '"' + _printable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+    return '"' + printable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 def run_list(ctx: Context) -> int:
@@ -224,13 +252,15 @@ def run_list(ctx: Context) -> int:
 
 def _row(record: Delegation, *, with_email: bool) -> str:
     state = "REVOKED" if record.revoked_at else when(record.expires_at)
-    who = f"{record.email:<28} " if with_email else ""
-    models = ",".join(record.models)
-    return f"{record.id:<22} {who}{record.agent:<16} {state:<40} {models}"
+    who = f"{printable(record.email):<28} " if with_email else ""
+    models = ",".join(printable(m) for m in record.models)
+    return f"{printable(record.id):<22} {who}{printable(record.agent):<16} {state:<40} {models}"
 
 
 def run_revoke(ctx: Context) -> int:
     record = ctx.client().revoke_delegation(ctx.args.id)
-    ctx.info(f"Revoked {record.id} ({record.agent}); its next exchange is refused.")
+    ctx.info(
+        f"Revoked {printable(record.id)} ({printable(record.agent)}); its next exchange is refused."
+    )
     ctx.emit(record)
     return OK

@@ -12,9 +12,11 @@ from typing import Any
 from vouch_delegate._action import describe, verified_action
 from vouch_delegate._errors import BrokerUnavailable, ConfigError, NetworkError, TokenRevoked
 from vouch_delegate._messages import KeyInfo
+from vouch_delegate.cli import _keyring
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
-from vouch_delegate.cli._store import SavedSession
+from vouch_delegate.cli._store import KEYRING, SavedSession
+from vouch_delegate.cli._text import printable
 
 CODE_ON_COMMAND_LINE = (
     "warning: --code puts the invite code in the process list, where every local user can"
@@ -98,7 +100,9 @@ def run_enroll(ctx: Context) -> int:
     credential = key.register(ceremony.options.public_key)
     done = broker.enroll_complete(ceremony.challenge_id, credential)
     ctx.store.save(SavedSession(server=ctx.server, email=done.email or ctx.args.email))
-    ctx.info(f"Enrolled key {done.credential} for {done.email} at {ctx.server}.")
+    ctx.info(
+        f"Enrolled key {printable(done.credential)} for {printable(done.email)} at {ctx.server}."
+    )
     ctx.info("Next: vouch login")
     ctx.emit(done)
     return OK
@@ -151,7 +155,10 @@ def _add_key(ctx: Context) -> int:
     ctx.info("Now the new key.")
     credential = ctx.key().register(ceremony.options.public_key)
     done = broker.enroll_complete(ceremony.challenge_id, credential, approval)
-    ctx.info(f"Added key {done.credential} to {done.email}; `vouch status` lists your keys.")
+    ctx.info(
+        f"Added key {printable(done.credential)} to {printable(done.email)}; "
+        "`vouch status` lists your keys."
+    )
     ctx.emit(done)
     return OK
 
@@ -166,7 +173,8 @@ def run_login(ctx: Context) -> int:
     done = broker.login_complete(ceremony.challenge_id, assertion)
     session = SavedSession(ctx.server, done.email, done.token, done.expires_at)
     ctx.store.save(session)
-    ctx.info(f"Signed in to {ctx.server} as {done.email} until {when(session.expires_at)}.")
+    who = printable(done.email)
+    ctx.info(f"Signed in to {ctx.server} as {who} until {when(session.expires_at)}.")
     ctx.emit({"server": ctx.server, "email": done.email, "expires_at": session.expires_at})
     return OK
 
@@ -187,8 +195,8 @@ def run_logout(ctx: Context) -> int:
     except (NetworkError, BrokerUnavailable) as exc:
         revoked = False
         ctx.info(
-            f"warning: could not reach {saved.server} ({exc.detail}); the session is forgotten"
-            f" here but stays valid at the broker until {when(saved.expires_at)}:"
+            f"warning: could not reach {saved.server} ({printable(exc.detail)}); the session is"
+            f" forgotten here but stays valid at the broker until {when(saved.expires_at)}:"
             " run `vouch logout` again when the broker is back"
         )
     # Server and email stay so that `vouch login` needs no arguments next time.
@@ -222,11 +230,13 @@ def run_status(ctx: Context) -> int:
     keys = broker.list_keys()
     report.update(signed_in=True, email=session.email, expires_at=session.expires_at)
     report["active_delegations"] = len(listed)
+    report["session_store"] = session.kept_in
     report["keys"] = keys
     lines = [
         f"server:      {ctx.server}",
-        f"signed in:   {session.email}",
+        f"signed in:   {printable(session.email)}",
         f"session:     until {when(session.expires_at)}",
+        f"kept in:     {_kept_in(ctx, session)}",
         f"delegations: {report['active_delegations']} active",
         f"keys:        {len(keys)} (check that you added every one)",
         *(f"  {_key_line(k)}" for k in keys),
@@ -238,13 +248,23 @@ def run_status(ctx: Context) -> int:
     return OK
 
 
+def _kept_in(ctx: Context, session: SavedSession) -> str:
+    """Where the session token is, for people: the OS keyring, or the file and why."""
+    backend = _keyring.usable()
+    if session.kept_in == KEYRING and backend is not None:
+        return f"the OS keyring ({_keyring.name(backend)})"
+    why = "no usable OS keyring here" if backend is None else "the keyring refused it"
+    return f"{ctx.store.path} (mode 0600; {why})"
+
+
 def _key_line(key: KeyInfo) -> str:
-    how = {"invite": "with an invite", "key": f"approved by key {key.approved_by}"}.get(
+    approver = printable(key.approved_by)
+    how = {"invite": "with an invite", "key": f"approved by key {approver}"}.get(
         key.via, "before this was recorded"
     )
     kind = "SOFTWARE key" if key.software else "key"
-    mark = "" if key.state == "active" else f" [{key.state.upper()}]"
-    return f"{kind} {key.cid}{mark}: added {_stamp(key.added_at)}, {how}"
+    mark = "" if key.state == "active" else f" [{printable(key.state.upper())}]"
+    return f"{kind} {printable(key.cid)}{mark}: added {_stamp(key.added_at)}, {how}"
 
 
 def _stamp(epoch: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -152,3 +153,15 @@ def test_invalid_settings_are_refused_before_a_file_exists(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="a PIN has 4 to 63 bytes"):
         SoftwareAuthenticator(path, pin="123")
     assert not path.exists()
+
+
+def test_key_file_directories_are_created_0700_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "home" / ".config" / "vouch" / "key.json"
+    previous = os.umask(0)
+    try:
+        SoftwareAuthenticator(path)
+    finally:
+        os.umask(previous)
+    modes = {p.name: _mode(p) for p in (path.parent.parent.parent, path.parent.parent, path.parent)}
+    assert modes == {"home": 0o700, ".config": 0o700, "vouch": 0o700}
+    assert _mode(path) == 0o600

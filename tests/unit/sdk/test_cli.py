@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import stat
 import time
 from pathlib import Path
@@ -18,8 +19,9 @@ from vouch_delegate.cli import build_parser, main
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import NoKey, NotSignedIn, exit_code
 from vouch_delegate.cli._store import SavedSession, SessionStore, config_dir
+from vouch_delegate.cli._token_out import TokenOut
 
-from tests.unit.sdk.fakes import FakeBroker, FakeTransport
+from tests.unit.sdk.fakes import FakeBroker, FakeTransport, enrolled_soft_key, signed_proposal
 
 pytestmark = pytest.mark.unit
 
@@ -199,6 +201,193 @@ def test_webauthn_options_fido2_cannot_read_are_an_invalid_response_before_any_t
     )
     assert "Touch your security key" not in err
     assert [s.path for s in broker.seen] == ["/v1/login/begin"]  # no complete step
+
+
+def test_saved_session_and_context_mask_the_token_and_pin_in_repr(tmp_path: Path) -> None:
+    session = SavedSession(SERVER, "alice@example.com", "eyJ.secret-session.sig", 1)
+    assert "secret-session" not in repr(session)
+    assert repr(session) == (
+        "SavedSession(server='http://localhost:8080', email='alice@example.com', "
+        "token=<22 characters, hidden>, expires_at=1, signed_out_at=None, kept_in='file')"
+    )
+    ctx = signed_in_context(tmp_path, FakeTransport({}), "status")
+    assert ctx.saved is not None and ctx.saved.token == "session.jwt"
+    assert "session.jwt" not in repr(ctx) and "123456" not in repr(ctx)  # VOUCH_PIN
+
+
+HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+OPUS = "us.anthropic.claude-opus-4-5-20251101-v1:0"
+
+
+def saved_for(broker: FakeBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A signed-in person for `broker`, with a software key file not yet created."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("VOUCH_PIN", "123456")
+    monkeypatch.delenv("VOUCH_SERVER", raising=False)
+    SessionStore.from_env({"XDG_CONFIG_HOME": str(tmp_path)}).save(
+        SavedSession(broker.url, "alice@example.com", "session.jwt", int(time.time()) + 3600)
+    )
+    return f"soft:{tmp_path / 'key.json'}"
+
+
+def test_delegate_refuses_before_the_tap_a_proposal_with_a_model_not_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grant = {
+        "email": "alice@example.com",
+        "agent": "researcher",
+        "models": [HAIKU, OPUS],  # the challenge honestly commits to both
+        "ttl_s": 7200,
+        "purpose": "",
+        "max_sts_s": None,
+        "rate": None,
+    }
+    with FakeBroker() as broker:
+        key = saved_for(broker, tmp_path, monkeypatch)
+        broker.answer(200, signed_proposal(grant))
+        argv = ["delegate", "--agent", "researcher", "--model", "us.claude-haiku-4-5"]
+        assert main([*argv, "--authenticator", key]) == 5
+    err = capsys.readouterr().err
+    assert err == (
+        "vouch: the broker proposed 2 models for 1 requested "
+        f"(us.claude-haiku-4-5 -> {HAIKU}, {OPUS}); refusing to sign\n"
+    )
+    assert [s.path for s in broker.seen] == ["/v1/delegations/begin"]
+    assert not (tmp_path / "key.json").exists()  # the key was never opened
+
+
+def test_a_proposal_whose_rate_is_text_never_reaches_the_screen_or_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spoof = "\x1b[1A\x1b[2K  models:   us.claude-haiku-4-5"
+    grant = {"email": "alice@example.com", "agent": "researcher", "models": [OPUS]}
+    with FakeBroker() as broker:
+        key = saved_for(broker, tmp_path, monkeypatch)
+        broker.answer(200, signed_proposal({**grant, "ttl_s": 7200, "rate": spoof}))
+        argv = ["delegate", "--agent", "researcher", "--model", "us.claude-opus-4-5"]
+        assert main([*argv, "--authenticator", key]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "Expected `int | null`, got `str` - at `$.grant.rate`" in err
+    assert not (tmp_path / "key.json").exists()
+
+
+def test_text_a_broker_chooses_is_escaped_wherever_the_cli_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = {
+        "id": "dlg_1\x1b[2K",
+        "email": "alice@example.com",
+        "agent": "researcher\r\nfake-row              all good",
+        "sub": "agent.researcher.alice@example.com",
+        "models": [f"{HAIKU}\x1b]0;pwned\x07"],
+        "cid": "cid1",
+        "created_at": 1_800_000_000,
+        "expires_at": 1_800_007_200,
+    }
+    with FakeBroker() as broker:
+        saved_for(broker, tmp_path, monkeypatch)
+        broker.answer(200, {"delegations": [record]})
+        assert main(["delegate", "list"]) == 0
+        broker.answer(200, record)
+        assert main(["delegate", "revoke", "dlg_1"]) == 0
+        problem = {
+            "type": "urn:vouch:problem:permission-denied",
+            "status": 403,
+            "title": "Forbidden",
+        }
+        broker.answer(403, {**problem, "detail": "no\x1b[2K\rvouch: ok", "hint": "\x1b[31m"})
+        assert main(["delegate", "revoke", "dlg_2", "--verbose"]) == 5
+    out, err = capsys.readouterr()
+    for control in ("\x1b", "\x07", "\r"):
+        assert control not in out + err
+    assert not any(line.startswith("fake-row") for line in (out + err).splitlines())
+    assert "researcher\\r\\nfake-row" in out and "researcher\\r\\nfake-row" in err
+    assert "vouch: no\\x1b[2K\\rvouch: ok\n" in err
+
+
+def test_a_token_that_cannot_be_written_after_the_tap_is_revoked_not_left_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "agent.token"
+    grant = {
+        "email": "alice@example.com",
+        "agent": "researcher",
+        "models": [HAIKU],
+        "ttl_s": 7200,
+        "purpose": "",
+        "max_sts_s": None,
+        "rate": None,
+    }
+    record = {
+        "id": "dlg_lost",
+        "email": "alice@example.com",
+        "agent": "researcher",
+        "sub": "agent.researcher.alice@example.com",
+        "models": [HAIKU],
+        "cid": "cid1",
+        "created_at": 1_800_000_000,
+        "expires_at": 1_800_007_200,
+    }
+    with FakeBroker() as broker:
+        server = broker.url.replace("127.0.0.1", "localhost")  # fido2: an http origin is localhost
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+        monkeypatch.setenv("VOUCH_PIN", "123456")
+        monkeypatch.setenv("VOUCH_AUTHENTICATOR", enrolled_soft_key(tmp_path / "key.json", server))
+        SessionStore.from_env({"XDG_CONFIG_HOME": str(tmp_path)}).save(
+            SavedSession(server, "alice@example.com", "session.jwt", int(time.time()) + 3600)
+        )
+        broker.answer(200, signed_proposal(grant))
+        # Between the check and the write, something takes the destination's place.
+        broker.answer(200, {"delegation": record, "token": "a.b.c"}, before=out.mkdir)
+        broker.answer(200, {**record, "revoked_at": 1_800_000_001, "revoked_by": "alice"})
+        argv = ["delegate", "--agent", "researcher", "--model", "us.claude-haiku-4-5"]
+        assert main([*argv, "--out", str(out)]) == 6
+    err = capsys.readouterr().err
+    assert "Touch your security key" in err  # the tap was spent
+    assert err.endswith(
+        f"vouch: cannot write the agent token to {out}: Is a directory; delegation dlg_lost "
+        "was revoked, so no token is left live: choose another --out and delegate again\n"
+    )
+    assert [(s.method, s.path, s.bearer) for s in broker.seen] == [
+        ("POST", "/v1/delegations/begin", "session.jwt"),
+        ("POST", "/v1/delegations/complete", "session.jwt"),
+        ("DELETE", "/v1/delegations/dlg_lost", "session.jwt"),
+    ]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".agent.token")] == []
+
+
+def test_out_refuses_a_file_it_could_not_replace_in_a_shared_sticky_directory(
+    tmp_path: Path,
+) -> None:
+    # The kernel lets nobody but the owner (or root) replace a file in a sticky directory;
+    # the check runs as another uid, since a test running as root may replace anything.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    planted = shared / "agent.token"
+    planted.symlink_to(tmp_path / "elsewhere")
+    other_uid = os.geteuid() + 4242
+    with pytest.raises(vouch_delegate.ConfigError, match="belongs to another user"):
+        TokenOut.prepare(planted, uid=other_uid)
+    assert sorted(p.name for p in shared.iterdir()) == ["agent.token"]  # nothing left behind
+    TokenOut.prepare(planted).discard()  # its owner may
+    shared.chmod(0o777)
+    TokenOut.prepare(planted, uid=other_uid).discard()  # and anyone without the sticky bit
+
+
+def test_config_tree_is_created_0700_whatever_the_umask(tmp_path: Path) -> None:
+    config = tmp_path / "home" / ".config"
+    store = SessionStore.from_env({"XDG_CONFIG_HOME": str(config)})
+    previous = os.umask(0)
+    try:
+        store.save(SavedSession(SERVER, "alice@example.com"))
+    finally:
+        os.umask(previous)
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode) for p in (config.parent, config, config / "vouch")
+    }
+    assert modes == {"home": 0o700, ".config": 0o700, "vouch": 0o700}
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
 
 
 def test_delegate_requests_shows_the_askers_words_escaped_and_framed_as_theirs(

@@ -25,7 +25,9 @@ from vouch_delegate._messages import (
     AgentToken,
     Ceremony,
     CredentialDocument,
+    Delegation,
     DelegationProposal,
+    EnrollBegin,
     Enrolled,
     Invite,
     InviteCreated,
@@ -588,3 +590,27 @@ def test_with_session_shares_the_transport_and_leaves_the_original_alone() -> No
 def test_the_server_url_is_checked_like_the_transports() -> None:
     with pytest.raises(VouchError, match="must use https"):
         BrokerClient("http://vouch.example.com")
+
+
+SECRET = "eyJ.SECRET-VALUE-0123456789.sig"
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        SessionIssued(SECRET, "Bearer", 1, "alice@example.com"),
+        AgentToken(msgspec.convert(DELEGATION, Delegation), token=SECRET),
+        RequestCreated("dreq_1", "BCDF-GHJK", SECRET, 1),
+        RequestStatus("approved", token=SECRET),
+        InviteCreated("inv_1", "bob@example.com", SECRET, 3600, 1_800_003_600),
+        EnrollBegin("bob@example.com", SECRET),
+        CredentialDocument("ASIAEXAMPLE", SECRET, SECRET, datetime(2027, 1, 1, tzinfo=UTC)),
+    ],
+    ids=lambda holder: type(holder).__name__,
+)
+def test_replies_holding_a_secret_mask_it_in_repr(holder: msgspec.Struct) -> None:
+    # A traceback with locals or an error reporter prints repr(): no token may reach it.
+    assert SECRET not in repr(holder) and SECRET[4:20] not in repr(holder)
+    assert SECRET not in str(holder)
+    assert "hidden" in repr(holder)
+    assert SECRET in msgspec.json.encode(holder).decode()  # the value itself is intact

@@ -20,9 +20,10 @@ from vouch_delegate import (
     TokenExpired,
     TokenRevoked,
 )
+from vouch_delegate._boto import session_for
 from vouch_delegate._credentials import next_refresh_at, pause_s
 
-from tests.unit.sdk.fakes import Clock, FakeTransport, document, fake_jwt
+from tests.unit.sdk.fakes import Clock, FakeBroker, FakeTransport, document, fake_jwt
 
 pytestmark = pytest.mark.unit
 
@@ -245,3 +246,80 @@ def test_a_new_token_in_the_file_takes_over_when_the_old_one_ends(tmp_path: Path
     renewed = creds.get()
     assert renewed.expiration.timestamp() == clock.now + 900
     assert len(http.requests) == 2
+
+
+# Clock skew: the broker's answers carry its Date (a real HTTP server, FakeBroker); the
+# SDK's own time source (`clock`) is what the tests move, never the system clock.
+SKEW_S = 20 * 60
+
+
+def test_a_local_clock_20_minutes_ahead_still_makes_one_exchange_for_200_lookups() -> None:
+    clock = Clock(time.time() + SKEW_S)
+    with FakeBroker() as broker:
+        for _ in range(200):
+            broker.answer(200, document(time.time() + 900))
+        creds = AgentCredentials(server=broker.url, token=TOKEN, clock=clock)
+        keys = {creds.get().access_key_id for _ in range(200)}
+    assert keys == {"ASIAEXAMPLE"}
+    assert len(broker.seen) == 1
+
+
+def test_a_boto3_session_with_a_local_clock_20_minutes_ahead_gets_credentials() -> None:
+    clock = Clock(time.time() + SKEW_S)
+    with FakeBroker() as broker:
+        for _ in range(5):
+            broker.answer(200, document(time.time() + 900))
+        source = AgentCredentials(server=broker.url, token=TOKEN, clock=clock)
+        session = session_for(source, region_name="us-east-1")
+        frozen = session.get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
+        assert frozen.access_key == "ASIAEXAMPLE"
+        clock.now += 60
+        assert session.get_credentials().get_frozen_credentials().access_key  # type: ignore[union-attr]
+    assert len(broker.seen) == 1
+
+
+def test_a_local_clock_20_minutes_behind_refreshes_before_the_real_expiry() -> None:
+    clock = Clock(time.time() - SKEW_S)
+    with FakeBroker() as broker:
+        broker.answer(200, document(time.time() + 900))
+        broker.answer(200, document(time.time() + 900, key="ASIASECOND"))
+        creds = AgentCredentials(server=broker.url, token=TOKEN, clock=clock)
+        assert creds.get().access_key_id == "ASIAEXAMPLE"
+        clock.now += 599 - 2  # inside the lifetime less the margin (and the Date's rounding)
+        assert creds.get().access_key_id == "ASIAEXAMPLE"
+        clock.now += 4  # 601 s into a 900 s life: due, though the local clock says 2101 s left
+        assert creds.get().access_key_id == "ASIASECOND"
+    assert len(broker.seen) == 2
+
+
+def test_a_hung_refresh_does_not_block_other_callers_while_credentials_are_valid() -> None:
+    clock = Clock()
+    gate = threading.Event()
+
+    def hung() -> dict[str, Any]:
+        gate.wait(10)
+        return document(clock.now + 900, key="ASIANEW")
+
+    http = FakeTransport(document(clock.now + 900), hung)
+    creds = credentials(http, clock, refresh_margin_s=300)
+    old = creds.get()
+    clock.now += 601  # due for a refresh, 299 s of life left
+    refresher = threading.Thread(target=creds.get)
+    refresher.start()
+    deadline = time.monotonic() + 5
+    while len(http.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    served: list[AwsCredentials] = []
+    started = time.monotonic()
+    others = [threading.Thread(target=lambda: served.append(creds.get())) for _ in range(4)]
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join(2)
+    waited = time.monotonic() - started
+    gate.set()
+    refresher.join(5)
+    assert [c is old for c in served] == [True] * 4, f"callers waited {waited:.1f} s"
+    assert waited < 1.0
+    assert creds.get().access_key_id == "ASIANEW"
+    assert len(http.requests) == 2  # still one refresh in flight at a time

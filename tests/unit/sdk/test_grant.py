@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.resources
 import json
 import os
+import tomllib
 from typing import Any
 
 import msgspec
@@ -13,11 +15,16 @@ import pytest
 from vouch_delegate import ConfigError, GrantMismatch, InvalidResponse
 from vouch_delegate._grant import (
     check_grant_matches,
+    check_models,
+    check_requested_grant,
     format_duration,
+    names_model,
     parse_duration,
     verified_grant,
 )
 from vouch_delegate._messages import DelegationProposal, Grant, decode
+
+from policies.catalog import Catalog
 
 pytestmark = pytest.mark.unit
 
@@ -138,3 +145,107 @@ def test_durations_people_type(text: str, seconds: int) -> None:
 def test_other_durations_are_config_errors(bad: str) -> None:
     with pytest.raises(ConfigError):
         parse_duration(bad)
+
+
+HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+OPUS = "us.anthropic.claude-opus-4-5-20251101-v1:0"
+OPUS_4 = "anthropic.claude-opus-4-20250514-v1:0"
+OPUS_4_1 = "anthropic.claude-opus-4-1-20250805-v1:0"
+ASKED = {
+    "email": "alice@example.com",
+    "agent": "researcher",
+    "models": ["us.claude-haiku-4-5"],
+    "ttl_s": 7200,
+    "purpose": "",
+    "max_sts_s": None,
+    "rate": None,
+}
+
+
+def check(grant: dict[str, Any], **asked: Any) -> None:
+    check_requested_grant(Grant(**{**GRANT, **grant}), **{**ASKED, **asked})
+
+
+@pytest.mark.parametrize(
+    ("requested", "proposed"),
+    [
+        (["us.claude-haiku-4-5"], [HAIKU]),
+        ([HAIKU], [HAIKU]),
+        (["us.claude-haiku-4-5", HAIKU], [HAIKU]),  # two names of one model
+        (["us.claude-sonnet-4-5", "us.claude-haiku-4-5"], [HAIKU, SONNET]),
+        (["claude-opus-4", "claude-opus-4-1"], [OPUS_4_1, OPUS_4]),
+        (["claude-opus-4"], [OPUS_4]),
+    ],
+)
+def test_a_proposal_with_the_requested_models_canonicalised_is_accepted(
+    requested: list[str], proposed: list[str]
+) -> None:
+    check({"models": proposed}, models=requested)
+
+
+@pytest.mark.parametrize(
+    ("requested", "proposed", "why"),
+    [
+        (["us.claude-haiku-4-5"], [HAIKU, OPUS], "2 models for 1 requested"),
+        (["us.claude-haiku-4-5"], [OPUS], "no model named by 'us.claude-haiku-4-5'"),
+        (["claude-haiku-4-5"], [HAIKU], "no model named by 'claude-haiku-4-5'"),  # not the us.
+        (["claude-opus-4"], [OPUS_4_1], "no model named by 'claude-opus-4'"),  # 4-1 is not 4
+        (["us.claude-haiku-4-5", HAIKU], [HAIKU, OPUS], "not requested: .*opus"),
+        (["us.claude-haiku-4-5", "us.claude-sonnet-4-5"], [HAIKU, HAIKU], "repeats"),
+        (["us.claude-haiku-4-5", "claude-opus-4"], [HAIKU, OPUS], "no model named by"),
+        (["us.claude-haiku-4-5"], [], "empty"),
+    ],
+)
+def test_a_proposal_with_other_models_than_requested_is_refused(
+    requested: list[str], proposed: list[str], why: str
+) -> None:
+    with pytest.raises(GrantMismatch, match=why):
+        check({"models": proposed}, models=requested)
+
+
+@pytest.mark.parametrize(
+    ("proposed", "asked", "why"),
+    [
+        ({"agent": "writer"}, {}, "agent='writer'"),
+        ({"ttl_s": 86400}, {}, "ttl_s=86400"),
+        ({"purpose": "something else"}, {}, "purpose='something else'"),
+        ({"email": "bob@example.com"}, {}, "email='bob@example.com'"),
+        ({"max_sts_s": 43200}, {}, "max_sts_s=43200"),  # not asked for: must stay unset
+        ({"max_sts_s": 900}, {"max_sts_s": 1800}, "max_sts_s=900"),
+        ({"rate": 100}, {"rate": 5}, "rate=100"),
+        ({"rate": 0}, {}, "rate=0"),  # the org's cap fills an unset rate, but only a cap
+    ],
+)
+def test_a_proposal_whose_fields_differ_from_the_request_is_refused(
+    proposed: dict[str, Any], asked: dict[str, Any], why: str
+) -> None:
+    with pytest.raises(GrantMismatch, match=why):
+        check({"models": [HAIKU], **proposed}, **asked)
+
+
+def test_an_unset_rate_may_come_back_as_the_org_policys_cap() -> None:
+    check({"models": [HAIKU], "rate": 60})
+    check({"models": [HAIKU], "rate": 5, "max_sts_s": 1800}, rate=5, max_sts_s=1800)
+
+
+def test_every_name_the_builtin_catalog_knows_is_recognised_as_its_id() -> None:
+    # The SDK cannot see the catalog, so it recognises names by their shape; this keeps
+    # that rule honest for every alias, profile alias and id the broker ships.
+    catalog = Catalog.builtin()
+    raw = tomllib.loads(
+        importlib.resources.files("policies.data").joinpath("catalog.toml").read_text()
+    )
+    names = set(catalog.ids)
+    for model in raw["models"]:
+        geographies = model.get("profiles", [])
+        names |= {model["id"], *(f"{geo}.{model['id']}" for geo in geographies)}
+        for alias in model.get("aliases", []):
+            names |= {alias, *(f"{geo}.{alias}" for geo in geographies)}
+    assert len(names) > 100
+    for name in sorted(names):
+        resolved = catalog.resolve(name)
+        check_models([name], [resolved])
+        others = [i for i in catalog.ids if i != resolved and names_model(name, i)]
+        # The one shape the rule cannot tell apart: an alias whose ids differ only by date.
+        assert others == [] or name == "mistral-large", (name, others)

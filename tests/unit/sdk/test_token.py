@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from vouch_delegate import AgentCredentials, ConfigError
 from vouch_delegate._token import claims_of, read_token_file, resolve_server, token_source
 
-from tests.unit.sdk.fakes import fake_jwt
+from tests.unit.sdk.fakes import FakeBroker, document, fake_jwt
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +84,31 @@ def test_an_issuer_over_plain_http_to_a_remote_host_is_refused() -> None:
 def test_claims_of_rejects_what_is_not_a_jwt_payload(bad: str) -> None:
     with pytest.raises(ConfigError):
         claims_of(bad)
+
+
+def test_an_issuer_with_a_backslash_before_at_is_refused() -> None:
+    # urlsplit sees host "localhost"; urllib3 connects to evil.example.com in clear text.
+    with pytest.raises(ConfigError, match="broker URL"):
+        resolve_server(None, fake_jwt({"iss": "http://evil.example.com\\@localhost"}), {})
+
+
+def test_a_backslash_url_never_sends_the_token_to_the_host_it_hides() -> None:
+    # The host the check saw (localhost) is not the host urllib3 dials (127.0.0.2 here: a
+    # loopback address, so the test needs no network; the case was a remote one).
+    with FakeBroker(host="127.0.0.2") as other:
+        other.answer(200, document(time.time() + 900))
+        hidden = other.url + "\\@localhost"
+        token = fake_jwt({"iss": hidden, "dlg": "dlg_1"})
+        with pytest.raises(ConfigError, match="broker URL"):
+            AgentCredentials(token=token).get()
+        with pytest.raises(ConfigError, match="broker URL"):
+            AgentCredentials(server=hidden, token=token).get()
+    assert other.seen == []
+
+
+def test_token_source_repr_masks_the_token(tmp_path: Path) -> None:
+    source = token_source(TOKEN, None, {})
+    assert TOKEN not in repr(source) and TOKEN[-12:] not in repr(source)
+    assert repr(source) == f"TokenSource(token=<{len(TOKEN)} characters, hidden>)"
+    from_file = token_source(None, tmp_path / "agent.token", {})
+    assert repr(from_file) == f"TokenSource(path={tmp_path / 'agent.token'!r})"
