@@ -398,8 +398,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _kids_as_operands(argv: list[str]) -> list[str]:
+    """`keys revoke KID...` with `--` before the kids: a kid is base64url and may start with
+    `-`, which argparse would otherwise read as an unknown option."""
+    if "keys" not in argv or "revoke" not in argv[argv.index("keys") :] or "--" in argv:
+        return argv
+    at = argv.index("revoke", argv.index("keys")) + 1
+    options, kids, rest = [], [], argv[at:]
+    while rest:
+        word = rest.pop(0)
+        if word == "--dir" and rest:
+            options += [word, rest.pop(0)]
+        elif word.startswith("--dir=") or word in ("-h", "--help"):
+            options.append(word)
+        else:
+            kids.append(word)
+    return [*argv[:at], *options, "--", *kids] if kids else argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_kids_as_operands(argv))
     try:
         return int(args.func(args))
     except SettingsError as exc:

@@ -196,7 +196,7 @@ def test_replace_all_refuses_every_token_the_stolen_keys_signed_on_every_replica
 ) -> None:
     alice = human_factory("alice@example.com")
     assert alice.session is not None
-    agent_token = alice.delegate("researcher", [HAIKU])["token"]
+    agent_token = alice.delegate("researcher", [HAIKU]).token
     key_dir = Path(str(broker.settings.signing_keys))
     loot = steal(key_dir)
     stolen = {ring.signer.kid for ring in loot.values()}
@@ -232,7 +232,7 @@ def test_replace_all_refuses_every_token_the_stolen_keys_signed_on_every_replica
     # People sign in again and re-delegate; the new tokens work on both replicas.
     alice.login()
     assert header_kid(alice.session) == fresh["active"]
-    new_token = alice.delegate("researcher", [HAIKU])["token"]
+    new_token = alice.delegate("researcher", [HAIKU]).token
     assert header_kid(new_token) == fresh["active"]
     for base in replicas:
         assert session_answer(base, alice.session)[0] == 200
@@ -250,7 +250,7 @@ def test_revoking_the_stolen_next_key_cuts_it_off_and_keeps_the_active_key_servi
 ) -> None:
     alice = human_factory("alice@example.com")
     assert alice.session is not None
-    agent_token = alice.delegate("researcher", [HAIKU])["token"]
+    agent_token = alice.delegate("researcher", [HAIKU]).token
     key_dir = Path(str(broker.settings.signing_keys))
     before = kids_by_state(key_dir)
     forged = forge_session(steal(key_dir)["next"], broker.settings.issuer, alice.email)

@@ -97,3 +97,20 @@ def test_bad_settings_exit_6_with_every_problem(
     assert main(["aws-setup"]) == 6
     err = capsys.readouterr().err
     assert "VOUCH_SESSION_TTL_S" in err and "VOUCH_CHALLENGE_TTL_S" in err
+
+
+def test_keys_revoke_takes_kids_that_start_with_a_dash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A kid is an RFC 7638 thumbprint in base64url: one in 64 starts with "-". Redis is
+    # unreachable here, so the command must get as far as trying to record it, and stop.
+    monkeypatch.setenv("VOUCH_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("VOUCH_REDIS_TIMEOUT_S", "0.2")
+    dashed, plain = "-" + "O" * 42, "A" * 43
+    for argv in (
+        ["keys", "revoke", dashed, "--dir", str(tmp_path)],
+        ["keys", "revoke", "--dir", str(tmp_path), dashed, plain],
+        ["keys", "revoke", "--", dashed],
+    ):
+        assert main(argv) == 1, argv
+        assert "store" in capsys.readouterr().err.lower()
