@@ -18,17 +18,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
 from botocore.exceptions import BotoCoreError, ClientError
 
+from broker.errors import StoreUnavailable
+from broker.metrics import Metrics
 from broker.store import PREFIX, guard
 from policies.revocation_policy import Kind, RevocationPolicy, RevokedEntry, render
 
@@ -66,21 +69,37 @@ class Written:
     changed: bool
 
 
-@dataclass
 class AwsCut:
-    redis: aioredis.Redis
-    iam: IAMClient | None
-    """None: the broker has no AWS credentials of its own; the cut is disabled."""
-    role_name: str
-    policy_name: str
-    max_session_s: int
-    lease_s: float = 10.0
-    clock: Callable[[], float] = time.time
-    holder: str = field(default_factory=lambda: secrets.token_hex(8))
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Records revocations for AWS and keeps the role's Deny policy in step (see module doc).
 
-    def __post_init__(self) -> None:
-        self._lease = self.redis.register_script(_LEASE)
+    A plain class (not a dataclass): the web framework inspects the dataclasses it injects,
+    and the IAM client's type exists only for the type checker.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        iam: IAMClient | None,
+        *,
+        role_name: str,
+        policy_name: str,
+        max_session_s: int,
+        lease_s: float = 10.0,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.iam = iam
+        """None: the broker has no AWS credentials of its own; the cut is disabled."""
+        self.role_name = role_name
+        self.policy_name = policy_name
+        self.max_session_s = max_session_s
+        self.lease_s = lease_s
+        self.metrics = metrics
+        self.clock = clock
+        self.holder = secrets.token_hex(8)
+        self.wake = asyncio.Event()
+        self._lease = redis.register_script(_LEASE)
 
     @property
     def enabled(self) -> bool:
@@ -88,10 +107,13 @@ class AwsCut:
 
     async def record(self, kind: Kind, value: str, revoked_at: float) -> int:
         """Note a revocation for AWS; returns the version it must be written at to be cut."""
-        member = msgspec.json.encode(_Entry(kind, value, int(revoked_at)))
+        # AWS compares whole seconds: a session issued earlier in the revocation's own second
+        # must fall before the cut, so the cut is the next whole second.
+        at = math.ceil(revoked_at)
+        member = msgspec.json.encode(_Entry(kind, value, at))
         async with guard("recording a revocation for AWS"):
             pipe = self.redis.pipeline(transaction=True)
-            pipe.zadd(ENTRIES, {member: int(revoked_at)})
+            pipe.zadd(ENTRIES, {member: at})
             pipe.incr(VERSION)
             _, version = await pipe.execute()
         self.wake.set()
@@ -129,7 +151,7 @@ class AwsCut:
                 await self.redis.zrange(ENTRIES, -behind, -1, withscores=True),
             )
         oldest = min((score for _, score in newest), default=None)
-        return behind, (self.clock() - oldest) if oldest is not None else None
+        return behind, max(0.0, self.clock() - oldest) if oldest is not None else None
 
     async def sync(self) -> Written | None:
         """Write the policy if this replica holds the lease; None when another one does.
@@ -193,19 +215,40 @@ class AwsCut:
             )
         return True
 
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.aws_cut_writes.labels(outcome).inc()
+
+    async def _observe(self) -> None:
+        """Pending cuts and the oldest one's age, for /metrics (best effort)."""
+        if self.metrics is None:
+            return
+        try:
+            behind, age = await self.pending()
+        except StoreUnavailable:
+            return
+        self.metrics.aws_cut_pending.set(behind)
+        self.metrics.aws_cut_oldest_pending.set(age or 0)
+
     async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:
         """Keep IAM in step: on every recorded revocation, and each `interval_s` for pruning."""
         backoff = interval_s
         while not stop.is_set():
             try:
-                await self.sync()
+                written = await self.sync()
                 backoff = interval_s
+                self._count("written" if written and written.changed else "unchanged")
+                if written is not None and self.metrics is not None:
+                    self.metrics.aws_cut_coarse.set(written.policy.coarse_before or 0)
             except (ClientError, BotoCoreError) as exc:
                 backoff = min(30.0, backoff * 2)
+                self._count("iam-error")
                 log.warning("AWS cut not written yet (%s); retrying in %.1f s", _code(exc), backoff)
             except Exception as exc:  # a bug or Redis: keep the loop alive, say what happened
                 backoff = min(30.0, backoff * 2)
+                self._count("error")
                 log.warning("AWS cut loop: %s; retrying in %.1f s", type(exc).__name__, backoff)
+            await self._observe()
             self.wake.clear()
             delay = backoff * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]

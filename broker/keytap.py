@@ -15,6 +15,7 @@ from fido2.webauthn import AttestedCredentialData, PublicKeyCredentialDescriptor
 
 from broker.assertion import Asserted, RelyingParty, WebAuthnJson, parse_credential_id
 from broker.audit import Audit
+from broker.aws_cut import AwsCut
 from broker.challenges import FidoState
 from broker.errors import AssertionRejected, KeyFlagged, PermissionDenied
 from broker.registry import Credential, Registry, credential_hash, user_handle
@@ -39,6 +40,8 @@ class KeyTaps:
     registry: Registry
     audit: Audit
     revocations: Revocations
+    aws: AwsCut | None = None
+    """Told of a flagged key, so AWS denies the sessions the clone may hold."""
 
     async def active_keys(self, email: str) -> list[AttestedCredentialData]:
         """The person's usable keys, for a ceremony's allow-list."""
@@ -71,7 +74,10 @@ class KeyTaps:
         if not await self.registry.advance_counter(cid, asserted.counter):
             # A clone may already hold sessions and agent tokens this key signed: a "not
             # before" on the key ends every one of them, on every replica.
-            await self.revocations.revoke_not_before("cred", cid, now=time.time())
+            flagged_at = time.time()
+            await self.revocations.revoke_not_before("cred", cid, now=flagged_at)
+            if self.aws is not None:
+                await self.aws.record("credential", cid, flagged_at)
             await self.audit.record(
                 "key_flagged",
                 actor=cred.email,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -30,6 +30,29 @@ class Metrics:
         self.sts_calls = Counter(
             "vouch_sts_calls_total",
             "AssumeRoleWithWebIdentity calls by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+        self.aws_cut_pending = Gauge(
+            "vouch_aws_cut_pending",
+            "Revocations recorded but not yet written to the agents role in AWS",
+            registry=self.registry,
+        )
+        self.aws_cut_oldest_pending = Gauge(
+            "vouch_aws_cut_oldest_pending_seconds",
+            "Age of the oldest revocation not yet written to AWS (0: none pending)",
+            registry=self.registry,
+        )
+        self.aws_cut_coarse = Gauge(
+            "vouch_aws_cut_coarse_before_seconds",
+            "When revocations overflowed the role's policy budget: the Unix time before which"
+            " every session is denied (0: every revocation is written exactly)",
+            registry=self.registry,
+        )
+        self.aws_cut_writes = Counter(
+            "vouch_aws_cut_writes_total",
+            "Attempts to bring the agents role's revocation policy up to date, by outcome",
             ["outcome"],
             registry=self.registry,
         )

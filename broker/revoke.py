@@ -2,7 +2,8 @@
 
 People revoke their own delegations; admins revoke anything (a delegation, an agent, a
 person, a security key). A revocation is recorded in Redis (enforced on the next request on
-every replica), audited with who did it and why, and evicts cached credentials it names.
+every replica), audited with who did it and why, evicts cached credentials it names, and is
+noted for AWS (`broker.aws_cut`), which then denies the sessions it names on its own.
 Revoking a person also cancels their unused invites; their pending ceremonies fail at
 completion, which re-checks the person (docs/design.md invariant 11).
 """
@@ -17,6 +18,7 @@ import msgspec
 
 from broker.audit import Audit
 from broker.authorize import Principal
+from broker.aws_cut import AwsCut
 from broker.credential_cache import CachedProvider
 from broker.delegation_store import Delegation, DelegationStore
 from broker.errors import NotFound, PermissionDenied
@@ -41,6 +43,8 @@ class Revoked(msgspec.Struct, frozen=True):
     target: Target
     """As recorded: emails and agent subs in their one normal spelling."""
     revoked_at: float
+    aws_version: int
+    """The AWS cut's version that denies it (`AwsCut.status`)."""
     delegation: Delegation | None = None
     """The revoked delegation's record, when the target was one."""
 
@@ -54,6 +58,7 @@ class Revoker:
     revocations: Revocations
     audit: Audit
     caches: Sequence[CachedProvider]
+    aws: AwsCut
 
     async def revoke(self, actor: Person, target: Target, *, reason: str, now: float) -> Revoked:
         """Revoke `target` on behalf of `actor`.
@@ -79,8 +84,9 @@ class Revoker:
             raise NotFound(f"no registered security key {target.value!r}")
         kind = {"agent": "agent", "user": "user", "credential": "cred"}[target.kind]
         await self.revocations.revoke_not_before(kind, target.value, now=now)
+        version = await self.aws.record(target.kind, target.value, now)
         await self._recorded(actor, target, reason, _names(target), invites=cancelled or None)
-        return Revoked(target, now)
+        return Revoked(target, now, version)
 
     async def _delegation(
         self, actor: Person, target: Target, *, reason: str, now: float
@@ -91,8 +97,9 @@ class Revoker:
         await self.revocations.revoke_delegation(record.id, expires_at=record.expires_at, now=now)
         revoked = msgspec.structs.replace(record, revoked_at=int(now), revoked_by=actor.email)
         await self.delegations.replace(revoked, now=int(now))
+        version = await self.aws.record("delegation", record.id, now)
         await self._recorded(actor, target, reason, _names(target))
-        return Revoked(target, now, revoked)
+        return Revoked(target, now, version, revoked)
 
     async def _recorded(
         self,

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import redis.asyncio as aioredis
+from botocore.config import Config
 
 from broker.actions import ActionTaps
 from broker.assertion import RelyingParty
 from broker.audit import Audit
 from broker.authorize import Authorizer
+from broker.aws_cut import AwsCut
 from broker.challenges import Challenges
 from broker.credential_cache import CachedProvider
 from broker.decoys import LoginDecoys
@@ -39,6 +42,8 @@ from broker.store import connect
 from broker.tokens import Expectation
 from policies import Catalog, OrgPolicy, load_org_policy
 
+log = logging.getLogger("vouch.services")
+
 
 @dataclass
 class Services:
@@ -60,12 +65,21 @@ class Services:
     limits: RateLimits
     session_expect: Expectation
     signing_keys: SigningKeys
+    aws_cut: AwsCut
     metrics: Metrics = field(default_factory=Metrics)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        """Start the background work: keeping the signing keys current."""
+        """Start the background work: keeping the signing keys current, writing revocations
+        to AWS (when the broker has AWS credentials of its own)."""
         self._tasks.append(asyncio.create_task(self.signing_keys.run()))
+        if self.aws_cut.enabled:
+            self._tasks.append(asyncio.create_task(self.aws_cut.run(asyncio.Event())))
+        else:
+            log.warning(
+                "revocations will not reach live AWS sessions: the broker has no AWS"
+                " credentials of its own (or aws.cut_sessions is off); see docs/aws-setup.md"
+            )
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -133,7 +147,8 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         aaguids=settings.aaguids,
         allow_software=settings.allow_software_keys,
     )
-    taps = KeyTaps(rp, registry, audit, revocations)
+    aws_cut = aws_cut_for(settings, org, redis, metrics)
+    taps = KeyTaps(rp, registry, audit, revocations, aws_cut)
     actions = ActionTaps(taps, challenges)
     signin = SignIn(
         rp=rp,
@@ -186,6 +201,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         revocations=revocations,
         audit=audit,
         caches=[e.provider for e in exchanges.values()],
+        aws=aws_cut,
     )
     return Services(
         settings=settings,
@@ -214,6 +230,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
             },
         ),
         session_expect=session_expectation(settings.issuer, settings.clock_leeway_s),
+        aws_cut=aws_cut,
         signing_keys=SigningKeys(
             keys,
             redis,
@@ -241,4 +258,32 @@ def exchange_for(
         revocations=revocations,
         authorizer=Authorizer(catalog, org, min_duration_s=provider.min_duration_s),
         provider=CachedProvider(provider),
+    )
+
+
+def aws_cut_for(
+    settings: Settings, org: OrgPolicy, redis: aioredis.Redis, metrics: Metrics
+) -> AwsCut:
+    """The AWS cut, enabled when the broker has AWS credentials of its own (boto3's chain)."""
+    iam = None
+    if settings.aws.cut_sessions:
+        session = boto3.session.Session()
+        if session.get_credentials() is not None:
+            iam = session.client(
+                "iam",
+                endpoint_url=settings.aws.endpoint_url,
+                region_name=settings.aws.region,
+                config=Config(
+                    retries={"total_max_attempts": 2, "mode": "standard"},
+                    connect_timeout=2,
+                    read_timeout=5,
+                ),
+            )
+    return AwsCut(
+        redis,
+        iam,
+        role_name=org.aws.role_arn.rsplit("/", 1)[1],
+        policy_name=settings.aws.revocation_policy,
+        max_session_s=org.aws.role_max_session_s,
+        metrics=metrics,
     )

@@ -66,6 +66,23 @@ class AwsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             description="Lifetime of the assertion the broker presents to STS (at most 300 s).",
         ),
     ] = 300
+    revocation_policy: Annotated[
+        str,
+        Meta(
+            pattern=r"^[\w+=,.@-]{1,128}$",
+            description="Name of the inline policy on the agents role in which the broker writes "
+            "its revocations as Deny statements, so AWS refuses revoked sessions within seconds. "
+            "Needs AWS credentials of the broker's own (the standard boto3 chain) with the "
+            "permissions `vouch-broker aws-setup` prints; without any, the cut is disabled.",
+        ),
+    ] = "vouch-revocations"
+    cut_sessions: Annotated[
+        bool,
+        Meta(
+            description="Write revocations to the agents role so AWS denies live sessions "
+            "(`revocation_policy`). Off: revocations stop new exchanges only.",
+        ),
+    ] = True
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,15 @@ import redis
 
 from tests.harness.services import MotoServer, RedisServer
 from tests.harness.sts_gate import StsGate
+
+# The broker looks for AWS credentials of its own (to cut revoked sessions in AWS). Tests
+# decide that themselves: none from the developer's environment or files, and no instance
+# metadata lookups (they would wait on a network that is not there).
+for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+    os.environ.pop(_name, None)
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 @pytest.fixture(scope="session")

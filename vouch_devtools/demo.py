@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import uvicorn
 
 from broker.app import create_app
@@ -183,6 +184,42 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     narrator.vouch("delegate", "revoke", dlg)
     narrator.say("The next exchange is refused (exit code 5: revoked)")
     narrator.vouch("credential", "aws", "--token-file", str(token_file), expect=5)
+    show_aws_cut(narrator, settings, org.aws, dlg, claims)
+
+
+def show_aws_cut(
+    narrator: Narrator, settings: Settings, aws: AwsAccount, dlg: str, claims: dict[str, Any]
+) -> None:
+    """What the broker wrote on the agents role, and AWS's verdict on live sessions."""
+    iam = boto3.client("iam", endpoint_url=settings.aws.endpoint_url, region_name=aws.region)
+    role = aws.role_arn.rsplit("/", 1)[1]
+    name = settings.aws.revocation_policy
+    document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    policy = document if isinstance(document, str) else json.dumps(document)
+    narrator.say(
+        f"AWS is told too: the broker's Deny on the role ({role}, inline policy {name})",
+        _indent(json.dumps(json.loads(policy), indent=2)),
+    )
+    narrator.say("AWS's own evaluation of credentials already handed out")
+    issued = aws_time(int(claims["iat"]))
+    kept = "dlg_someotherdelegation"
+    for which, delegation, want in (
+        ("the revoked delegation's session", dlg, Outcome.EXPLICIT_DENY),
+        ("another delegation's session", kept, Outcome.ALLOW),
+    ):
+        context = {
+            "aws:PrincipalTag/vouch:Delegation": delegation,
+            "aws:PrincipalTag/vouch:User": claims["act"]["sub"],
+            "aws:PrincipalTag/vouch:Agent": claims["sub"].split(".", 2)[1],
+            "aws:TokenIssueTime": issued,
+        }
+        model = (
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0"
+        )
+        outcome = evaluate(Request("bedrock:InvokeModel", model, context), [BROAD_ROLE, policy])
+        print(f"   bedrock:InvokeModel with {which}: {outcome.outcome.value}")
+        if outcome.outcome is not want:
+            raise DemoFailed(f"{which}: expected {want.value}, got {outcome.outcome.value}")
 
 
 def _claims(token: str) -> dict[str, Any]:

@@ -88,6 +88,7 @@ class AwsStsProvider:
             "vouch:User": [principal.email],
             "vouch:Agent": [principal.agent],
             "vouch:Delegation": [principal.id],
+            "vouch:Key": [principal.key],
             "vouch:AccessType": ["agent"],
         }
         return mint(

@@ -18,6 +18,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from broker.actions import Action
 from broker.assertion import WebAuthnJson
 from broker.auth import ServicesDep, provide_admin
+from broker.aws_cut import Status as AwsStatus
 from broker.errors import Conflict, InvalidRequest, NotFound
 from broker.identity import person_email
 from broker.invites import Invite
@@ -171,12 +172,15 @@ class RevocationCreate(msgspec.Struct, forbid_unknown_fields=True):
     user: Annotated[str, msgspec.Meta(max_length=254)] | None = None
     credential: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     reason: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    wait_s: Annotated[float, msgspec.Meta(ge=0, le=30)] = 0
+    """How long to wait for AWS to be told (`aws_sessions` "cut") before answering."""
 
 
 class RevocationDone(msgspec.Struct):
     handle: str
     value: str
     revoked_at: float
+    aws_sessions: AwsStatus
 
 
 @post("/v1/admin/revocations", dependencies=ADMIN, status_code=201, tags=["admin"])
@@ -187,7 +191,8 @@ async def create_revocation(
     target = single_target(data)
     check_free_text(data.reason, "reason", InvalidRequest)
     done = await services.revoker.revoke(admin, target, reason=data.reason, now=time.time())
-    return RevocationDone(done.target.kind, done.target.value, done.revoked_at)
+    aws = await services.aws_cut.wait(done.aws_version, data.wait_s)
+    return RevocationDone(done.target.kind, done.target.value, done.revoked_at, aws)
 
 
 def single_target(data: RevocationCreate) -> Target:

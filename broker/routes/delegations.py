@@ -12,6 +12,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from broker.assertion import WebAuthnJson
 from broker.auth import HttpRequest, PersonDep, ServicesDep, client_address
+from broker.aws_cut import Status as AwsStatus
 from broker.delegation_store import Delegation
 from broker.errors import GrantInvalid, InvalidRequest
 from broker.grant import Grant
@@ -138,16 +139,26 @@ async def list_delegations(
     return {"delegations": listed}
 
 
+class RevokedDelegation(Delegation, frozen=True, kw_only=True):
+    aws_sessions: AwsStatus
+    """"cut" once AWS denies its live sessions, "pending" until then, "disabled" without."""
+
+
 @delete("/v1/delegations/{dlg_id:str}", status_code=200, tags=["delegation"])
 async def revoke_delegation(
-    dlg_id: Annotated[str, PathParameter(max_length=64)], services: ServicesDep, person: PersonDep
-) -> Delegation:
-    """Revoke a delegation you made (admins: anyone's). Enforced on the next exchange."""
+    dlg_id: Annotated[str, PathParameter(max_length=64)],
+    services: ServicesDep,
+    person: PersonDep,
+    wait_s: Annotated[float, QueryParameter(ge=0, le=30)] = 0,
+) -> RevokedDelegation:
+    """Revoke a delegation you made (admins: anyone's). Enforced on the next exchange; AWS
+    denies its live sessions once `aws_sessions` is "cut" (wait up to `wait_s` for it)."""
     done = await services.revoker.revoke(
         person, Target("delegation", dlg_id), reason="revoked by user", now=time.time()
     )
     assert done.delegation is not None  # a delegation target answers with its record
-    return done.delegation
+    aws = await services.aws_cut.wait(done.aws_version, wait_s)
+    return RevokedDelegation(**msgspec.structs.asdict(done.delegation), aws_sessions=aws)
 
 
 ROUTES = [delegation_begin, delegation_complete, list_delegations, revoke_delegation]

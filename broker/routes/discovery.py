@@ -54,11 +54,12 @@ def healthz() -> dict[str, str]:
 
 @get("/readyz", tags=["ops"])
 async def readyz(services: ServicesDep) -> dict[str, str]:
-    """Ready to serve: Redis answers within the configured timeout."""
+    """Ready to serve: Redis answers within the configured timeout. `aws_cut` says whether
+    revocations reach live AWS sessions (the broker has AWS credentials of its own)."""
     async with guard("checking readiness"):
         if not await services.redis.ping():
             raise StoreUnavailable("state store did not answer PING")
-    return {"status": "ready"}
+    return {"status": "ready", "aws_cut": "enabled" if services.aws_cut.enabled else "disabled"}
 
 
 @get("/metrics", sync_to_thread=False, media_type=MediaType.TEXT, tags=["ops"])

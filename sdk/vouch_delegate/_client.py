@@ -167,10 +167,12 @@ class BrokerClient:
         )
         return listed.delegations
 
-    def revoke_delegation(self, delegation_id: str) -> Delegation:
-        """Revoke one delegation (the person's own; an admin's, anyone's)."""
+    def revoke_delegation(self, delegation_id: str, *, wait_s: float = 0) -> Delegation:
+        """Revoke one delegation (the person's own; an admin's, anyone's); `wait_s`: how long
+        the broker may wait for AWS to deny its live sessions (`aws_sessions` "cut")."""
         path = f"/v1/delegations/{_segment(delegation_id)}"
-        return self._call("DELETE", path, Delegation, token=self.session)
+        query = {"wait_s": f"{wait_s:g}"} if wait_s else None
+        return self._call("DELETE", path, Delegation, token=self.session, query=query)
 
     # Agent requests --------------------------------------------------------------------
 
@@ -272,9 +274,11 @@ class BrokerClient:
         user: str | None = None,
         credential: str | None = None,
         reason: str | None = None,
+        wait_s: float = 0,
     ) -> RevocationDone:
-        """Revoke by exactly one handle; enforced from the next request on every replica."""
-        body = RevocationCreate(delegation, agent, user, credential, reason)
+        """Revoke by exactly one handle; enforced from the next request on every replica.
+        `wait_s`: how long the broker may wait for AWS to deny the live sessions."""
+        body = RevocationCreate(delegation, agent, user, credential, reason, wait_s or None)
         return self._call(
             "POST", "/v1/admin/revocations", RevocationDone, body=body, token=self.session
         )

@@ -109,6 +109,7 @@ class RevocationCreate(msgspec.Struct, omit_defaults=True):
     user: str | None = None
     credential: str | None = None
     reason: str | None = None
+    wait_s: float | None = None
 
 
 # Replies ----------------------------------------------------------------------------------
@@ -231,6 +232,9 @@ class Delegation(msgspec.Struct, kw_only=True):
     rate: int | None = None
     revoked_at: int | None = None
     revoked_by: str | None = None
+    aws_sessions: str | None = None
+    """On a revocation's answer: "cut" once AWS denies its live sessions, else "pending"
+    (or "disabled": the broker has no AWS credentials of its own)."""
 
 
 class AgentToken(msgspec.Struct):
@@ -333,6 +337,8 @@ class RevocationDone(msgspec.Struct):
     handle: str
     value: str
     revoked_at: float
+    aws_sessions: str | None = None
+    """"cut" once AWS denies the sessions it names, "pending" until then, "disabled" without."""
 
 
 class AuditPage(msgspec.Struct):

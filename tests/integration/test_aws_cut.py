@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from botocore.config import Config
@@ -19,8 +21,13 @@ from botocore.config import Config
 from broker.aws_cut import AwsCut
 from policies import Outcome, Request, evaluate
 from policies.revocation_policy import ROLE_INLINE_BUDGET, iso
+from tests.harness.broker import BrokerServer, broker_settings
+from tests.harness.people import signed_in
 from tests.harness.services import MotoServer, free_port
+from tests.harness.sts_gate import StsGate
 from tests.harness.sts_setup import moto_client
+from tests.integration.conftest import wire_aws
+from tests.integration.test_exchange import exchange
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +153,7 @@ def test_iam_down_leaves_it_pending_and_the_cut_follows_recovery(
         version = await writer.record("delegation", "dlg_X", writer.clock())
         stop = asyncio.Event()
         loop = asyncio.create_task(writer.run(stop, interval_s=0.05))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.5)
         assert await writer.status(version) == "pending"
         behind, age = await writer.pending()
         assert behind == 1 and age is not None and age >= 0.4
@@ -269,3 +276,98 @@ def test_aws_setup_bounds_the_role_so_a_compromised_broker_grants_nothing_beyond
         # A permissions boundary intersects like a session policy: every one must allow.
         decided = evaluate(Request(action, resource), [evil], [evil, boundary_doc]).outcome
         assert decided is want, action
+
+
+# --- through the broker: every revocation path reaches AWS ------------------------------------
+
+
+@pytest.fixture
+def cutting_broker(
+    tmp_path: Any, redis_url: str, sts_gate: StsGate, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[BrokerServer]:
+    """A broker with AWS credentials of its own (the emulator takes any), so the cut is on."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings = broker_settings(tmp_path, redis_url, aws={"endpoint_url": sts_gate.url})
+    server = BrokerServer(settings).start()
+    wire_aws(server, sts_gate)
+    yield server
+    server.stop()
+    names = sts_gate.iam.list_role_policies(RoleName="vouch-agents")["PolicyNames"]
+    if POLICY in names:
+        sts_gate.iam.delete_role_policy(RoleName="vouch-agents", PolicyName=POLICY)
+
+
+def test_every_revocation_is_cut_in_aws_within_seconds_and_denies_only_its_sessions(
+    cutting_broker: BrokerServer, sts_gate: StsGate, tmp_path: Any
+) -> None:
+    alice = signed_in(cutting_broker, "alice@example.com", tmp_path / "alice.key.json")
+    bob = signed_in(cutting_broker, "bob@example.com", tmp_path / "bob.key.json")
+    admin = signed_in(cutting_broker, "admin@example.com", tmp_path / "admin.key.json")
+    kept = alice.delegate("keeper", ["us.claude-haiku-4-5"])
+    doomed = alice.delegate("researcher", ["us.claude-haiku-4-5"])
+    other = bob.delegate("coder", ["us.claude-haiku-4-5"])
+    for done in (kept, doomed, other):  # live STS sessions, as agents would hold them
+        exchange(cutting_broker, done.token)
+    sessions = {call.tags["vouch:Delegation"]: call for call in sts_gate.accepted}
+    timings = []
+    started = time.monotonic()
+    revoked = alice.broker.revoke_delegation(doomed.delegation.id, wait_s=10)
+    timings.append(time.monotonic() - started)
+    assert revoked.aws_sessions == "cut"
+    started = time.monotonic()
+    by_admin = admin.broker.create_revocation(user="bob@example.com", wait_s=10)
+    timings.append(time.monotonic() - started)
+    assert by_admin.aws_sessions == "cut"
+    policy = held(sts_gate.iam, "vouch-agents")
+    assert policy is not None
+
+    def judged(dlg: str) -> Outcome:
+        call = sessions[dlg]
+        context = {f"aws:PrincipalTag/{k}": v for k, v in call.tags.items()}
+        context["aws:TokenIssueTime"] = iso(int(call.claims["iat"]))
+        return outcome(policy, context)
+
+    assert judged(doomed.delegation.id) is Outcome.EXPLICIT_DENY
+    assert judged(other.delegation.id) is Outcome.EXPLICIT_DENY  # bob was revoked
+    assert judged(kept.delegation.id) is Outcome.ALLOW
+    print(f"AWS cut: acknowledged to written in {[round(t, 3) for t in timings]} s")
+    assert max(timings) < 5, timings  # acknowledged and written within seconds
+    agent = admin.broker.create_revocation(agent="agent.keeper.alice@example.com", wait_s=10)
+    assert agent.aws_sessions == "cut"
+    policy = held(sts_gate.iam, "vouch-agents")
+    assert judged(kept.delegation.id) is Outcome.EXPLICIT_DENY
+    ready = httpx.get(f"{cutting_broker.url}/readyz").json()
+    assert ready == {"status": "ready", "aws_cut": "enabled"}
+
+
+def test_iam_down_refuses_exchanges_at_once_and_cuts_after_recovery(
+    cutting_broker: BrokerServer, sts_gate: StsGate, tmp_path: Any
+) -> None:
+    alice = signed_in(cutting_broker, "alice@example.com", tmp_path / "alice.key.json")
+    done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
+    exchange(cutting_broker, done.token)
+    services = cutting_broker.app.state.services
+    working, services.aws_cut.iam = (
+        services.aws_cut.iam,
+        boto3.client(
+            "iam",
+            endpoint_url=f"http://127.0.0.1:{free_port()}",
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=0.3, read_timeout=0.3),
+        ),
+    )
+    revoked = alice.broker.revoke_delegation(done.delegation.id, wait_s=1)
+    assert revoked.aws_sessions == "pending"  # IAM is down: the revocation still stands
+    refused = httpx.post(
+        f"{cutting_broker.url}/v1/credentials/aws",
+        headers={"Authorization": f"Bearer {done.token}"},
+    )
+    assert refused.json()["type"] == "urn:vouch:problem:token-revoked"
+    services.aws_cut.iam = working  # IAM is back: the loop retries with backoff
+    deadline = time.monotonic() + 60
+    while done.delegation.id not in (held(sts_gate.iam, "vouch-agents") or ""):
+        assert time.monotonic() < deadline, "the cut never followed IAM's recovery"
+        time.sleep(0.2)

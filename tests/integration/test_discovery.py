@@ -26,7 +26,7 @@ def test_health_metrics_schema_and_headers(broker: BrokerServer) -> None:
     health = httpx.get(f"{base}/healthz")
     assert health.json() == {"status": "ok"}
     assert health.headers["x-content-type-options"] == "nosniff"
-    assert httpx.get(f"{base}/readyz").json() == {"status": "ready"}
+    assert httpx.get(f"{base}/readyz").json() == {"status": "ready", "aws_cut": "disabled"}
     httpx.post(f"{base}/v1/login/begin", json={"email": 5})
     metrics = httpx.get(f"{base}/metrics").text
     assert 'vouch_http_requests_total{route="/healthz",status="200"} 1.0' in metrics

@@ -104,6 +104,7 @@ def test_sts_assertion_carries_identity_tags_and_defaults(
         "vouch:User": "alice@example.com",
         "vouch:Agent": "researcher",
         "vouch:Delegation": done.delegation.id,
+        "vouch:Key": done.delegation.cid,
         "vouch:AccessType": "agent",
     }
     assert call.duration_s == 900  # issued credentials cannot be recalled: shortest by default

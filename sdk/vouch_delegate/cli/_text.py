@@ -35,3 +35,26 @@ def wrapped(value: object, width: int = 56) -> list[str]:
         break_on_hyphens=False,
     )
     return chunks or [""]
+
+
+AWS_WAIT_S = 10.0
+"""How long `revoke` lets the broker wait for AWS to be told, unless --no-wait."""
+
+
+def aws_line(status: str | None) -> str:
+    """What a revocation's `aws_sessions` means for credentials already handed out."""
+    match status:
+        case "cut":
+            return "AWS: its live sessions are denied (IAM applies the change within seconds)."
+        case "pending":
+            return (
+                "AWS: not told yet; the broker keeps trying, and live sessions are denied once"
+                " it has (new exchanges are refused already)."
+            )
+        case "disabled":
+            return (
+                "AWS: this broker cannot cut live sessions (it has no AWS credentials of its"
+                " own); they last until they expire."
+            )
+        case _:
+            return "AWS: this broker does not say whether live sessions are cut."

@@ -14,7 +14,7 @@ from vouch_delegate._action import describe, verified_action
 from vouch_delegate._messages import ActionProposal, Invite
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
-from vouch_delegate.cli._text import printable
+from vouch_delegate.cli._text import AWS_WAIT_S, aws_line, printable
 
 REVOKE_EPILOG = """examples:
   vouch admin revoke --delegation dlg_abc123 --reason "leaked in a log"
@@ -66,6 +66,11 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     handle.add_argument("--user", metavar="EMAIL", help="a person: sessions, delegations, keys")
     handle.add_argument("--credential", metavar="ID", help="one security key (its hash)")
     revoke.add_argument("--reason", default="", help="recorded in the audit trail")
+    revoke.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="answer at once, without waiting (up to 10 s) for AWS to deny live sessions",
+    )
     revoke.set_defaults(handler=run_revoke)
     audit = actions.add_parser("audit", parents=[common], help="recent audit events")
     audit.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (1-1000)")
@@ -143,10 +148,12 @@ def run_revoke(ctx: Context) -> int:
         user=args.user or None,
         credential=args.credential or None,
         reason=args.reason,
+        wait_s=0 if args.no_wait else AWS_WAIT_S,
     )
     ctx.info(
         f"Revoked {printable(done.handle)} {printable(done.value)}; enforced from the next request."
     )
+    ctx.info(aws_line(done.aws_sessions))
     ctx.emit(done)
     return OK
 

@@ -20,7 +20,7 @@ from vouch_delegate._grant import (
 from vouch_delegate._messages import AgentToken, Delegation, Grant, PendingRequest
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
-from vouch_delegate.cli._text import printable, wrapped
+from vouch_delegate.cli._text import AWS_WAIT_S, aws_line, printable, wrapped
 from vouch_delegate.cli._token_out import TokenOut
 
 EPILOG = """examples:
@@ -78,6 +78,11 @@ def _register_actions(delegate: argparse.ArgumentParser, common: argparse.Argume
     listing.set_defaults(handler=run_list)
     revoke = actions.add_parser("revoke", parents=[common], help="revoke a delegation now")
     revoke.add_argument("id", help="the delegation id (dlg_...)")
+    revoke.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="answer at once, without waiting (up to 10 s) for AWS to deny live sessions",
+    )
     revoke.set_defaults(handler=run_revoke)
 
 
@@ -258,9 +263,11 @@ def _row(record: Delegation, *, with_email: bool) -> str:
 
 
 def run_revoke(ctx: Context) -> int:
-    record = ctx.client().revoke_delegation(ctx.args.id)
+    wait = 0 if ctx.args.no_wait else AWS_WAIT_S
+    record = ctx.client().revoke_delegation(ctx.args.id, wait_s=wait)
     ctx.info(
         f"Revoked {printable(record.id)} ({printable(record.agent)}); its next exchange is refused."
     )
+    ctx.info(aws_line(record.aws_sessions))
     ctx.emit(record)
     return OK
