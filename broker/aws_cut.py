@@ -8,9 +8,9 @@ failures are retried with backoff and never block or fail the revocation itself:
 refuses exchanges at once, and the AWS cut follows. A revocation is "cut" once the version
 written to IAM is at least the version it was recorded at.
 
-Keys: ``vouch:awscut:entries`` (sorted set of JSON entries), ``vouch:awscut:version``
-(counter), ``vouch:awscut:applied`` (hash: version, at, size, coarse_before) and
-``vouch:awscut:lease``.
+Keys (one Redis Cluster hash slot): ``vouch:{awscut}:entries`` (sorted set of JSON entries),
+``vouch:{awscut}:version`` (counter), ``vouch:{awscut}:applied`` (hash: version, at, size,
+coarse_before) and ``vouch:{awscut}:lease``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
 log = logging.getLogger("vouch.aws_cut")
-ENTRIES, VERSION = f"{PREFIX}awscut:entries", f"{PREFIX}awscut:version"
-APPLIED, LEASE = f"{PREFIX}awscut:applied", f"{PREFIX}awscut:lease"
+# One hash slot ({awscut}) for all four, so the record step's transaction works on a Cluster.
+ENTRIES, VERSION = f"{PREFIX}{{awscut}}:entries", f"{PREFIX}{{awscut}}:version"
+APPLIED, LEASE = f"{PREFIX}{{awscut}}:applied", f"{PREFIX}{{awscut}}:lease"
 Status = Literal["cut", "pending", "disabled"]
 
 # Take the lease if free, or extend it if it is ours.

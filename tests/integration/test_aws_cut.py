@@ -226,7 +226,7 @@ def test_entries_are_pruned_and_the_policy_deleted_after_the_longest_session(
         written = await writer.sync()
         assert written is not None and written.policy.pruned == 1 and written.changed
         assert held(iam, name) is None
-        assert await redis.zcard("vouch:awscut:entries") == 0
+        assert await redis.zcard("vouch:{awscut}:entries") == 0
 
     scenario(redis_url, body)
 

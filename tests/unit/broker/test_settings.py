@@ -272,6 +272,8 @@ def test_every_setting_has_its_variable() -> None:
         "aws.endpoint_url": "VOUCH_AWS_ENDPOINT_URL",
         "aws.sts_timeout_s": "VOUCH_AWS_STS_TIMEOUT_S",
         "aws.sts_assertion_ttl_s": "VOUCH_AWS_STS_ASSERTION_TTL_S",
+        "aws.revocation_policy": "VOUCH_AWS_REVOCATION_POLICY",
+        "aws.cut_sessions": "VOUCH_AWS_CUT_SESSIONS",
     }
     assert all(f.env == "VOUCH_" + f.key.upper() for f in FIELDS if len(f.path) == 1)
 

@@ -151,6 +151,8 @@ class Case:
     query: dict[str, list[str]] = field(default_factory=dict)
 
 
+REVOKED = {**DELEGATION, "revoked_at": 1_800_000_100, "revoked_by": "alice@example.com"}
+
 CASES = {
     "enroll_begin with an invite": Case(
         lambda c: c.with_session(None).enroll_begin("alice@example.com", "ABCD-EFGH"),
@@ -298,13 +300,14 @@ CASES = {
         query={"all": ["true"]},
     ),
     "revoke_delegation": Case(
-        lambda c: msgspec.to_builtins(c.revoke_delegation("dlg_1")),
+        lambda c: msgspec.to_builtins(c.revoke_delegation("dlg_1", wait_s=10)),
         "DELETE",
         "/v1/delegations/dlg_1",
         None,
         SESSION,
-        {**DELEGATION, "revoked_at": 1_800_000_100, "revoked_by": "alice@example.com"},
-        {**DELEGATION, "revoked_at": 1_800_000_100, "revoked_by": "alice@example.com"},
+        {**REVOKED, "aws_sessions": "cut"},
+        {**REVOKED, "aws_sessions": "cut"},
+        query={"wait_s": ["10"]},
     ),
     "create_request": Case(
         lambda c: c.create_request(
