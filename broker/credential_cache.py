@@ -57,6 +57,9 @@ class CachedProvider:
     def close(self) -> None:
         self.inner.close()
 
+    def check(self, models: tuple[str, ...], expires_at: int) -> None:
+        self.inner.check(models, expires_at)
+
     async def issue(self, grant: CredentialGrant, now: float) -> Served:
         """Cached credentials with more than `margin_s` left, else one shared provider call."""
         key = grant.key

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -71,6 +72,9 @@ class Delegations:
     keys: KeyRing
     issuer: str
     requests: DelegationRequests
+    checks: Sequence[Callable[[tuple[str, ...], int], None]] = ()
+    """Each credential provider's check that it can serve the grant at all (AWS: the session
+    policy fits 2,048 characters), so nobody taps for a delegation no exchange could use."""
 
     def propose(
         self,
@@ -90,6 +94,8 @@ class Delegations:
             PolicyDenied: outside what the org policy allows this person.
         """
         allowed = self._authorize(person.email, grant_agent(agent), models, ttl_s)
+        for check in self.checks:
+            check(tuple(sorted(allowed.models)), int(time.time()) + ttl_s)
         return Grant(
             email=person.email,
             agent=agent,

@@ -193,6 +193,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         )
         for name, factory in PROVIDERS.items()
     }
+    delegations.checks = [e.provider.check for e in exchanges.values()]
     revoker = Revoker(
         org=org,
         registry=registry,

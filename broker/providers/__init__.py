@@ -39,6 +39,11 @@ class CredentialProvider(Protocol):
         """Raises: the provider's Unavailable or rejected errors (broker.errors)."""
         ...
 
+    def check(self, models: tuple[str, ...], expires_at: int) -> None:
+        """Raises GrantInvalid when no exchange could serve these models (checked before a
+        person taps for a delegation)."""
+        ...
+
     def close(self) -> None: ...
 
 

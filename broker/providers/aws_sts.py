@@ -69,6 +69,11 @@ class AwsStsProvider:
     def close(self) -> None:
         self.sts.pool.shutdown(wait=False, cancel_futures=True)
 
+    def check(self, models: tuple[str, ...], expires_at: int) -> None:
+        """Raises: GrantInvalid when the session policy for these models cannot fit STS's
+        2,048 characters (the delegation would be refused at every exchange)."""
+        self._compile(models, expires_at)
+
     def _compile(self, models: tuple[str, ...], expires_at: int) -> str:
         try:
             return compile_session_policy(

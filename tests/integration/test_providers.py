@@ -61,6 +61,9 @@ class FixedProvider:
             self.grants.append(grant)
             return FixedCredentials(grant, len(self.grants))
 
+    def check(self, models: tuple[str, ...], expires_at: int) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
