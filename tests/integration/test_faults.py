@@ -152,6 +152,22 @@ def test_redis_killed_under_load_refuses_everything_then_recovers_losing_nothing
 # --- Redis slow (DEBUG SLEEP) -------------------------------------------------------------------
 
 
+def wait_until_asleep(url: str) -> None:
+    """Return once Redis stops answering (DEBUG SLEEP has begun): a fixed pause before the
+    requests let some of them in first on a loaded machine."""
+    deadline = time.monotonic() + 5
+    while True:
+        probe = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.05)
+        try:
+            probe.ping()
+        except redis.TimeoutError:
+            return
+        finally:
+            probe.close()
+        assert time.monotonic() < deadline, "Redis never went to sleep"
+        time.sleep(0.01)
+
+
 def test_slow_redis_fails_requests_within_the_configured_timeout(
     tmp_path: Path, aof_redis: RedisServer, sts_gate: StsGate
 ) -> None:
@@ -185,7 +201,7 @@ def test_slow_redis_fails_requests_within_the_configured_timeout(
         )
         threads_before = threading.active_count()
         sleeper.start()
-        time.sleep(0.2)
+        wait_until_asleep(aof_redis.url)
         with concurrent.futures.ThreadPoolExecutor(concurrent_n) as pool:
             answers = list(pool.map(one, range(concurrent_n)))
         threads_after = threading.active_count()
