@@ -55,15 +55,22 @@ esac
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
-# A Dockerfile on stdin, built with the host's network; context $2 (default: none).
+# A Dockerfile on stdin, built with the host's network; context $2 (default: none). Its
+# output is shown only if it fails (the classic builder prints a deprecation notice).
 build() {
-  local tag="$1" context="${2:-}"
+  local tag="$1" context="${2:-}" out="$TMP/build.log"
   log "building $tag"
   if [[ -n "$context" ]]; then
-    docker build --quiet --network host --tag "$tag" --file - "$context" >/dev/null
+    set -- --file - "$context"
   else
-    docker build --quiet --network host --tag "$tag" - >/dev/null
+    set -- -
   fi
+  local started=$SECONDS
+  if ! docker build --network host --tag "$tag" "$@" >"$out" 2>&1; then
+    tail -n 30 "$out" >&2
+    die "docker build of $tag failed"
+  fi
+  log "built $tag in $((SECONDS - started)) s"
 }
 
 base_image() {
@@ -73,12 +80,19 @@ base_image() {
   command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
   local dir="$TMP/debootstrap"
   mkdir -p "$dir"
+  local started=$SECONDS
   log "debootstrap $SUITE ($DEB_ARCH) from $MIRROR"
-  debootstrap --variant=minbase --arch="$DEB_ARCH" "$SUITE" "$dir/root" "$MIRROR" \
-    >"$dir/debootstrap.log" 2>&1 || {
+  local attempt
+  for attempt in 1 2; do # a second try for a mirror's hiccup
+    if debootstrap --variant=minbase --arch="$DEB_ARCH" "$SUITE" "$dir/root" "$MIRROR" \
+      >"$dir/debootstrap.log" 2>&1; then
+      break
+    fi
     tail -20 "$dir/debootstrap.log" >&2
-    die "debootstrap failed"
-  }
+    ((attempt == 1)) || die "debootstrap failed"
+    log "debootstrap failed; trying again"
+    rm -rf "$dir/root"
+  done
   local root="$dir/root"
   rm -f "$root/etc/apt/sources.list"
   cat >"$root/etc/apt/sources.list.d/debian.sources" <<EOF
@@ -107,12 +121,14 @@ path-exclude /usr/share/locale/*
 EOF
   printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
     >"$root/etc/apt/apt.conf.d/docker-no-recommends"
+  printf 'Acquire::Retries "3";\n' >"$root/etc/apt/apt.conf.d/docker-retries"
   find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
   rm -rf "$root"/usr/share/{man,info,locale}/* "$root"/var/cache/apt/archives/*.deb \
     "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
   log "importing $tag"
   tar --numeric-owner -C "$root" -c . |
     docker import --change 'CMD ["/bin/bash"]' --change 'ENV LANG=C.UTF-8' - "$tag" >/dev/null
+  log "made $tag in $((SECONDS - started)) s"
 }
 
 # A local image FROM the base with Debian packages; the rest of the Dockerfile on stdin.

@@ -217,7 +217,7 @@ def build(stack: Stack, checks: Checks, images: str) -> None:
     if images == "local":
         with checks.stage("local base images and wheelhouse (docker/local-images.sh)"):
             done = run([str(ROOT / "docker/local-images.sh")], timeout=1800)
-            print(tail(done.stderr, 12))
+            print(tail(done.stderr, 20))
     with checks.stage("build the broker image (compose build broker)"):
         stack.compose("build", "broker", timeout=1800)
     checks.ok(bool(run(["docker", "images", "--quiet", IMAGE]).stdout.strip()), f"built {IMAGE}")
