@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint fmt sync check-redis bench fuzz demo docs docker-check clean
+.PHONY: run test lint fmt sync check-redis bench fuzz demo docs docker-check docker-test clean
 
 $(UV):
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv
@@ -35,6 +35,11 @@ docs: sync
 
 docker-check: sync
 	$(UV) tool run check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
+
+# The container smoke test (tests/docker): needs a Docker engine; not part of `make test`.
+# DOCKER_IMAGES=public pulls the base images instead of building them from Debian packages.
+docker-test: sync
+	$(UV) run python -m tests.docker --images $(or $(DOCKER_IMAGES),local)
 
 fuzz: sync check-redis
 	$(UV) run python -m tests.fuzz --examples 2000
