@@ -22,6 +22,7 @@ from vouch_delegate import AssertionRejected, KeyFlagged
 from tests.harness.broker import BrokerServer, broker_settings, make_invite
 from tests.harness.people import Human, person_at
 from tests.harness.sts_gate import StsGate
+from tests.integration.test_rate_limits import well_inside_a_minute
 
 pytestmark = pytest.mark.integration
 
@@ -520,6 +521,7 @@ def test_login_begin_answers_alike_for_enrolled_unknown_and_revoked_emails(
 def strict(tmp_path: Path, redis_url: str) -> Iterator[BrokerServer]:
     settings = broker_settings(tmp_path, redis_url, rate_login_per_min=3, rate_requests_per_min=2)
     server = BrokerServer(settings).start()
+    well_inside_a_minute()
     yield server
     server.stop()
 
