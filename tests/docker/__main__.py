@@ -249,7 +249,12 @@ def start(stack: Stack, checks: Checks) -> Edge:
 def check_edge(edge: Edge, stack: Stack, checks: Checks) -> None:
     with checks.stage("through Caddy: readiness, OIDC discovery, JWKS"):
         status, headers, body = edge.get("/readyz")
-        checks.equal((status, json.loads(body)), (200, {"status": "ready"}), "/readyz is 200 ready")
+        # The dev profile gives the brokers the emulator's credentials: the AWS cut is on.
+        checks.equal(
+            (status, json.loads(body)),
+            (200, {"status": "ready", "aws_cut": "enabled"}),
+            "/readyz is 200 ready, revocations reach AWS",
+        )
         checks.ok("Server" not in headers, "Caddy strips the Server header")
         discovery = edge.json("/.well-known/openid-configuration")
         checks.equal(
@@ -285,7 +290,10 @@ def story(stack: Stack, person: Person, checks: Checks) -> tuple[Path, str, Path
             (1, True, True),
             "exchange: credential_process JSON with STS credentials (from the emulator)",
         )
-        person.vouch("delegate", "revoke", gone_id)
+        revoked = json.loads(person.vouch("--json", "delegate", "revoke", gone_id))
+        checks.equal(
+            revoked.get("aws_sessions"), "cut", "revoke: AWS was told (the role's Deny is written)"
+        )
         person.exchange(gone, expect=REVOKED)
         checks.ok(True, "revoke: the next exchange is refused (exit 5)")
         person.exchange(kept)
