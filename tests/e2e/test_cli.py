@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -12,8 +13,10 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from vouch_delegate import DelegationExpired, request_delegation
+from vouch_delegate.authenticators import DEFAULT_PIN
 
-from tests.e2e.conftest import HAIKU, SONNET, Cli
+from tests.e2e.conftest import HAIKU, SONNET, VOUCH, Cli
 from tests.harness.broker import BrokerServer, make_invite
 
 pytestmark = pytest.mark.e2e
@@ -343,3 +346,80 @@ def test_admin_lists_and_cancels_invites_and_reinstates_with_a_tap(
     assert f"reinstate {ivan.email}" in again.stderr
     events = json.loads(admin.run("admin", "audit", "--limit", "50", "--json").stdout)["events"]
     assert any(e["event"] == "reinstated" and e["subject"] == ivan.email for e in events)
+
+
+NO_TERMINAL = (
+    "vouch: the security key needs its PIN and there is no terminal to ask for it: "
+    "set VOUCH_PIN (the software key's PIN is 123456), or run vouch in a terminal\n"
+)
+
+
+def without_terminal(cli: Cli, *args: str, pin: str | None = None) -> tuple[int, str]:
+    """`vouch ARGS` with stdin from /dev/null, no controlling terminal, VOUCH_PIN `pin`
+    (unset when None): its exit code and the stderr lines after the software-key banner."""
+    env = {k: v for k, v in cli.env.items() if k != "VOUCH_PIN"}
+    if pin is not None:
+        env["VOUCH_PIN"] = pin
+    proc = subprocess.run(
+        [*VOUCH, *args],
+        stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        start_new_session=True,  # no /dev/tty for getpass to fall back on
+    )
+    after_banner = [line for line in proc.stderr.splitlines(keepends=True) if "!!" not in line]
+    return proc.returncode, "".join(after_banner)
+
+
+def test_no_pin_and_no_terminal_fail_in_one_line_with_exit_6(
+    person: Person, tmp_path: Path
+) -> None:
+    alice = person()
+    assert without_terminal(alice, "login") == (6, NO_TERMINAL)
+    delegate = ("delegate", "--agent", "a", "--model", "us.claude-haiku-4-5")
+    code, err = without_terminal(alice, *delegate)
+    assert (code, err.splitlines(keepends=True)[-1]) == (6, NO_TERMINAL)
+    assert "Warning" not in err and "EOFError" not in err
+    empty = "vouch: VOUCH_PIN is empty: set it to the security key's PIN, or unset it to be asked\n"
+    assert without_terminal(alice, "login", pin="") == (6, empty)
+    newcomer = Cli(alice.broker, tmp_path / "nina", "nina@example.com")
+    code_file = tmp_path / "code"
+    code_file.write_text(make_invite(alice.broker.settings, newcomer.email) + "\n")
+    enroll = ("enroll", "--server", alice.broker.url, "--email", newcomer.email)
+    code, err = without_terminal(newcomer, *enroll, "--code-file", str(code_file))
+    assert (code, err.splitlines(keepends=True)[-1]) == (6, NO_TERMINAL)
+
+
+def test_delegate_approve_without_a_terminal_says_how_to_give_the_pin(
+    e2e_broker: BrokerServer, person: Person
+) -> None:
+    alice = person()
+    answers: list[tuple[int, str]] = []
+
+    def on_code(code: str, expires_at: int) -> None:
+        answers.append(without_terminal(alice, "delegate", "approve", code))
+
+    with pytest.raises(DelegationExpired):
+        request_delegation(
+            e2e_broker.url,
+            email=alice.email,
+            agent="requester",
+            models=["us.claude-haiku-4-5"],
+            on_code=on_code,
+            timeout_s=1,
+        )
+    code, err = answers[0]
+    assert (code, err.splitlines(keepends=True)[-1]) == (6, NO_TERMINAL)
+
+
+def test_a_wrong_pin_exits_7_and_says_how_many_tries_are_left(person: Person) -> None:
+    bob = person("bob@example.com")
+    assert without_terminal(bob, "login", pin="000000") == (
+        7,
+        "vouch: wrong PIN: 7 tries left before the key blocks its PIN\n",
+    )
+    assert without_terminal(bob, "login", pin="000000")[1].startswith("vouch: wrong PIN: 6 tries")
+    assert without_terminal(bob, "login", pin=DEFAULT_PIN)[0] == 0  # the count resets

@@ -30,7 +30,7 @@ DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to 
   vouch delegate revoke ID                              stop it now
 
 exit codes: 0 ok, 1 failed, 2 not signed in, 3 no key, 4 network, 5 denied or revoked,
-6 bad arguments or configuration"""
+6 bad arguments or configuration (or no PIN: no terminal and $VOUCH_PIN unset), 7 wrong PIN"""
 
 
 class Parser(argparse.ArgumentParser):
