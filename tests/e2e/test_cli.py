@@ -97,6 +97,21 @@ def test_credential_aws_and_exec_then_revoke_exits_5(person: Person, tmp_path: P
     assert seen["AWS_ACCESS_KEY_ID"] == doc["AccessKeyId"]
     assert seen["AWS_SESSION_TOKEN"] == doc["SessionToken"]
     assert seen["AWS_CREDENTIAL_EXPIRATION"] == doc["Expiration"]
+    # The broker's region (the org policy's), unless the caller chose one.
+    assert (seen["AWS_REGION"], seen["AWS_DEFAULT_REGION"]) == ("us-east-1", "us-east-1")
+    for chosen in ({"AWS_REGION": "eu-west-1"}, {"AWS_DEFAULT_REGION": "eu-west-1"}):
+        again = alice.run(
+            "exec",
+            "--token-file",
+            str(token_file),
+            "--",
+            sys.executable,
+            "-c",
+            script,
+            extra_env=chosen,
+        )
+        regions = {k: v for k, v in json.loads(again.stdout).items() if "REGION" in k}
+        assert regions == chosen
     failing = [sys.executable, "-c", "raise SystemExit(7)"]
     alice.run("exec", "--token-file", str(token_file), "--", *failing, code=7)
     dlg = jwt.decode(token_file.read_text().strip(), options={"verify_signature": False})["dlg"]

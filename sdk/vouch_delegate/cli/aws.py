@@ -32,7 +32,8 @@ EXEC_EPILOG = """examples:
   vouch exec --model us.claude-haiku-4-5 -- python my_agent.py
 
 CMD runs with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
-AWS_CREDENTIAL_EXPIRATION set and every VOUCH_* variable removed (the token, its file, the
+AWS_CREDENTIAL_EXPIRATION set, AWS_REGION and AWS_DEFAULT_REGION set to the broker's region
+unless either is set already, and every VOUCH_* variable removed (the token, its file, the
 PIN); vouch exits with CMD's exit code. CMD runs as you, so it can still read any file you
 can, the token file included: see docs/agents.md. The credentials are not refreshed:
 long-running programs should use the SDK or credential_process instead."""
@@ -75,6 +76,11 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _exchange(ctx: Context) -> AwsCredentials:
+    return _exchanged(ctx).get()
+
+
+def _exchanged(ctx: Context) -> AgentCredentials:
+    """The agent's credentials, freshly exchanged (with the broker's region)."""
     args = ctx.args
     source = AgentCredentials(
         args.server or None,
@@ -83,7 +89,8 @@ def _exchange(ctx: Context) -> AwsCredentials:
         duration_s=parse_duration(args.duration) if args.duration else None,
         transport=ctx.http,
     )
-    return source.refresh()
+    source.refresh()
+    return source
 
 
 def run_credential_aws(ctx: Context) -> int:
@@ -109,7 +116,12 @@ def run_exec(ctx: Context) -> int:
         command = command[1:]
     if not command:
         raise ConfigError("vouch exec needs a command: vouch exec [OPTIONS] -- CMD [ARGS ...]")
-    env = {**child_environment(ctx.env), **_exchange(ctx).environment()}
+    source = _exchanged(ctx)
+    env = {**child_environment(ctx.env), **source.get().environment()}
+    if source.region and not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+        # The broker's home region, where the grant's models are called, unless the caller
+        # chose one (aws-vault's exec sets both too: SDKs differ in which they read).
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = source.region
     ctx.out.flush()
     ctx.err.flush()
     try:
