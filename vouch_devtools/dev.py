@@ -247,9 +247,18 @@ def run_dev(opts: DevOptions) -> int:
     return 0
 
 
+def _tool(name: str) -> str:
+    """`name` as a command that works as printed in any directory: its absolute path beside
+    this Python (the venv's bin, which is not on PATH), else bare."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else name
+
+
 def _banner(settings: Settings, admin: str, code: str) -> None:
     issuer = settings.issuer
     aws = settings.aws.endpoint_url or "real AWS (your credentials)"
+    vouch, aws_cli = _tool("vouch"), _tool("aws")
+    endpoint = f" --endpoint-url {settings.aws.endpoint_url}" if settings.aws.endpoint_url else ""
     print(
         f"""
 Vouch broker (development) at {issuer}
@@ -257,12 +266,14 @@ Vouch broker (development) at {issuer}
   aws:   {aws}
   org policy: policies/examples/org.toml (admins: {admin})
 
-Next, in another terminal (software key: for demos only, not hardware):
+Next, in another terminal (software key: for demos only, not hardware; its PIN is 123456):
   export VOUCH_SERVER={issuer} VOUCH_AUTHENTICATOR=soft:$HOME/.vouch-demo-key.json
-  vouch enroll --email {admin}        (type the invite code: {code})
-  vouch login
-  vouch delegate --agent demo --model us.claude-haiku-4-5 --out agent.jwt
-  vouch credential aws --token-file agent.jwt
+  {vouch} enroll --email {admin}        (type the invite code: {code})
+  {vouch} login
+  {vouch} delegate --agent demo --model us.claude-haiku-4-5 --out agent.jwt
+  {vouch} credential aws --token-file agent.jwt
+  {vouch} aws-profile --token-file agent.jwt{endpoint}
+  {aws_cli} sts get-caller-identity --profile vouch
 Ctrl-C stops the broker and its redis-server and AWS emulator.
 """,
         file=sys.stderr,

@@ -18,6 +18,7 @@ from vouch_delegate.authenticators import DEFAULT_PIN
 
 from tests.e2e.conftest import HAIKU, SONNET, VOUCH, Cli
 from tests.harness.broker import BrokerServer, make_invite
+from tests.harness.services import MotoServer
 
 pytestmark = pytest.mark.e2e
 
@@ -438,3 +439,47 @@ def test_a_wrong_pin_exits_7_and_says_how_many_tries_are_left(person: Person) ->
     )
     assert without_terminal(bob, "login", pin="000000")[1].startswith("vouch: wrong PIN: 6 tries")
     assert without_terminal(bob, "login", pin=DEFAULT_PIN)[0] == 0  # the count resets
+
+
+AWS_CLI = Path(sys.executable).with_name("aws")  # awscli, from the dev dependency group
+
+
+def test_aws_profile_writes_a_profile_the_real_aws_cli_uses(
+    person: Person, tmp_path: Path, moto_server: MotoServer
+) -> None:
+    alice = person()
+    token = alice.delegate(tmp_path / "agent.jwt", "us.claude-haiku-4-5", agent="aws-cli")
+    config = tmp_path / "aws" / "config"
+    config.parent.mkdir()
+    config.write_text("# mine\n[profile other]\nregion = eu-west-1\n")
+    env = {"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no")}
+    write = ("aws-profile", "--token-file", str(token), "--endpoint-url", moto_server.url)
+    written = alice.run(*write, extra_env=env)
+    assert f"profile vouch written to {config}" in written.stderr
+    assert alice.run(*write, extra_env=env).stderr.startswith(f"profile vouch already in {config}")
+    text = config.read_text()
+    assert text.startswith("# mine\n[profile other]\nregion = eu-west-1\n\n[profile vouch]\n")
+    assert f"credential_process = {VOUCH[0]} credential aws --token-file {token}\n" in text
+    assert text.endswith(f"region = us-east-1\nendpoint_url = {moto_server.url}\n")
+    cli_env = {**alice.env, **env}
+    cli_env.pop("VOUCH_PIN")  # the profile needs no PIN, no session, no VOUCH_* at all
+    identity = subprocess.run(
+        [str(AWS_CLI), "sts", "get-caller-identity", "--profile", "vouch", "--output", "json"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert identity.returncode == 0, identity.stderr
+    arn = json.loads(identity.stdout)["Arn"]
+    assert arn.endswith(":assumed-role/vouch-agents/agent.aws-cli.alice@example.com")
+    region = subprocess.run(
+        [str(AWS_CLI), "configure", "get", "region", "--profile", "vouch"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert region.stdout == "us-east-1\n"
