@@ -483,3 +483,41 @@ def test_aws_profile_writes_a_profile_the_real_aws_cli_uses(
         check=True,
     )
     assert region.stdout == "us-east-1\n"
+
+
+def test_list_and_status_count_only_active_delegations_and_say_who_revoked_the_rest(
+    person: Person, tmp_path: Path
+) -> None:
+    admin, dora = person("admin@example.com"), person("dora@example.com")
+    tokens = {
+        agent: dora.delegate(tmp_path / agent, "us.claude-haiku-4-5", agent=agent)
+        for agent in ("kept", "dropped", "banned")
+    }
+    ids = {
+        agent: jwt.decode(path.read_text().strip(), options={"verify_signature": False})["dlg"]
+        for agent, path in tokens.items()
+    }
+    dora.run("delegate", "revoke", ids["dropped"], "--no-wait")
+    banned = "agent.banned.dora@example.com"
+    admin.run("admin", "revoke", "--agent", banned, "--reason", "leaked in CI", "--no-wait")
+    assert json.loads(dora.run("status", "--json").stdout)["active_delegations"] == 1
+    assert "delegations: 1 active" in dora.run("status").stdout
+    active = dora.run("delegate", "list").stdout.splitlines()
+    assert active[0].split() == ["ID", "AGENT", "STATE", "UNTIL", "MODELS"]
+    assert len(active) == 2 and active[1].split()[:3] == [ids["kept"], "kept", "active"]
+    every = dora.run("delegate", "list", "--all").stdout
+    assert every.count("\ndlg_") == 3
+    assert (
+        "revoked (this delegation) at " in every
+        and 'by dora@example.com: "revoked by user"' in every
+    )
+    assert "revoked (its agent) at " in every and 'by admin@example.com: "leaked in CI"' in every
+    listed = json.loads(dora.run("delegate", "list", "--all", "--json").stdout)["delegations"]
+    states = {d["id"]: (d["state"], d["revoked_handle"], d["revoked_by"]) for d in listed}
+    assert states == {
+        ids["kept"]: ("active", None, None),
+        ids["dropped"]: ("revoked", "delegation", "dora@example.com"),
+        ids["banned"]: ("revoked", "agent", "admin@example.com"),
+    }
+    only_active = json.loads(dora.run("delegate", "list", "--json").stdout)["delegations"]
+    assert [d["id"] for d in only_active] == [ids["kept"]]
