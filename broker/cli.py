@@ -423,13 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="run broker + redis-server + local AWS emulator (development)")
     dev.add_argument(
-        "--state-dir", default=".vouch-dev", help="keys and Redis data (default .vouch-dev)"
+        "--state-dir",
+        default=".vouch-dev",
+        help="keys and Redis data, one running stack each (default .vouch-dev)",
     )
     dev.add_argument("--port", type=int, default=8080, help="broker port (default 8080)")
     dev.add_argument(
-        "--redis-port", type=int, default=6380, help="redis-server port (default 6380)"
+        "--redis-port", type=int, help="redis-server port (default 6380 if free, else any)"
     )
-    dev.add_argument("--aws-port", type=int, default=5001, help="AWS emulator port (default 5001)")
+    dev.add_argument(
+        "--aws-port", type=int, help="AWS emulator port (default 5001 if free, else any)"
+    )
     dev.add_argument("--real-aws", action="store_true", help="use real AWS, not the emulator")
     dev.set_defaults(func=cmd_dev)
 
