@@ -336,7 +336,8 @@ def cmd_aws_setup(args: argparse.Namespace) -> int:
             NoCredentialsError,
         )
 
-        iam = boto3.client(
+        # A session of its own: boto3's default one keeps whatever credentials it found first.
+        iam = boto3.session.Session().client(
             "iam", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
         )
         try:
