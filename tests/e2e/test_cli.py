@@ -393,7 +393,7 @@ def without_terminal(cli: Cli, *args: str, pin: str | None = None) -> tuple[int,
 def test_no_pin_and_no_terminal_fail_in_one_line_with_exit_6(
     person: Person, tmp_path: Path
 ) -> None:
-    alice = person()
+    alice = person("nora@example.com")  # not capped by other tests' delegations
     assert without_terminal(alice, "login") == (6, NO_TERMINAL)
     delegate = ("delegate", "--agent", "a", "--model", "us.claude-haiku-4-5")
     code, err = without_terminal(alice, *delegate)
@@ -412,7 +412,7 @@ def test_no_pin_and_no_terminal_fail_in_one_line_with_exit_6(
 def test_delegate_approve_without_a_terminal_says_how_to_give_the_pin(
     e2e_broker: BrokerServer, person: Person
 ) -> None:
-    alice = person()
+    alice = person("nora@example.com")  # not capped by other tests' delegations
     answers: list[tuple[int, str]] = []
 
     def on_code(code: str, expires_at: int) -> None:
@@ -447,21 +447,21 @@ AWS_CLI = Path(sys.executable).with_name("aws")  # awscli, from the dev dependen
 def test_aws_profile_writes_a_profile_the_real_aws_cli_uses(
     person: Person, tmp_path: Path, moto_server: MotoServer
 ) -> None:
-    alice = person()
-    token = alice.delegate(tmp_path / "agent.jwt", "us.claude-haiku-4-5", agent="aws-cli")
+    pat = person("pat@example.com")  # alice's delegations are capped, and others use them
+    token = pat.delegate(tmp_path / "agent.jwt", "us.claude-haiku-4-5", agent="aws-cli")
     config = tmp_path / "aws" / "config"
     config.parent.mkdir()
     config.write_text("# mine\n[profile other]\nregion = eu-west-1\n")
     env = {"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no")}
     write = ("aws-profile", "--token-file", str(token), "--endpoint-url", moto_server.url)
-    written = alice.run(*write, extra_env=env)
+    written = pat.run(*write, extra_env=env)
     assert f"profile vouch written to {config}" in written.stderr
-    assert alice.run(*write, extra_env=env).stderr.startswith(f"profile vouch already in {config}")
+    assert pat.run(*write, extra_env=env).stderr.startswith(f"profile vouch already in {config}")
     text = config.read_text()
     assert text.startswith("# mine\n[profile other]\nregion = eu-west-1\n\n[profile vouch]\n")
     assert f"credential_process = {VOUCH[0]} credential aws --token-file {token}\n" in text
     assert text.endswith(f"region = us-east-1\nendpoint_url = {moto_server.url}\n")
-    cli_env = {**alice.env, **env}
+    cli_env = {**pat.env, **env}
     cli_env.pop("VOUCH_PIN")  # the profile needs no PIN, no session, no VOUCH_* at all
     identity = subprocess.run(
         [str(AWS_CLI), "sts", "get-caller-identity", "--profile", "vouch", "--output", "json"],
@@ -473,7 +473,7 @@ def test_aws_profile_writes_a_profile_the_real_aws_cli_uses(
     )
     assert identity.returncode == 0, identity.stderr
     arn = json.loads(identity.stdout)["Arn"]
-    assert arn.endswith(":assumed-role/vouch-agents/agent.aws-cli.alice@example.com")
+    assert arn.endswith(":assumed-role/vouch-agents/agent.aws-cli.pat@example.com")
     region = subprocess.run(
         [str(AWS_CLI), "configure", "get", "region", "--profile", "vouch"],
         env=cli_env,

@@ -216,7 +216,8 @@ def test_an_agents_message_cannot_pass_for_cli_output_on_an_80_column_terminal(
 def test_the_readme_snippet_makes_a_bedrock_client_in_the_brokers_region(
     person: Person, tmp_path: Path, no_ambient_aws: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token = person().delegate(tmp_path / "agent.jwt", "us.claude-haiku-4-5", agent="regional")
+    rita = person("rita@example.com")  # alice's delegations are capped, and others use them
+    token = rita.delegate(tmp_path / "agent.jwt", "us.claude-haiku-4-5", agent="regional")
     counting = CountingTransport()
     session = boto3_session(token_file=token, transport=counting)
     assert counting.exchanges == 0  # nothing is fetched until a client needs the region
