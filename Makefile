@@ -27,8 +27,8 @@ fmt: sync
 test: lint check-redis
 	$(UV) run pytest -n $(PYTEST_WORKERS) --cov --cov-report=term:skip-covered
 
-run: sync check-redis
-	$(UV) run vouch-broker dev
+run: sync check-redis  # options pass through: make run ARGS="--port 8081 --state-dir .vouch-dev-2"
+	$(UV) run vouch-broker dev $(ARGS)
 
 docs: sync
 	$(UV) run python -m vouch_devtools.config_reference > docs/configuration.md

@@ -1,4 +1,8 @@
-"""`vouch-broker`: serve, manage signing keys, invite people, check org policies."""
+"""`vouch-broker`: serve, manage signing keys, invite people, check org policies.
+
+Exit codes (the `vouch` table): 0 ok, 1 other failure, 4 a dependency (Redis, AWS)
+unreachable or unavailable, 5 AWS refused, 6 bad arguments, settings, policy or input.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ import os
 import socket
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from broker.errors import StoreUnavailable
+from broker.errors import InvalidRequest, StoreUnavailable
 from broker.keys import (
     KID,
     SigningKeyError,
@@ -35,7 +40,14 @@ from policies.errors import PoliciesError
 if TYPE_CHECKING:
     import uvicorn
 
-EXIT_CONFIG = 6
+EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_DENIED, EXIT_CONFIG = 1, 4, 5, 6
+EXIT_CODES = """exit codes: 0 ok, 1 failed, 4 Redis or AWS unreachable or unavailable,
+5 AWS refused, 6 bad arguments, settings, policy or input"""
+NO_AWS_CREDENTIALS = (
+    "vouch-broker aws-setup --apply: no AWS credentials found: set AWS_PROFILE (or "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for an identity that may manage IAM, "
+    "or run without --apply and create what it prints"
+)
 NO_DEVTOOLS = (
     "vouch-broker {command}: development tooling, not part of this installation; "
     "run it from a source checkout of vouch (`make {make}`)"
@@ -58,6 +70,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Fail fast, before forking workers, with every problem; workers read the settings again
     # but only this process reports deprecated spellings, once.
     settings, deprecations = _read(args)
+    from broker.services import load_policy
+
+    load_policy(settings)  # here, so a bad policy is one line, not a traceback per worker
     if args.config:
         os.environ["VOUCH_CONFIG"] = str(Path(args.config).resolve())
     from broker.logs import configure
@@ -315,18 +330,62 @@ def cmd_aws_setup(args: argparse.Namespace) -> int:
     the_plan = aws_setup.plan(settings, org, catalog)
     print(json.dumps(the_plan.describe(), indent=2))
     if args.apply:
-        iam = boto3.client(
+        from botocore.exceptions import (
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
+
+        # A session of its own: boto3's default one keeps whatever credentials it found first.
+        iam = boto3.session.Session().client(
             "iam", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
         )
-        for line in aws_setup.apply(the_plan, iam):
-            print(line, file=sys.stderr)
+        try:
+            for line in aws_setup.apply(the_plan, iam):
+                print(line, file=sys.stderr)
+        except NoCredentialsError:
+            print(NO_AWS_CREDENTIALS, file=sys.stderr)
+            return EXIT_CONFIG
+        except EndpointConnectionError as exc:
+            print(f"vouch-broker aws-setup --apply: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code, message = error.get("Code", "?"), error.get("Message", "")
+            refused = f"vouch-broker aws-setup --apply: AWS refused: {code}: {message}"
+            print(refused, file=sys.stderr)
+            return EXIT_DENIED
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad arguments exit 6 as in `vouch` (where 2 means "not signed in")."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message}\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vouch-broker")
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vouch-broker", description=__doc__)
+    parser = _Parser(
+        prog="vouch-broker",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vouch-broker {_version()}")
     parser.add_argument("--config", help="TOML settings file (VOUCH_* variables override it)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--verbose", action="store_true", help="the traceback of an internal error")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="run the broker (settings from env / --config)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -365,13 +424,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="run broker + redis-server + local AWS emulator (development)")
     dev.add_argument(
-        "--state-dir", default=".vouch-dev", help="keys and Redis data (default .vouch-dev)"
+        "--state-dir",
+        default=".vouch-dev",
+        help="keys and Redis data, one running stack each (default .vouch-dev)",
     )
     dev.add_argument("--port", type=int, default=8080, help="broker port (default 8080)")
     dev.add_argument(
-        "--redis-port", type=int, default=6380, help="redis-server port (default 6380)"
+        "--redis-port", type=int, help="redis-server port (default 6380 if free, else any)"
     )
-    dev.add_argument("--aws-port", type=int, default=5001, help="AWS emulator port (default 5001)")
+    dev.add_argument(
+        "--aws-port", type=int, help="AWS emulator port (default 5001 if free, else any)"
+    )
     dev.add_argument("--real-aws", action="store_true", help="use real AWS, not the emulator")
     dev.set_defaults(func=cmd_dev)
 
@@ -424,12 +487,20 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    except (SigningKeyError, PoliciesError) as exc:
+    except (SigningKeyError, PoliciesError, InvalidRequest) as exc:
         print(f"vouch-broker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except StoreUnavailable as exc:
         print(f"vouch-broker: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        print("vouch-broker: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line, the traceback only when asked
+        print(f"vouch-broker: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

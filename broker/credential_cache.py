@@ -54,6 +54,12 @@ class CachedProvider:
     def min_duration_s(self) -> int:
         return self.inner.min_duration_s
 
+    @property
+    def region(self) -> str | None:
+        """The provider's home region, for a provider that has one (AWS: the org's)."""
+        region = getattr(self.inner, "region", None)
+        return region if isinstance(region, str) and region else None
+
     def close(self) -> None:
         self.inner.close()
 

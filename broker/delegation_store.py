@@ -37,6 +37,7 @@ class Delegation(msgspec.Struct, frozen=True, kw_only=True):
     rate: int | None = None
     revoked_at: int | None = None
     revoked_by: str | None = None
+    revoked_reason: str | None = None
 
 
 def _record(dlg_id: str) -> str:

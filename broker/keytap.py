@@ -19,7 +19,7 @@ from broker.aws_cut import AwsCut
 from broker.challenges import FidoState
 from broker.errors import AssertionRejected, KeyFlagged, PermissionDenied
 from broker.registry import Credential, Registry, credential_hash, user_handle
-from broker.revocation import Revocations
+from broker.revocation import Reason, Revocations
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ class KeyTaps:
             # A clone may already hold sessions and agent tokens this key signed: a "not
             # before" on the key ends every one of them, on every replica.
             flagged_at = time.time()
-            await self.revocations.revoke_not_before("cred", cid, now=flagged_at)
+            why = Reason("vouch (signature counter)", "key flagged: it may be cloned")
+            await self.revocations.revoke_not_before("cred", cid, now=flagged_at, why=why)
             if self.aws is not None:
                 await self.aws.record("credential", cid, flagged_at)
             await self.audit.record(

@@ -6,6 +6,8 @@ Handles (docs/design.md section 3.5):
 - ``vouch:nbf:<kind>:<value>`` for kind agent, user, cred: a "not before" time; any token
   issued to or approved by that handle before it is dead. These keys live as long as the
   longest token could, then vanish: by then every token they kill has expired anyway.
+- ``vouch:why:<kind>:<value>``: who recorded that "not before" and why (JSON), beside it for
+  as long; only for people reading `GET /v1/delegations`, never for the check.
 - ``vouch:out:<jti>``: a human session signed out (`POST /v1/logout`); the key expires with
   the session.
 - ``vouch:kid:<kid>``: a signing key revoked as compromised; every token it signed is dead.
@@ -19,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import cast
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
@@ -34,6 +37,17 @@ def delegation_key(dlg_id: str) -> str:
 
 def not_before_key(kind: str, value: str) -> str:
     return f"{PREFIX}nbf:{kind}:{value}"
+
+
+def reason_key(kind: str, value: str) -> str:
+    return f"{PREFIX}why:{kind}:{value}"
+
+
+class Reason(msgspec.Struct, frozen=True):
+    """Who recorded a "not before" handle, and why."""
+
+    by: str
+    reason: str = ""
 
 
 def session_key(jti: str) -> str:
@@ -91,12 +105,17 @@ class Revocations:
                 timeout_ms=self.wait_ms,
             )
 
-    async def revoke_not_before(self, kind: str, value: str, *, now: float) -> None:
-        """Kill every token issued to or approved by `value` before `now`."""
+    async def revoke_not_before(
+        self, kind: str, value: str, *, now: float, why: Reason | None = None
+    ) -> None:
+        """Kill every token issued to or approved by `value` before `now`; `why` is kept
+        beside it for people listing their delegations."""
         if kind not in KINDS:
             raise ValueError(f"unknown revocation kind {kind!r}")
         ttl = self.max_token_lifetime_s + 300
         async with guard("recording a revocation"):
+            if why is not None:  # first: a reason without its handle changes nothing
+                await self.redis.set(reason_key(kind, value), msgspec.json.encode(why), ex=ttl)
             await set_replicated(
                 self.redis,
                 not_before_key(kind, value),
@@ -140,6 +159,15 @@ class Revocations:
                 f"this delegation allows {rate[1]} exchanges per hour",
                 retry_after=3600 - int(now % 3600),
             )
+
+    async def read(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of `keys` (handles and reasons) in one round trip.
+
+        Raises: StoreUnavailable.
+        """
+        async with guard("reading revocations"):
+            values, _ = await self._read(keys, None)
+        return values
 
     async def _read(
         self, handles: Sequence[str], counter: str | None

@@ -25,7 +25,7 @@ from broker.errors import NotFound, PermissionDenied
 from broker.identity import agent_handle, person_email
 from broker.invites import Invites
 from broker.registry import Registry
-from broker.revocation import Revocations
+from broker.revocation import Reason, Revocations
 from broker.session import Person
 from policies import OrgPolicy
 
@@ -83,7 +83,8 @@ class Revoker:
         elif not await self.registry.set_state(target.value, "revoked"):
             raise NotFound(f"no registered security key {target.value!r}")
         kind = {"agent": "agent", "user": "user", "credential": "cred"}[target.kind]
-        await self.revocations.revoke_not_before(kind, target.value, now=now)
+        why = Reason(actor.email, reason)
+        await self.revocations.revoke_not_before(kind, target.value, now=now, why=why)
         version = await self.aws.record(target.kind, target.value, now)
         await self._recorded(actor, target, reason, _names(target), invites=cancelled or None)
         return Revoked(target, now, version)
@@ -95,7 +96,9 @@ class Revoker:
         if record is None or (record.email != actor.email and not self.org.is_admin(actor.email)):
             raise NotFound(f"no active delegation {target.value!r}")
         await self.revocations.revoke_delegation(record.id, expires_at=record.expires_at, now=now)
-        revoked = msgspec.structs.replace(record, revoked_at=int(now), revoked_by=actor.email)
+        revoked = msgspec.structs.replace(
+            record, revoked_at=int(now), revoked_by=actor.email, revoked_reason=reason
+        )
         await self.delegations.replace(revoked, now=int(now))
         version = await self.aws.record("delegation", record.id, now)
         await self._recorded(actor, target, reason, _names(target))

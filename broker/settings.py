@@ -473,9 +473,15 @@ def log_deprecations(deprecations: Iterable[str]) -> None:
 
 def _read_toml(path: Path, problems: list[str], deprecations: list[str]) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        problems.append(f"{path}: {exc}")
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problems.append(f"{path}: {exc.strerror or exc}")
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not TOML: {exc}")
+        return {}
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: not UTF-8 text (byte {exc.start})")
         return {}
     values: dict[str, Any] = {}
     old_keys = {r.old_key for r in RENAMED}
@@ -573,10 +579,14 @@ def _semantic_problems(s: Settings) -> list[str]:
             problems.append(f"{key}: {bound_rule(key)}")
     if s.signing_keys and s.kms_key_id:
         problems.append(f"signing_keys and kms_key_id: {ONE_SIGNER}")
-    if not Path(s.policy_file).is_file():
-        problems.append(f"policy_file: no such file {s.policy_file}")
-    if s.catalog_file and not Path(s.catalog_file).is_file():
-        problems.append(f"catalog_file: no such file {s.catalog_file}")
+    files = [("policy_file", s.policy_file)]
+    if s.catalog_file:
+        files.append(("catalog_file", s.catalog_file))
+    for key, name in files:
+        if Path(name).is_dir():
+            problems.append(f"{key}: {name} is a directory: give the TOML file in it")
+        elif not Path(name).is_file():
+            problems.append(f"{key}: no such file {name}")
     return problems
 
 

@@ -22,7 +22,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     """The parsed file.
 
     Raises:
-        PolicyFileError: unreadable or not TOML.
+        PolicyFileError: unreadable, not UTF-8 or not TOML.
     """
     try:
         with path.open("rb") as f:
@@ -33,6 +33,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise PolicyFileError(str(path), [Problem(str(path), "", f"not TOML: {exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyFileError(
+            str(path), [Problem(str(path), "", f"not UTF-8 text (byte {exc.start})")]
+        ) from exc
 
 
 def parse_duration(value: object) -> int | None:

@@ -15,6 +15,7 @@ once per state directory, kept in `<state>/redis/password` and handed to redis-s
 from __future__ import annotations
 
 import contextlib
+import fcntl  # POSIX, as the rest of the dev stack (redis-server)
 import importlib.util
 import os
 import secrets
@@ -51,9 +52,15 @@ class DevError(RuntimeError):
 class DevOptions:
     state_dir: Path
     port: int = 8080
-    redis_port: int = 6380
-    aws_port: int = 5001
+    redis_port: int | None = None
+    """None: 6380 if free, else any free port."""
+    aws_port: int | None = None
+    """None: 5001 if free, else any free port."""
     real_aws: bool = False
+
+
+USUAL_PORTS = {"redis": 6380, "aws": 5001}
+LOCK_FILE = "dev.lock"
 
 
 def port_free(port: int) -> bool:
@@ -61,9 +68,75 @@ def port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def require_free(port: int, what: str, flag: str) -> None:
-    if not port_free(port):
-        raise DevError(f"port {port} for {what} is taken; stop what uses it or pass {flag} PORT")
+def any_free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Ports:
+    redis: int
+    aws: int
+
+
+def choose_ports(opts: DevOptions, *, redis: bool, aws: bool) -> Ports:
+    """The stack's ports: the broker's and any given must be free (every clash reported at
+    once); Redis's and the emulator's, when not given, are the usual ones if free, else any.
+
+    Raises: DevError naming every taken port and the option that moves it.
+    """
+    taken, moves = [], []
+    wanted = [(opts.port, "the broker", "--port")]
+    if redis and opts.redis_port is not None:
+        wanted.append((opts.redis_port, "redis-server", "--redis-port"))
+    if aws and opts.aws_port is not None:
+        wanted.append((opts.aws_port, "the local AWS emulator", "--aws-port"))
+    for port, what, flag in wanted:
+        if not port_free(port):
+            taken.append(f"port {port} for {what} is taken (pass {flag} PORT)")
+            moves.append(f"{flag} {any_free_port()}")
+    if taken:
+        example = " ".join(moves)
+        raise DevError(
+            f"{'; '.join(taken)}; stop what uses them or choose others, e.g. "
+            f'make run ARGS="{example}"'
+        )
+
+    def pick(given: int | None, usual: int) -> int:
+        if given is not None:
+            return given
+        return usual if port_free(usual) else any_free_port()
+
+    return Ports(
+        pick(opts.redis_port, USUAL_PORTS["redis"]), pick(opts.aws_port, USUAL_PORTS["aws"])
+    )
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the state directory for this stack: a second stack on it would share its Redis
+    data (two redis-servers appending to one AOF).
+
+    Raises: DevError when another running stack holds it.
+    """
+    path = state_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            raise DevError(
+                f"{state_dir} is in use by another vouch-broker dev (pid {holder}); give this "
+                f'stack its own: make run ARGS="--port {any_free_port()} --state-dir '
+                f'{state_dir}-2" (or vouch-broker dev --state-dir DIR)'
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def wait_until(
@@ -108,14 +181,13 @@ def redis_password(data: Path) -> str:
     return path.read_text().strip()
 
 
-def start_redis(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> str:
+def start_redis(opts: DevOptions, port: int, children: list[subprocess.Popen[bytes]]) -> str:
     binary = shutil.which("redis-server")
     if binary is None:
         raise DevError(
             "redis-server is not installed: sudo apt-get install redis-server "
             "(or set VOUCH_REDIS_URL to a Redis you run)"
         )
-    require_free(opts.redis_port, "redis-server", "--redis-port")
     data = private_dir((opts.state_dir / "redis").resolve(), contents=True)
     password = redis_password(data)
     config = data / "redis.conf"
@@ -126,7 +198,7 @@ def start_redis(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> st
                 binary,
                 str(config),
                 "--port",
-                str(opts.redis_port),
+                str(port),
                 "--bind",
                 "127.0.0.1",
                 "--protected-mode",
@@ -147,25 +219,24 @@ def start_redis(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> st
             umask=0o077,  # its AOF, RDB and log files are 0600 too
         )
     )
-    wait_until(lambda: not port_free(opts.redis_port), "redis-server", children[-1])
-    return f"redis://:{password}@127.0.0.1:{opts.redis_port}/0"
+    wait_until(lambda: not port_free(port), "redis-server", children[-1])
+    return f"redis://:{password}@127.0.0.1:{port}/0"
 
 
-def start_moto(opts: DevOptions, children: list[subprocess.Popen[bytes]]) -> str:
+def start_moto(port: int, children: list[subprocess.Popen[bytes]]) -> str:
     if importlib.util.find_spec("moto") is None:  # the child imports it; we only check
         raise DevError(
             "the local AWS emulator needs moto: uv sync (dev group) or "
             "pip install 'moto[server]'; or pass --real-aws"
         )
-    require_free(opts.aws_port, "the local AWS emulator", "--aws-port")
     children.append(
         subprocess.Popen(  # noqa: S603 - fixed argv: a resolved binary, our own arguments
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(opts.aws_port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
     )
-    url = f"http://127.0.0.1:{opts.aws_port}"
+    url = f"http://127.0.0.1:{port}"
     wait_until(
         lambda: urllib.request.urlopen(f"{url}/moto-api/", timeout=1).status == 200,  # noqa: S310
         "moto server",
@@ -180,14 +251,18 @@ def dev_stack(opts: DevOptions) -> Iterator[dict[str, Any]]:
     """Start the children and yield the settings overrides; stop the children on exit."""
     children: list[subprocess.Popen[bytes]] = []
     overrides: dict[str, Any] = {}
+    redis = not os.environ.get("VOUCH_REDIS_URL")
+    aws = not os.environ.get("VOUCH_AWS_ENDPOINT_URL") and not opts.real_aws
+    ports = choose_ports(opts, redis=redis, aws=aws)
     private_dir(opts.state_dir)
     try:
-        if not os.environ.get("VOUCH_REDIS_URL"):
-            overrides["redis_url"] = start_redis(opts, children)
-        if not os.environ.get("VOUCH_AWS_ENDPOINT_URL") and not opts.real_aws:
-            os.environ.update({k: os.environ.get(k, v) for k, v in FAKE_AWS.items()})
-            overrides["aws"] = {"endpoint_url": start_moto(opts, children)}
-        yield overrides
+        with state_lock(opts.state_dir):
+            if redis:
+                overrides["redis_url"] = start_redis(opts, ports.redis, children)
+            if aws:
+                os.environ.update({k: os.environ.get(k, v) for k, v in FAKE_AWS.items()})
+                overrides["aws"] = {"endpoint_url": start_moto(ports.aws, children)}
+            yield overrides
     finally:
         for child in reversed(children):
             child.terminate()
@@ -227,7 +302,6 @@ def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> LoadedSettings:
 
 def run_dev(opts: DevOptions) -> int:
     """Run the stack until Ctrl-C. Raises: DevError, SettingsError."""
-    require_free(opts.port, "the broker", "--port")
     with dev_stack(opts) as overrides:
         settings, deprecations = dev_settings(opts, overrides)
         admin = sorted(load_policy(settings)[1].admins)[0]
@@ -247,9 +321,18 @@ def run_dev(opts: DevOptions) -> int:
     return 0
 
 
+def _tool(name: str) -> str:
+    """`name` as a command that works as printed in any directory: its absolute path beside
+    this Python (the venv's bin, which is not on PATH), else bare."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else name
+
+
 def _banner(settings: Settings, admin: str, code: str) -> None:
     issuer = settings.issuer
     aws = settings.aws.endpoint_url or "real AWS (your credentials)"
+    vouch, aws_cli = _tool("vouch"), _tool("aws")
+    endpoint = f" --endpoint-url {settings.aws.endpoint_url}" if settings.aws.endpoint_url else ""
     print(
         f"""
 Vouch broker (development) at {issuer}
@@ -257,12 +340,14 @@ Vouch broker (development) at {issuer}
   aws:   {aws}
   org policy: policies/examples/org.toml (admins: {admin})
 
-Next, in another terminal (software key: for demos only, not hardware):
+Next, in another terminal (software key: for demos only, not hardware; its PIN is 123456):
   export VOUCH_SERVER={issuer} VOUCH_AUTHENTICATOR=soft:$HOME/.vouch-demo-key.json
-  vouch enroll --email {admin}        (type the invite code: {code})
-  vouch login
-  vouch delegate --agent demo --model us.claude-haiku-4-5 --out agent.jwt
-  vouch credential aws --token-file agent.jwt
+  {vouch} enroll --email {admin}        (type the invite code: {code})
+  {vouch} login
+  {vouch} delegate --agent demo --model us.claude-haiku-4-5 --out agent.jwt
+  {vouch} credential aws --token-file agent.jwt
+  {vouch} aws-profile --token-file agent.jwt{endpoint}
+  {aws_cli} sts get-caller-identity --profile vouch
 Ctrl-C stops the broker and its redis-server and AWS emulator.
 """,
         file=sys.stderr,

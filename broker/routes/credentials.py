@@ -13,6 +13,10 @@ from litestar.params import JSONBody
 from broker.auth import HttpRequest, ServicesDep, bearer
 from broker.routes.delegations import ModelName
 
+# The provider's home region (the org policy's [aws] region), beside the credentials: the
+# body stays exactly AWS's credential_process document, which has no member for it.
+REGION_HEADER = "Vouch-Region"
+
 
 class ExchangeRequest(msgspec.Struct, forbid_unknown_fields=True):
     # Null or absent means the whole grant; an empty list names nothing, so it is refused
@@ -30,10 +34,14 @@ def exchange_route(provider: str) -> HTTPRouteHandler:
         data: JSONBody[ExchangeRequest | None] = None,
     ) -> Response[dict[str, object]]:
         body = data or ExchangeRequest()
-        creds = await services.exchanges[provider].exchange(
+        exchange = services.exchanges[provider]
+        creds = await exchange.exchange(
             bearer(request), models=body.models, duration_s=body.duration_s
         )
-        return Response(creds.process_document(), headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store"}
+        if exchange.provider.region:
+            headers[REGION_HEADER] = exchange.provider.region
+        return Response(creds.process_document(), headers=headers)
 
     exchange.__name__ = f"exchange_{provider}"
     return post(

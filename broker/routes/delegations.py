@@ -13,6 +13,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from broker.assertion import WebAuthnJson
 from broker.auth import HttpRequest, PersonDep, ServicesDep, client_address
 from broker.aws_cut import Status as AwsStatus
+from broker.delegation_states import ListedDelegation, with_states
 from broker.delegation_store import Delegation
 from broker.errors import GrantInvalid, InvalidRequest
 from broker.grant import Grant
@@ -130,13 +131,14 @@ async def list_delegations(
     services: ServicesDep,
     person: PersonDep,
     all_people: Annotated[bool, QueryParameter(name="all")] = False,
-) -> dict[str, list[Delegation]]:
-    """Your active delegations; an admin may ask for everybody's with ?all=true."""
+) -> dict[str, list[ListedDelegation]]:
+    """Your unexpired delegations, each with its `state` (active or revoked, and by what);
+    an admin may ask for everybody's with ?all=true."""
     everyone = all_people and services.org.is_admin(person.email)
     listed = await services.delegations.store.list(
         None if everyone else person.email, now=int(time.time())
     )
-    return {"delegations": listed}
+    return {"delegations": await with_states(services.revocations, listed)}
 
 
 class RevokedDelegation(Delegation, frozen=True, kw_only=True):

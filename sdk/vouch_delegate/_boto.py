@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 import botocore.session
+from botocore.configprovider import BaseProvider, ChainProvider
 from botocore.credentials import (
     CredentialProvider,
     CredentialResolver,
@@ -44,9 +47,29 @@ class VouchCredentialProvider(CredentialProvider):
         return self._credentials
 
 
+class VouchRegionProvider(BaseProvider):
+    """The broker's home region, asked for only when nothing else in botocore's chain
+    (AWS_REGION, AWS_DEFAULT_REGION, the profile) names one and a client needs it."""
+
+    def __init__(self, source: AgentCredentials) -> None:
+        self._source = source
+
+    def provide(self) -> str | None:
+        return self._source.region
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> VouchRegionProvider:
+        return self  # botocore copies its config per client; the source is shared
+
+
 def session_for(source: AgentCredentials, *, region_name: str | None) -> boto3.Session:
-    """A boto3 Session whose only credentials are the agent's."""
+    """A boto3 Session whose only credentials are the agent's; its region is `region_name`,
+    else the AWS config chain's, else the broker's."""
     core = botocore.session.Session()
     provider = VouchCredentialProvider(VouchRefreshableCredentials(source))
     core.register_component("credential_provider", CredentialResolver([provider]))
+    if region_name is None:
+        store = core.get_component("config_store")
+        configured = store.get_config_provider("region")
+        chain = [configured] if configured is not None else []
+        store.set_config_provider("region", ChainProvider([*chain, VouchRegionProvider(source)]))
     return boto3.Session(botocore_session=core, region_name=region_name)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,8 @@ MIN_USABLE_S = 60.0  # below this, stale credentials are not worth serving throu
 MAX_LIFETIME_S = 43_200.0  # STS's longest; a broker Date that implies more is not believed
 DATE_RESOLUTION_S = 1.0  # an HTTP Date is in whole seconds, rounded down
 _TRANSIENT = (NetworkError, BrokerUnavailable, RateLimited)
+REGION_HEADER = "Vouch-Region"  # the broker's home region, beside the credentials
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -183,12 +186,25 @@ class AgentCredentials:
         self.transport = transport or Transport()
         self.clock = clock
         self._cached: _Cached | None = None
+        self._region: str | None = None
         self._lock = threading.Lock()
 
     @property
     def claims(self) -> dict[str, Any]:
         """The agent token's claims (unverified): sub, dlg, models, exp, ..."""
         return claims_of(self._source.read())
+
+    @property
+    def region(self) -> str | None:
+        """The broker's home region for these credentials (where the grant's models are
+        called), learned with the first exchange (made now if none was); None if the broker
+        did not say.
+
+        Raises: as `get`, when an exchange is needed and fails.
+        """
+        if self._region is None and self._cached is None:
+            self.get()
+        return self._region
 
     def get(self) -> AwsCredentials:
         """Current credentials, exchanging for new ones when they are due.
@@ -286,6 +302,9 @@ class AgentCredentials:
         broker = BrokerClient(self.server, transport=self.transport)
         document = broker.exchange_aws(token, models=self.models, duration_s=self.duration_s)
         fresh = AwsCredentials.from_document(document)
+        region = self.transport.answer_header(REGION_HEADER)
+        if region is not None and _REGION.fullmatch(region):
+            self._region = region
         cut = token_end is not None and fresh.expiration.timestamp() >= token_end
         if token_end is not None and fresh.expiration.timestamp() > token_end:
             fresh = dataclasses.replace(fresh, expiration=datetime.fromtimestamp(token_end, tz=UTC))

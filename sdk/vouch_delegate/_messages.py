@@ -232,6 +232,11 @@ class Delegation(msgspec.Struct, kw_only=True):
     rate: int | None = None
     revoked_at: int | None = None
     revoked_by: str | None = None
+    revoked_reason: str | None = None
+    state: str | None = None
+    """In a list: "active" or "revoked" (by the delegation, its agent, person or key)."""
+    revoked_handle: str | None = None
+    """In a list: what was revoked: "delegation", "agent", "user" or "credential"."""
     aws_sessions: str | None = None
     """On a revocation's answer: "cut" once AWS denies its live sessions, else "pending"
     (or "disabled": the broker has no AWS credentials of its own)."""

@@ -27,8 +27,9 @@ def boto3_session(
     """A boto3 Session backed by botocore refreshable credentials from `AgentCredentials`.
 
     Clients made from it (`session.client("bedrock-runtime")`) keep working across
-    refreshes; nothing is fetched until the first AWS call. Arguments as for
-    `AgentCredentials`; `region_name` as for boto3 (default: the usual AWS config chain).
+    refreshes; nothing is fetched until the first AWS call, or the first client made
+    without a region. Arguments as for `AgentCredentials`; `region_name` as for boto3
+    (default: the usual AWS config chain, else the broker's home region).
 
     Raises:
         ConfigError: no token or server, or an unsafe token file. Broker refusals

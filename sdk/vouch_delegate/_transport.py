@@ -183,6 +183,12 @@ class Transport:
         date: float | None = getattr(answered, "date", None)
         return date
 
+    def answer_header(self, name: str) -> str | None:
+        """The header `name` of the last answer this thread received (None: absent)."""
+        headers = getattr(getattr(self, "_answered", None), "headers", None)
+        value = headers.get(name) if headers is not None else None
+        return value if isinstance(value, str) else None
+
     def request(
         self,
         method: str,
@@ -205,6 +211,7 @@ class Transport:
         retryable = method == "GET" if retry is None else retry
         target = f"{url}?{urlencode(query)}" if query else url
         self._answered.date = None
+        self._answered.headers = None
         attempt = 1
         while True:
             try:
@@ -249,6 +256,7 @@ class Transport:
                 f"cannot reach the broker at {_where(url)}{via}: {_reason(exc)}"
             ) from exc
         self._answered.date = _http_date(response.headers.get("Date"))
+        self._answered.headers = response.headers
         return _answer(response.status, response.headers, data)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -12,9 +13,12 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from vouch_delegate import DelegationExpired, request_delegation
+from vouch_delegate.authenticators import DEFAULT_PIN
 
-from tests.e2e.conftest import HAIKU, SONNET, Cli
+from tests.e2e.conftest import HAIKU, SONNET, VOUCH, Cli
 from tests.harness.broker import BrokerServer, make_invite
+from tests.harness.services import MotoServer
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +98,21 @@ def test_credential_aws_and_exec_then_revoke_exits_5(person: Person, tmp_path: P
     assert seen["AWS_ACCESS_KEY_ID"] == doc["AccessKeyId"]
     assert seen["AWS_SESSION_TOKEN"] == doc["SessionToken"]
     assert seen["AWS_CREDENTIAL_EXPIRATION"] == doc["Expiration"]
+    # The broker's region (the org policy's), unless the caller chose one.
+    assert (seen["AWS_REGION"], seen["AWS_DEFAULT_REGION"]) == ("us-east-1", "us-east-1")
+    for chosen in ({"AWS_REGION": "eu-west-1"}, {"AWS_DEFAULT_REGION": "eu-west-1"}):
+        again = alice.run(
+            "exec",
+            "--token-file",
+            str(token_file),
+            "--",
+            sys.executable,
+            "-c",
+            script,
+            extra_env=chosen,
+        )
+        regions = {k: v for k, v in json.loads(again.stdout).items() if "REGION" in k}
+        assert regions == chosen
     failing = [sys.executable, "-c", "raise SystemExit(7)"]
     alice.run("exec", "--token-file", str(token_file), "--", *failing, code=7)
     dlg = jwt.decode(token_file.read_text().strip(), options={"verify_signature": False})["dlg"]
@@ -343,3 +362,162 @@ def test_admin_lists_and_cancels_invites_and_reinstates_with_a_tap(
     assert f"reinstate {ivan.email}" in again.stderr
     events = json.loads(admin.run("admin", "audit", "--limit", "50", "--json").stdout)["events"]
     assert any(e["event"] == "reinstated" and e["subject"] == ivan.email for e in events)
+
+
+NO_TERMINAL = (
+    "vouch: the security key needs its PIN and there is no terminal to ask for it: "
+    "set VOUCH_PIN (the software key's PIN is 123456), or run vouch in a terminal\n"
+)
+
+
+def without_terminal(cli: Cli, *args: str, pin: str | None = None) -> tuple[int, str]:
+    """`vouch ARGS` with stdin from /dev/null, no controlling terminal, VOUCH_PIN `pin`
+    (unset when None): its exit code and the stderr lines after the software-key banner."""
+    env = {k: v for k, v in cli.env.items() if k != "VOUCH_PIN"}
+    if pin is not None:
+        env["VOUCH_PIN"] = pin
+    proc = subprocess.run(
+        [*VOUCH, *args],
+        stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        start_new_session=True,  # no /dev/tty for getpass to fall back on
+    )
+    after_banner = [line for line in proc.stderr.splitlines(keepends=True) if "!!" not in line]
+    return proc.returncode, "".join(after_banner)
+
+
+def test_no_pin_and_no_terminal_fail_in_one_line_with_exit_6(
+    person: Person, tmp_path: Path
+) -> None:
+    alice = person("nora@example.com")  # not capped by other tests' delegations
+    assert without_terminal(alice, "login") == (6, NO_TERMINAL)
+    delegate = ("delegate", "--agent", "a", "--model", "us.claude-haiku-4-5")
+    code, err = without_terminal(alice, *delegate)
+    assert (code, err.splitlines(keepends=True)[-1]) == (6, NO_TERMINAL)
+    assert "Warning" not in err and "EOFError" not in err
+    empty = "vouch: VOUCH_PIN is empty: set it to the security key's PIN, or unset it to be asked\n"
+    assert without_terminal(alice, "login", pin="") == (6, empty)
+    newcomer = Cli(alice.broker, tmp_path / "nina", "nina@example.com")
+    code_file = tmp_path / "code"
+    code_file.write_text(make_invite(alice.broker.settings, newcomer.email) + "\n")
+    enroll = ("enroll", "--server", alice.broker.url, "--email", newcomer.email)
+    code, err = without_terminal(newcomer, *enroll, "--code-file", str(code_file))
+    assert (code, err.splitlines(keepends=True)[-1]) == (6, NO_TERMINAL)
+
+
+def test_delegate_approve_without_a_terminal_says_how_to_give_the_pin(
+    e2e_broker: BrokerServer, person: Person
+) -> None:
+    alice = person("nora@example.com")  # not capped by other tests' delegations
+    answers: list[tuple[int, str]] = []
+
+    def on_code(code: str, expires_at: int) -> None:
+        answers.append(without_terminal(alice, "delegate", "approve", code))
+
+    with pytest.raises(DelegationExpired):
+        request_delegation(
+            e2e_broker.url,
+            email=alice.email,
+            agent="requester",
+            models=["us.claude-haiku-4-5"],
+            on_code=on_code,
+            timeout_s=1,
+        )
+    code, err = answers[0]
+    assert (code, err.splitlines(keepends=True)[-1]) == (6, NO_TERMINAL)
+
+
+def test_a_wrong_pin_exits_7_and_says_how_many_tries_are_left(person: Person) -> None:
+    bob = person("bob@example.com")
+    assert without_terminal(bob, "login", pin="000000") == (
+        7,
+        "vouch: wrong PIN: 7 tries left before the key blocks its PIN\n",
+    )
+    assert without_terminal(bob, "login", pin="000000")[1].startswith("vouch: wrong PIN: 6 tries")
+    assert without_terminal(bob, "login", pin=DEFAULT_PIN)[0] == 0  # the count resets
+
+
+AWS_CLI = Path(sys.executable).with_name("aws")  # awscli, from the dev dependency group
+
+
+def test_aws_profile_writes_a_profile_the_real_aws_cli_uses(
+    person: Person, tmp_path: Path, moto_server: MotoServer
+) -> None:
+    pat = person("pat@example.com")  # alice's delegations are capped, and others use them
+    token = pat.delegate(tmp_path / "agent.jwt", "us.claude-haiku-4-5", agent="aws-cli")
+    config = tmp_path / "aws" / "config"
+    config.parent.mkdir()
+    config.write_text("# mine\n[profile other]\nregion = eu-west-1\n")
+    env = {"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no")}
+    write = ("aws-profile", "--token-file", str(token), "--endpoint-url", moto_server.url)
+    written = pat.run(*write, extra_env=env)
+    assert f"profile vouch written to {config}" in written.stderr
+    assert pat.run(*write, extra_env=env).stderr.startswith(f"profile vouch already in {config}")
+    text = config.read_text()
+    assert text.startswith("# mine\n[profile other]\nregion = eu-west-1\n\n[profile vouch]\n")
+    assert f"credential_process = {VOUCH[0]} credential aws --token-file {token}\n" in text
+    assert text.endswith(f"region = us-east-1\nendpoint_url = {moto_server.url}\n")
+    cli_env = {**pat.env, **env}
+    cli_env.pop("VOUCH_PIN")  # the profile needs no PIN, no session, no VOUCH_* at all
+    identity = subprocess.run(
+        [str(AWS_CLI), "sts", "get-caller-identity", "--profile", "vouch", "--output", "json"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert identity.returncode == 0, identity.stderr
+    arn = json.loads(identity.stdout)["Arn"]
+    assert arn.endswith(":assumed-role/vouch-agents/agent.aws-cli.pat@example.com")
+    region = subprocess.run(
+        [str(AWS_CLI), "configure", "get", "region", "--profile", "vouch"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert region.stdout == "us-east-1\n"
+
+
+def test_list_and_status_count_only_active_delegations_and_say_who_revoked_the_rest(
+    person: Person, tmp_path: Path
+) -> None:
+    admin, dora = person("admin@example.com"), person("dora@example.com")
+    tokens = {
+        agent: dora.delegate(tmp_path / agent, "us.claude-haiku-4-5", agent=agent)
+        for agent in ("kept", "dropped", "banned")
+    }
+    ids = {
+        agent: jwt.decode(path.read_text().strip(), options={"verify_signature": False})["dlg"]
+        for agent, path in tokens.items()
+    }
+    dora.run("delegate", "revoke", ids["dropped"], "--no-wait")
+    banned = "agent.banned.dora@example.com"
+    admin.run("admin", "revoke", "--agent", banned, "--reason", "leaked in CI", "--no-wait")
+    assert json.loads(dora.run("status", "--json").stdout)["active_delegations"] == 1
+    assert "delegations: 1 active" in dora.run("status").stdout
+    active = dora.run("delegate", "list").stdout.splitlines()
+    assert active[0].split() == ["ID", "AGENT", "STATE", "UNTIL", "MODELS"]
+    assert len(active) == 2 and active[1].split()[:3] == [ids["kept"], "kept", "active"]
+    every = dora.run("delegate", "list", "--all").stdout
+    assert every.count("\ndlg_") == 3
+    assert (
+        "revoked (this delegation) at " in every
+        and 'by dora@example.com: "revoked by user"' in every
+    )
+    assert "revoked (its agent) at " in every and 'by admin@example.com: "leaked in CI"' in every
+    listed = json.loads(dora.run("delegate", "list", "--all", "--json").stdout)["delegations"]
+    states = {d["id"]: (d["state"], d["revoked_handle"], d["revoked_by"]) for d in listed}
+    assert states == {
+        ids["kept"]: ("active", None, None),
+        ids["dropped"]: ("revoked", "delegation", "dora@example.com"),
+        ids["banned"]: ("revoked", "agent", "admin@example.com"),
+    }
+    only_active = json.loads(dora.run("delegate", "list", "--json").stdout)["delegations"]
+    assert [d["id"] for d in only_active] == [ids["kept"]]

@@ -47,6 +47,12 @@ def test_dev_serves_logs_a_deprecated_setting_once_and_stops_its_children(
     text = log.read_text()
     assert code == 0, text
     assert f"  aws:   http://127.0.0.1:{aws_port}\n" in text
+    # Commands that work as printed: the venv's bin is not on PATH, so absolute paths.
+    bin_dir = Path(sys.executable).parent
+    assert f"\n  {bin_dir / 'vouch'} login\n" in text
+    profile = f"{bin_dir / 'vouch'} aws-profile --token-file agent.jwt"
+    assert f"\n  {profile} --endpoint-url http://127.0.0.1:{aws_port}\n" in text
+    assert f"\n  {bin_dir / 'aws'} sts get-caller-identity --profile vouch\n" in text
     warnings = [json.loads(line) for line in text.splitlines() if '"vouch.settings"' in line]
     assert [(w["level"], w["msg"]) for w in warnings] == [
         ("warning", "VOUCH_STS_TIMEOUT_S is deprecated: set VOUCH_AWS_STS_TIMEOUT_S instead")
@@ -118,3 +124,82 @@ def test_dev_state_is_private_and_its_redis_refuses_clients_without_the_password
     assert any(path.endswith(".aof") for path in files), modes
     assert set(files.values()) == {"0o600"}, files
     assert set(dirs.values()) == {"0o700"}, dirs
+
+
+def _start(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / f"{name}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*BROKER, "dev", *args],
+            env=clean_env(tmp_path),
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, log
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_a_second_stack_gets_free_ports_and_its_own_state_dir_or_is_told_how(
+    tmp_path: Path,
+) -> None:
+    first_port, second_port = free_port(), free_port()
+    state = str(tmp_path / "state")
+    first, first_log = _start(tmp_path, "first", "--state-dir", state, "--port", str(first_port))
+    try:
+        ready = f"http://127.0.0.1:{first_port}/readyz"
+        wait_for(lambda: urllib.request.urlopen(ready, timeout=1).status == 200, 90, "first")
+        redis_port = int(first_log.read_text().split("@127.0.0.1:")[1].split("/")[0])
+        # The same state dir: refused before anything starts, with the fix.
+        shared, shared_log = _start(
+            tmp_path, "shared", "--state-dir", state, "--port", str(second_port)
+        )
+        assert shared.wait(timeout=60) == 1
+        refused = shared_log.read_text()
+        assert f"vouch-broker dev: {state} is in use by another vouch-broker dev (pid " in refused
+        assert 'give this stack its own: make run ARGS="--port ' in refused
+        # Every taken port at once, each with the option that moves it.
+        clash = ("--port", str(first_port), "--redis-port", str(redis_port))
+        clashing, clash_log = _start(tmp_path, "clash", "--state-dir", state + "-2", *clash)
+        assert clashing.wait(timeout=60) == 1
+        both = clash_log.read_text()
+        assert (
+            f"port {first_port} for the broker is taken (pass --port PORT); port {redis_port} "
+            "for redis-server is taken (pass --redis-port PORT); stop what uses them" in both
+        )
+        assert 'make run ARGS="--port ' in both and " --redis-port " in both
+        # Its own state dir and broker port: Redis and the emulator find free ports.
+        second, second_log = _start(
+            tmp_path, "second", "--state-dir", state + "-2", "--port", str(second_port)
+        )
+        try:
+            ready = f"http://127.0.0.1:{second_port}/readyz"
+            wait_for(lambda: urllib.request.urlopen(ready, timeout=1).status == 200, 90, "second")
+            text = second_log.read_text()
+            assert int(text.split("@127.0.0.1:")[1].split("/")[0]) != redis_port
+            first_aws = first_log.read_text().split("  aws:   ")[1].split("\n")[0]
+            assert text.split("  aws:   ")[1].split("\n")[0] != first_aws
+        finally:
+            _stop(second)
+    finally:
+        _stop(first)
+
+
+def test_make_run_passes_args_through() -> None:
+    repository = Path(__file__).resolve().parents[2]
+    dry = subprocess.run(
+        ["make", "-n", "run", "ARGS=--port 8081 --state-dir .vouch-dev-2"],
+        cwd=repository,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert dry.stdout.splitlines()[-1].endswith(
+        "run vouch-broker dev --port 8081 --state-dir .vouch-dev-2"
+    )

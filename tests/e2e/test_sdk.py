@@ -211,3 +211,24 @@ def test_an_agents_message_cannot_pass_for_cli_output_on_an_80_column_terminal(
     assert "  message:  weekly report" in grant
     framed = [line for line in grant.splitlines() if "dlg_spoof" in line]
     assert framed and all(line.startswith("            | ") for line in framed)
+
+
+def test_the_readme_snippet_makes_a_bedrock_client_in_the_brokers_region(
+    person: Person, tmp_path: Path, no_ambient_aws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rita = person("rita@example.com")  # alice's delegations are capped, and others use them
+    token = rita.delegate(tmp_path / "agent.jwt", "us.claude-haiku-4-5", agent="regional")
+    counting = CountingTransport()
+    session = boto3_session(token_file=token, transport=counting)
+    assert counting.exchanges == 0  # nothing is fetched until a client needs the region
+    client = session.client("bedrock-runtime")  # no region argument, none in the environment
+    assert client.meta.region_name == "us-east-1"  # the org policy's [aws] region
+    assert counting.exchanges == 1
+    assert session.get_credentials().get_frozen_credentials().access_key.startswith("ASIA")
+    assert counting.exchanges == 1  # the exchange that told the region gave the credentials
+    # A region the caller chose wins: the argument, or the AWS config chain.
+    assert boto3_session(token_file=token, region_name="us-west-2").region_name == "us-west-2"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    chosen = boto3_session(token_file=token, transport=counting)
+    assert chosen.client("bedrock-runtime").meta.region_name == "eu-west-1"
+    assert counting.exchanges == 1

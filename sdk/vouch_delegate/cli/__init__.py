@@ -27,10 +27,12 @@ DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to 
   vouch login                                           a key tap -> an 8 h session
   vouch delegate --agent NAME --model M --out F         a tap -> a token for the agent
   vouch credential aws --token-file F                   the agent's AWS credentials
+  vouch aws-profile --token-file F                      ... as profile "vouch" for the
+                                                        AWS CLI and SDKs
   vouch delegate revoke ID                              stop it now
 
 exit codes: 0 ok, 1 failed, 2 not signed in, 3 no key, 4 network, 5 denied or revoked,
-6 bad arguments or configuration"""
+6 bad arguments or configuration (or no PIN: no terminal and $VOUCH_PIN unset), 7 wrong PIN"""
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,27 +1,37 @@
 """The security key: open it, sign WebAuthn ceremonies with it, and say what went wrong.
 
 This is the one place the CLI calls fido2 (imported lazily: most commands never tap).
-Authenticator errors become `NoKey` (exit 3) or `ConfigError` (exit 6) here.
+Authenticator errors become `NoKey` (exit 3), `WrongPin` (exit 7) or `ConfigError` (exit 6)
+here.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 from vouch_delegate._errors import ConfigError, InvalidResponse
-from vouch_delegate.cli._exit import NoKey
+from vouch_delegate.cli._exit import NoKey, WrongPin
 
 PIN_ENV = "VOUCH_PIN"
 AUTHENTICATOR_ENV = "VOUCH_AUTHENTICATOR"
+NO_TERMINAL_FOR_PIN = (
+    "the security key needs its PIN and there is no terminal to ask for it: "
+    "set VOUCH_PIN (the software key's PIN is 123456), or run vouch in a terminal"
+)
+EMPTY_PIN = "VOUCH_PIN is empty: set it to the security key's PIN, or unset it to be asked"
+# The codes that mean "this PIN is not the key's": the person can fix it by typing another.
+_WRONG_PIN_CODES = frozenset({"PIN_INVALID", "PIN_BLOCKED", "PIN_AUTH_BLOCKED"})
 
 
 @contextmanager
-def _converted() -> Iterator[None]:
+def _converted(device: Any = None) -> Iterator[None]:
     from fido2.client import ClientError
 
     from vouch_delegate.authenticators import (
@@ -34,7 +44,10 @@ def _converted() -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        raise NoKey(str(from_client_error(exc))) from exc
+        error = from_client_error(exc)
+        if error.ctap_code in _WRONG_PIN_CODES:
+            raise WrongPin(f"{error}{_retries_left(device)}") from exc
+        raise NoKey(str(error)) from exc
     except (AuthenticatorSpecError, KeyFileError) as exc:
         raise ConfigError(str(exc)) from exc
     except AuthenticatorError as exc:
@@ -63,8 +76,17 @@ class Key:
             err.write(f"{bar}\n!! {NOT_HARDWARE_WARNING}\n!! key file: {spec[5:]}\n{bar}\n")
 
     def _pin(self) -> str | None:
-        if self.env.get(PIN_ENV):
+        """The PIN from $VOUCH_PIN, else typed at the terminal (None: the person gave none).
+
+        Raises: ConfigError when VOUCH_PIN is empty, or unset with no terminal to ask on.
+        """
+        if PIN_ENV in self.env:
+            if not self.env[PIN_ENV]:
+                raise ConfigError(EMPTY_PIN)
             return self.env[PIN_ENV]
+        if not _has_terminal():
+            # getpass would fall back to stdin, warn, and end in EOFError.
+            raise ConfigError(NO_TERMINAL_FOR_PIN)
         return getpass.getpass("PIN for your security key: ", stream=self.err) or None
 
     def _prompt(self, message: str) -> None:
@@ -81,7 +103,7 @@ class Key:
         from fido2.webauthn import PublicKeyCredentialCreationOptions
 
         parsed = _options(PublicKeyCredentialCreationOptions, public_key)
-        with _converted():
+        with _converted(self.device):
             return _as_json(self._client().make_credential(parsed))
 
     def sign(self, public_key: Mapping[str, Any]) -> dict[str, object]:
@@ -89,8 +111,35 @@ class Key:
         from fido2.webauthn import PublicKeyCredentialRequestOptions
 
         parsed = _options(PublicKeyCredentialRequestOptions, public_key)
-        with _converted():
+        with _converted(self.device):
             return _as_json(self._client().get_assertion(parsed).get_response(0))
+
+
+def _has_terminal() -> bool:
+    """Whether getpass can ask on a terminal: /dev/tty opens, or stdin is one."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return sys.stdin is not None and sys.stdin.isatty()
+    os.close(fd)
+    return True
+
+
+def _retries_left(device: Any) -> str:
+    """ ", N tries left ..." from the key (CTAP2 getPinRetries), or "" if it cannot say."""
+    if device is None:
+        return ""
+    from fido2.ctap import CtapError
+    from fido2.ctap2.base import Ctap2
+    from fido2.ctap2.pin import ClientPin
+
+    try:
+        retries, _ = ClientPin(Ctap2(device)).get_pin_retries()
+    except (CtapError, OSError, ValueError):
+        return ""
+    if retries <= 0:
+        return ""  # the blocked message already says what to do
+    return f": {retries} {'try' if retries == 1 else 'tries'} left before the key blocks its PIN"
 
 
 def _options(kind: Any, public_key: Mapping[str, Any]) -> Any:

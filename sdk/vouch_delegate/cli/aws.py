@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from vouch_delegate._credentials import AgentCredentials, AwsCredentials
 from vouch_delegate._errors import ConfigError
 from vouch_delegate._grant import parse_duration
+from vouch_delegate.cli._aws_config import config_path, section_name, write_profile
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import OK
 
@@ -18,10 +22,9 @@ CREDENTIAL_EPILOG = """examples:
   vouch credential aws --token-file ~/.config/vouch/agent.token
   vouch credential aws --model us.claude-haiku-4-5 --duration 1h
 
-In ~/.aws/config, so any AWS SDK or the aws CLI fetches credentials through vouch:
-  [profile agent]
-  credential_process = vouch credential aws --token-file /home/me/.config/vouch/agent.token
-  region = us-east-1
+So that any AWS SDK or the aws CLI fetches credentials through vouch, write a profile:
+  vouch aws-profile agent --token-file ~/.config/vouch/agent.token
+  aws sts get-caller-identity --profile agent
 
 The token comes from --token-file, else $VOUCH_AGENT_TOKEN, else $VOUCH_AGENT_TOKEN_FILE;
 the broker from --server, else $VOUCH_SERVER, else the token's issuer. Only the
@@ -32,10 +35,23 @@ EXEC_EPILOG = """examples:
   vouch exec --model us.claude-haiku-4-5 -- python my_agent.py
 
 CMD runs with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
-AWS_CREDENTIAL_EXPIRATION set and every VOUCH_* variable removed (the token, its file, the
+AWS_CREDENTIAL_EXPIRATION set, AWS_REGION and AWS_DEFAULT_REGION set to the broker's region
+unless either is set already, and every VOUCH_* variable removed (the token, its file, the
 PIN); vouch exits with CMD's exit code. CMD runs as you, so it can still read any file you
 can, the token file included: see docs/agents.md. The credentials are not refreshed:
 long-running programs should use the SDK or credential_process instead."""
+
+
+PROFILE_EPILOG = """examples:
+  vouch aws-profile --token-file agent.jwt              # profile "vouch"
+  vouch aws-profile research --token-file agent.jwt --region us-west-2
+  aws sts get-caller-identity --profile vouch
+
+Writes into $AWS_CONFIG_FILE, else ~/.aws/config (created 0600), the profile's
+  credential_process = /absolute/path/of/this/vouch credential aws --token-file /abs/path
+  region = the broker's region (asked with one exchange), unless --region
+  endpoint_url = URL, with --endpoint-url (a local AWS emulator)
+keeping every other profile, setting and comment; running it again changes nothing."""
 
 
 def _agent_options(parser: argparse.ArgumentParser) -> None:
@@ -72,9 +88,31 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     _agent_options(run)
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
     run.set_defaults(handler=run_exec)
+    profile = commands.add_parser(
+        "aws-profile",
+        parents=[common],
+        help="write an AWS config profile whose credential_process is this vouch",
+        usage="vouch aws-profile [NAME] [--token-file F] [--region R] [--endpoint-url URL]",
+        epilog=PROFILE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    profile.add_argument("name", nargs="?", default="vouch", help="profile (default: vouch)")
+    profile.add_argument("--token-file", metavar="F", help="file holding the agent token (0600)")
+    profile.add_argument("--region", metavar="R", help="default: the broker's region")
+    profile.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="AWS endpoint for the profile (a local AWS emulator, e.g. under make run)",
+    )
+    profile.set_defaults(handler=run_aws_profile)
 
 
 def _exchange(ctx: Context) -> AwsCredentials:
+    return _exchanged(ctx).get()
+
+
+def _exchanged(ctx: Context) -> AgentCredentials:
+    """The agent's credentials, freshly exchanged (with the broker's region)."""
     args = ctx.args
     source = AgentCredentials(
         args.server or None,
@@ -83,7 +121,8 @@ def _exchange(ctx: Context) -> AwsCredentials:
         duration_s=parse_duration(args.duration) if args.duration else None,
         transport=ctx.http,
     )
-    return source.refresh()
+    source.refresh()
+    return source
 
 
 def run_credential_aws(ctx: Context) -> int:
@@ -109,7 +148,12 @@ def run_exec(ctx: Context) -> int:
         command = command[1:]
     if not command:
         raise ConfigError("vouch exec needs a command: vouch exec [OPTIONS] -- CMD [ARGS ...]")
-    env = {**child_environment(ctx.env), **_exchange(ctx).environment()}
+    source = _exchanged(ctx)
+    env = {**child_environment(ctx.env), **source.get().environment()}
+    if source.region and not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+        # The broker's home region, where the grant's models are called, unless the caller
+        # chose one (aws-vault's exec sets both too: SDKs differ in which they read).
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = source.region
     ctx.out.flush()
     ctx.err.flush()
     try:
@@ -119,3 +163,43 @@ def run_exec(ctx: Context) -> int:
         raise ConfigError(f"command not found: {command[0]}") from None
     except PermissionError:
         raise ConfigError(f"command is not executable: {command[0]}") from None
+
+
+def vouch_command() -> list[str]:
+    """The running vouch, as an absolute command another program (the AWS CLI) can run."""
+    script = Path(sys.argv[0])
+    if script.name == "vouch" and script.is_file():
+        return [os.path.abspath(script)]
+    return [os.path.abspath(sys.executable), "-m", "vouch_delegate.cli"]
+
+
+def run_aws_profile(ctx: Context) -> int:
+    args = ctx.args
+    name = args.token_file or ctx.env.get("VOUCH_AGENT_TOKEN_FILE")
+    if not name:
+        raise ConfigError("vouch aws-profile needs --token-file F: the agent token's file")
+    section_name(args.name)  # a bad name is refused before anything is asked
+    token_file = Path(name).expanduser().absolute()
+    source = AgentCredentials(args.server or None, token_file=token_file, transport=ctx.http)
+    region = args.region or source.region  # one exchange: the token works, and the region
+    if not region:
+        raise ConfigError("the broker did not say its region: pass --region R")
+    command = [*vouch_command(), "credential", "aws", "--token-file", str(token_file)]
+    server = args.server or ctx.env.get("VOUCH_SERVER")
+    if server:  # the AWS CLI's environment may not have VOUCH_SERVER
+        command += ["--server", server]
+    settings = {"credential_process": shlex.join(command), "region": region}
+    if args.endpoint_url:
+        settings["endpoint_url"] = args.endpoint_url
+    path = config_path(ctx.env)
+    changed = write_profile(path, args.name, settings)
+    if ctx.args.json:
+        ctx.emit({"profile": args.name, "config_file": str(path), "changed": changed, **settings})
+        return OK
+    what = "written to" if changed else "already in"
+    ctx.info(f"profile {args.name} {what} {path}:")
+    ctx.info(f"  credential_process = {settings['credential_process']}")
+    for key in list(settings)[1:]:
+        ctx.info(f"  {key} = {settings[key]}")
+    ctx.info(f"try: aws sts get-caller-identity --profile {args.name}")
+    return OK

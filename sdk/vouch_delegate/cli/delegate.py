@@ -28,7 +28,7 @@ EPILOG = """examples:
   vouch delegate --agent coder --model us.claude-sonnet-4-5 --purpose "refactor PR 42"
   vouch delegate approve BCDF-GHJK      (an agent asked with request_delegation)
   vouch delegate requests               (what agents asked you; deny what you do not know)
-  vouch delegate list --json
+  vouch delegate list --all             (revoked ones too: what, by whom, why)
   vouch delegate revoke dlg_abc123
 
 The grant is shown before the key asks for a tap; the tap signs exactly that grant.
@@ -73,8 +73,18 @@ def _register_actions(delegate: argparse.ArgumentParser, common: argparse.Argume
         "requests", parents=[common], help="agents' requests waiting for your answer"
     )
     requests.set_defaults(handler=run_requests)
-    listing = actions.add_parser("list", parents=[common], help="your active delegations")
-    listing.add_argument("--all", action="store_true", help="everybody's (admins only)")
+    listing = actions.add_parser(
+        "list",
+        parents=[common],
+        help="your active delegations (--all: revoked ones too)",
+        description="Your active delegations, one a row under a header; --all adds the "
+        "revoked ones, with what was revoked (the delegation, its agent, you, or your key), "
+        "by whom and why. The broker forgets a delegation a minute after it expires.",
+    )
+    listing.add_argument(
+        "--all", action="store_true", help="every state: revoked ones too, not only active"
+    )
+    listing.add_argument("--everyone", action="store_true", help="everybody's (admins only)")
     listing.set_defaults(handler=run_list)
     revoke = actions.add_parser("revoke", parents=[common], help="revoke a delegation now")
     revoke.add_argument("id", help="the delegation id (dlg_...)")
@@ -248,18 +258,48 @@ def _quoted(text: str) -> str:
     return '"' + printable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
+def state_of(record: Delegation, now: float) -> str:
+    """active, revoked or expired (a broker that sends no state: from the record)."""
+    if record.state == "revoked" or record.revoked_at:
+        return "revoked"
+    return "expired" if record.expires_at <= now else "active"
+
+
 def run_list(ctx: Context) -> int:
-    delegations = ctx.client().list_delegations(everyone=ctx.args.all)
-    rows = [_row(d, with_email=ctx.args.all) for d in delegations]
-    ctx.emit({"delegations": delegations}, "\n".join(rows) if rows else "no active delegations")
+    args, now = ctx.args, time.time()
+    listed = ctx.client().list_delegations(everyone=args.everyone)
+    shown = [d for d in listed if args.all or state_of(d, now) == "active"]
+    for record in shown:
+        record.state = state_of(record, now)
+    if not shown:
+        empty = "no delegations" if args.all else "no active delegations"
+        ctx.emit({"delegations": shown}, empty)
+        return OK
+    who = f"{'PERSON':<28} " if args.everyone else ""
+    header = f"{'ID':<22} {who}{'AGENT':<16} {'STATE':<8} {'UNTIL':<40} MODELS"
+    rows = [_row(d, with_email=args.everyone) for d in shown]
+    ctx.emit({"delegations": shown}, "\n".join([header, *rows]))
     return OK
 
 
+_REVOKED_BY = {"agent": "its agent", "user": "its person", "credential": "its security key"}
+
+
 def _row(record: Delegation, *, with_email: bool) -> str:
-    state = "REVOKED" if record.revoked_at else when(record.expires_at)
     who = f"{printable(record.email):<28} " if with_email else ""
     models = ",".join(printable(m) for m in record.models)
-    return f"{printable(record.id):<22} {who}{printable(record.agent):<16} {state:<40} {models}"
+    row = (
+        f"{printable(record.id):<22} {who}{printable(record.agent):<16} "
+        f"{record.state or '':<8} {when(record.expires_at):<40} {models}"
+    )
+    if record.state != "revoked":
+        return row
+    what = _REVOKED_BY.get(record.revoked_handle or "", "this delegation")
+    at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.revoked_at or 0))
+    by = f" by {printable(record.revoked_by)}" if record.revoked_by else ""
+    why = f": {_quoted(record.revoked_reason)}" if record.revoked_reason else ""
+    at_text = f" at {at}" if record.revoked_at else ""
+    return f"{row}\n{'':<22} revoked ({what}){at_text}{by}{why}"
 
 
 def run_revoke(ctx: Context) -> int:

@@ -17,6 +17,7 @@ from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
 from vouch_delegate.cli._store import KEYRING, SavedSession
 from vouch_delegate.cli._text import printable
+from vouch_delegate.cli.delegate import state_of
 
 CODE_ON_COMMAND_LINE = (
     "warning: --code puts the invite code in the process list, where every local user can"
@@ -229,7 +230,8 @@ def run_status(ctx: Context) -> int:
     listed = broker.list_delegations()
     keys = broker.list_keys()
     report.update(signed_in=True, email=session.email, expires_at=session.expires_at)
-    report["active_delegations"] = len(listed)
+    now = time.time()
+    report["active_delegations"] = sum(1 for d in listed if state_of(d, now) == "active")
     report["session_store"] = session.kept_in
     report["keys"] = keys
     lines = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -112,5 +113,97 @@ def test_keys_revoke_takes_kids_that_start_with_a_dash(
         ["keys", "revoke", "--dir", str(tmp_path), dashed, plain],
         ["keys", "revoke", "--", dashed],
     ):
-        assert main(argv) == 1, argv
+        assert main(argv) == 4, argv  # 4: a dependency unreachable, as in `vouch`
         assert "store" in capsys.readouterr().err.lower()
+
+
+UNREACHABLE_REDIS = {"VOUCH_REDIS_URL": "redis://127.0.0.1:1/0", "VOUCH_REDIS_TIMEOUT_S": "0.2"}
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_invite_answers_bad_input_and_an_unreachable_redis_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in UNREACHABLE_REDIS.items():
+        monkeypatch.setenv(name, value)
+    assert run(["invite", "not-an-email"], capsys) == (
+        6,
+        "vouch-broker: email: 'not-an-email' is not an email address\n",
+    )
+    assert run(["invite", "ann@example.com"], capsys) == (
+        4,
+        "vouch-broker: state store unavailable while creating an invite; "
+        "nothing was changed or issued\n",
+    )
+
+
+def test_files_that_are_not_utf8_or_are_directories_are_named_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'# caf\xe9\nadmins = ["a@example.com"]\n')
+    assert run(["policy", "check", str(latin1)], capsys) == (
+        6,
+        f"vouch-broker: {latin1}: 1 problem:\n  {latin1}: not UTF-8 text (byte 5)\n",
+    )
+    assert run(["--config", str(latin1), "invite", "ann@example.com"], capsys) == (
+        6,
+        f"invalid configuration:\n  - {latin1}: not UTF-8 text (byte 5)\n",
+    )
+    assert run(["policy", "check", str(tmp_path)], capsys) == (
+        6,
+        f"invalid configuration:\n  - policy_file: {tmp_path} is a directory: "
+        "give the TOML file in it\n",
+    )
+    # serve reads the policy before it forks workers, so a bad one stops it in one place.
+    monkeypatch.setenv("VOUCH_POLICY_FILE", str(latin1))
+    assert run(["serve", "--port", "1"], capsys) == (
+        6,
+        f"vouch-broker: {latin1}: 1 problem:\n  {latin1}: not UTF-8 text (byte 5)\n",
+    )
+
+
+def test_aws_setup_apply_without_aws_credentials_says_what_to_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "VOUCH_AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VOUCH_ISSUER", "https://vouch.example.com")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert run(["aws-setup", "--apply"], capsys) == (
+        6,
+        "vouch-broker aws-setup --apply: no AWS credentials found: set AWS_PROFILE (or "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for an identity that may manage IAM, "
+        "or run without --apply and create what it prints\n",
+    )
+
+
+def test_version_and_bad_arguments_use_the_vouch_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as shown:
+        main(["--version"])
+    assert shown.value.code == 0
+    assert capsys.readouterr().out == f"vouch-broker {version('vouch-broker')}\n"
+    with pytest.raises(SystemExit) as bad:
+        main(["serve", "--port", "http"])
+    assert bad.value.code == 6
+    assert capsys.readouterr().err.endswith(
+        "vouch-broker serve: argument --port: invalid int value: 'http'\n"
+    )
