@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import stat
@@ -192,13 +193,17 @@ def test_a_second_stack_gets_free_ports_and_its_own_state_dir_or_is_told_how(
 
 def test_make_run_passes_args_through() -> None:
     repository = Path(__file__).resolve().parents[2]
+    # Under `make test` this is a nested make: without the parent's flags and with
+    # --no-print-directory it prints only the commands it would run.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     dry = subprocess.run(
-        ["make", "-n", "run", "ARGS=--port 8081 --state-dir .vouch-dev-2"],
+        ["make", "--no-print-directory", "-n", "run", "ARGS=--port 8081 --state-dir .vouch-dev-2"],
         cwd=repository,
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
+        env=env,
     )
     assert dry.stdout.splitlines()[-1].endswith(
         "run vouch-broker dev --port 8081 --state-dir .vouch-dev-2"

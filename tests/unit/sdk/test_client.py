@@ -306,7 +306,8 @@ CASES = {
         None,
         SESSION,
         {**REVOKED, "aws_sessions": "cut"},
-        {**REVOKED, "aws_sessions": "cut"},
+        {**REVOKED, "aws_sessions": "cut", "state": None, "revoked_handle": None}
+        | {"revoked_reason": None},
         query={"wait_s": ["10"]},
     ),
     "create_request": Case(
