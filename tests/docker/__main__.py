@@ -194,12 +194,15 @@ def prepare(work: Path, images: str, checks: Checks) -> tuple[Stack, dict[str, s
         **image_env(images),
     }
     (work / "compose.env").write_text("".join(f"{k}={v}\n" for k, v in variables.items()))
-    # The `dev` lines of docker/vouch.env.example, plus the CLI's origin (the published port).
+    # The `dev` lines of docker/vouch.env.example, plus the CLI's origin (the published port)
+    # and metrics on each replica's own port (the test counts what each served; Caddy still
+    # answers 404 for /metrics on the public name, which the test checks too).
     (work / "vouch.env").write_text(
         "VOUCH_AWS_ENDPOINT_URL=http://moto:5000\n"
         "AWS_ACCESS_KEY_ID=testing\n"
         "AWS_SECRET_ACCESS_KEY=testing\n"
         "VOUCH_ALLOW_SOFTWARE_KEYS=true\n"
+        "VOUCH_EXPOSE_METRICS=true\n"
         f"VOUCH_ORIGINS=https://localhost:{https_port}\n"
     )
     stack = Stack(
