@@ -143,7 +143,8 @@ class Person:
         return json.loads(out) if expect == 0 else {}
 
     def delegations(self) -> dict[str, dict[str, Any]]:
-        listing = json.loads(self.vouch("--json", "delegate", "list"))
+        # --all: revoked ones too (the plain list shows the active ones only).
+        listing = json.loads(self.vouch("--json", "delegate", "list", "--all"))
         return {d["id"]: d for d in listing["delegations"]}
 
 
