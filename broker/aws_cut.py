@@ -107,7 +107,12 @@ class AwsCut:
         return self.iam is not None
 
     async def record(self, kind: Kind, value: str, revoked_at: float) -> int:
-        """Note a revocation for AWS; returns the version it must be written at to be cut."""
+        """Note a revocation for AWS; returns the version it must be written at to be cut.
+
+        Disabled (no IAM client), nothing is noted: no writer would ever prune the entries.
+        """
+        if self.iam is None:
+            return 0
         # AWS compares whole seconds: a session issued earlier in the revocation's own second
         # must fall before the cut, so the cut is the next whole second.
         at = math.ceil(revoked_at)

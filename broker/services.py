@@ -172,16 +172,6 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         max_per_person=settings.request_max_pending_per_person,
         max_per_address=settings.request_max_pending_per_address,
     )
-    delegations = Delegations(
-        org=org,
-        store=store,
-        taps=taps,
-        challenges=challenges,
-        audit=audit,
-        keys=keys,
-        issuer=settings.issuer,
-        requests=requests,
-    )
     exchanges = {
         name: exchange_for(
             factory(settings, org, catalog, keys, metrics),
@@ -193,7 +183,17 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         )
         for name, factory in PROVIDERS.items()
     }
-    delegations.checks = [e.provider.check for e in exchanges.values()]
+    delegations = Delegations(
+        org=org,
+        store=store,
+        taps=taps,
+        challenges=challenges,
+        audit=audit,
+        keys=keys,
+        issuer=settings.issuer,
+        requests=requests,
+        checks=[e.provider.check for e in exchanges.values()],
+    )
     revoker = Revoker(
         org=org,
         registry=registry,

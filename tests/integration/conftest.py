@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from broker import aws_setup
@@ -44,3 +45,10 @@ def human_factory(broker: BrokerServer, tmp_path: Path) -> Callable[..., Human]:
         return human
 
     return make
+
+
+@pytest.fixture
+def http(broker: BrokerServer) -> Iterator[httpx.Client]:
+    """Raw HTTP to the broker (attack tests send what no client would)."""
+    with broker.client() as client:
+        yield client

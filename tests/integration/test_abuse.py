@@ -52,12 +52,6 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def http(broker: BrokerServer) -> Iterator[httpx.Client]:
-    with broker.client() as client:
-        yield client
-
-
-@pytest.fixture
 def world(
     broker: BrokerServer, human_factory: Callable[..., Human], http: httpx.Client
 ) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,31 +26,12 @@ from tests.harness.broker import BrokerServer
 from tests.harness.people import Human
 from tests.harness.services import free_port
 from tests.harness.sts_gate import StsGate
+from tests.integration.test_abuse import bearer, problem
 
 pytestmark = pytest.mark.integration
 
 HAIKU = "us.claude-haiku-4-5"
 EXCHANGE = "/v1/credentials/aws"
-PROBLEM_JSON = "application/problem+json"
-
-
-def problem(answer: httpx.Response) -> tuple[int, str]:
-    """(status, slug) of a problem answer, after checking it is a well-formed problem."""
-    assert answer.headers["content-type"].startswith(PROBLEM_JSON), answer.text
-    body = answer.json()
-    assert body["status"] == answer.status_code
-    assert body["title"] and body["detail"]
-    return answer.status_code, str(body["type"]).removeprefix("urn:vouch:problem:")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def http(broker: BrokerServer) -> Iterator[httpx.Client]:
-    with broker.client() as client:
-        yield client
 
 
 @pytest.fixture
