@@ -10,12 +10,11 @@ person asked for; if the broker (or anything between) swapped either, it refuses
 from __future__ import annotations
 
 import hashlib
-import hmac
 
 import msgspec
 
 from ._errors import GrantMismatch
-from ._grant import NONCE_BYTES, challenge_bytes
+from ._grant import challenge_bytes, check_commitment
 from ._messages import Action, ActionApproval, ActionProposal
 
 DOMAIN = b"vouch-action-v1\x00"
@@ -34,13 +33,9 @@ def verified_action(proposal: ActionApproval | ActionProposal, **expected: str) 
             `action` says something else, or a field differs from `expected`.
     """
     canonical = proposal.action_canonical
-    challenge = challenge_bytes(proposal.options.public_key)
-    if len(challenge) != NONCE_BYTES + 32 or not hmac.compare_digest(
-        challenge[NONCE_BYTES:], action_digest(canonical)
-    ):
-        raise GrantMismatch(
-            "the security key challenge does not commit to the action shown; refusing to sign"
-        )
+    check_commitment(
+        challenge_bytes(proposal.options.public_key), action_digest(canonical), "action"
+    )
     try:
         action = msgspec.json.decode(canonical, type=Action)
     except msgspec.DecodeError as exc:  # ValidationError included: JSON, but not an action

@@ -76,13 +76,7 @@ def verified_grant(proposal: DelegationProposal) -> Grant:
             proposal's `grant` object says something else.
     """
     canonical = proposal.grant_canonical
-    challenge = challenge_bytes(proposal.options.public_key)
-    if len(challenge) != NONCE_BYTES + 32 or not hmac.compare_digest(
-        challenge[NONCE_BYTES:], grant_digest(canonical)
-    ):
-        raise GrantMismatch(
-            "the security key challenge does not commit to the grant shown; refusing to sign"
-        )
+    check_commitment(challenge_bytes(proposal.options.public_key), grant_digest(canonical), "grant")
     try:
         grant = msgspec.json.decode(canonical, type=Grant)
     except msgspec.DecodeError as exc:  # ValidationError included: JSON, but not a grant
@@ -241,3 +235,17 @@ def _one_name_each(candidates: Mapping[str, list[str]], models: Sequence[str]) -
         return False
 
     return all(place(model, set()) for model in models)
+
+
+def check_commitment(challenge: bytes, digest: bytes, what: str) -> None:
+    """The challenge must be `nonce || digest` of exactly what is shown.
+
+    Raises:
+        GrantMismatch: it commits to something else; nothing is signed.
+    """
+    if len(challenge) != NONCE_BYTES + 32 or not hmac.compare_digest(
+        challenge[NONCE_BYTES:], digest
+    ):
+        raise GrantMismatch(
+            f"the security key challenge does not commit to the {what} shown; refusing to sign"
+        )
