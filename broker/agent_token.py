@@ -17,6 +17,7 @@ from broker.errors import TokenInvalid
 from broker.keys import KeyRing
 from broker.revocation import delegation_key, not_before_key
 from broker.tokens import AGENT_TYP, Expectation, mint, verify
+from broker.validation_messages import error_sentence
 from policies.identity import AGENT_PREFIX, agent_sub
 
 REQUIRED: Final = ("iss", "aud", "sub", "iat", "exp", "jti", "dlg", "models", "act")
@@ -116,7 +117,7 @@ def verify_agent_token(
     try:
         claims = msgspec.convert(raw, AgentClaims)
     except msgspec.ValidationError as exc:
-        raise TokenInvalid(f"agent token claims are malformed: {exc}") from None
+        raise TokenInvalid(f"agent token claims are malformed: {error_sentence(exc)}") from None
     if claims.sub != agent_sub(claims.agent, claims.act.sub):
         raise TokenInvalid("agent token sub does not name its approving person")
     return claims

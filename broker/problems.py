@@ -20,6 +20,7 @@ from broker.errors import (
     Unavailable,
     VouchError,
 )
+from broker.validation_messages import sentence
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("vouch.http")
@@ -63,11 +64,12 @@ def on_http_exception(request: HttpRequest, exc: Exception) -> Response[Any]:
     assert isinstance(exc, HTTPException)
     cls = _problem_class(exc.status_code)
     extra: dict[str, Any] = {}
-    if isinstance(exc, ValidationException) and exc.extra:
-        extra["errors"] = exc.extra
     detail = exc.detail if exc.detail else cls.title
     if isinstance(exc, ValidationException):
-        detail = "request body or parameters are not valid: " + _summary(exc.extra)
+        errors = _plain_errors(exc.extra, _aliases(request))
+        if errors:
+            extra["errors"] = errors
+        detail = "; ".join(e["message"] for e in errors[:5]) or "invalid input"
     return problem_response(request, cls(detail, **extra))
 
 
@@ -120,16 +122,36 @@ def _slug(status: int) -> str:
     }.get(status, f"http-{status}")
 
 
-def _summary(extra: Any) -> str:
-    if isinstance(extra, list) and extra:
-        parts = []
-        for item in extra[:5]:
-            if isinstance(item, dict):
-                parts.append(
-                    f"{item.get('key') or item.get('source', '')}: {item.get('message', '')}"
-                )
-        return "; ".join(parts) or "invalid input"
-    return "invalid input"
+def _plain_errors(extra: Any, aliases: dict[str, str]) -> list[dict[str, Any]]:
+    """Litestar's validation errors (`{message, key, source}`, msgspec's wording) with each
+    message a sentence naming its field as the client spells it; Litestar names the whole
+    body `data`, and a parameter by its Python name."""
+    if not isinstance(extra, list):
+        return []
+    errors = []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        key = aliases.get(str(item.get("key") or ""), str(item.get("key") or ""))
+        field = "" if key == "data" and str(item.get("source")) == "body" else key
+        message = sentence(str(item.get("message", "")), field)
+        errors.append({**item, "key": key, "message": message})
+    return errors
+
+
+def _aliases(request: HttpRequest) -> dict[str, str]:
+    """Python parameter name -> the name in the request (`all_people` is `?all=`)."""
+    handler = request.scope.get("route_handler")
+    signature = getattr(handler, "parsed_fn_signature", None)
+    if signature is None:
+        return {}
+    aliases = {}
+    for name, definition in signature.parameters.items():
+        marker = definition.kwarg_definition
+        alias = getattr(marker, "query", None) or getattr(marker, "name", None)
+        if isinstance(alias, str) and alias != name:
+            aliases[name] = alias
+    return aliases
 
 
 EXCEPTION_HANDLERS = {

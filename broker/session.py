@@ -12,6 +12,7 @@ from broker.errors import TokenInvalid
 from broker.keys import KeyRing
 from broker.revocation import not_before_key, session_key, signing_key_key
 from broker.tokens import SESSION_TYP, Expectation, mint, signing_kid, verify
+from broker.validation_messages import error_sentence
 
 REQUIRED: Final = ("iss", "sub", "aud", "iat", "exp", "jti", "cid", "amr", "auth_time")
 
@@ -97,7 +98,7 @@ def verify_session(token: str, expect: Expectation, *, keys: KeyRing, now: float
     try:
         claims = msgspec.convert(verify(token, expect, keys=keys, now=now), SessionClaims)
     except msgspec.ValidationError as exc:
-        raise TokenInvalid(f"session claims are malformed: {exc}") from None
+        raise TokenInvalid(f"session claims are malformed: {error_sentence(exc)}") from None
     return Person(
         email=claims.sub,
         cid=claims.cid,

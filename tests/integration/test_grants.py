@@ -130,6 +130,51 @@ def test_bad_input_leaves_no_partial_state(
         assert raw.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        (
+            {"ttl_s": 30 * 86400},
+            [{"message": "ttl_s must be at most 604800 seconds (7 days)", "key": "ttl_s"}],
+        ),
+        ({"agent": ""}, [{"message": "agent must not be empty", "key": "agent"}]),
+        ({"surprise": 1}, [{"message": "surprise is not a known field", "key": "data"}]),
+        (
+            {"models": [""]},
+            [{"message": "models[0] must not be empty", "key": "models[0]"}],
+        ),
+    ],
+)
+def test_bad_input_is_refused_in_plain_words_that_name_the_field(
+    human_factory: Callable[..., Human], body: dict[str, Any], errors: list[dict[str, str]]
+) -> None:
+    alice = human_factory()
+    answer = alice.post("/v1/delegations/begin", body, alice.session)
+    assert answer.status_code == 400
+    problem = answer.json()
+    assert problem == {
+        "type": "urn:vouch:problem:invalid-request",
+        "title": "Invalid request",
+        "status": 400,
+        "detail": errors[0]["message"],
+        "instance": "/v1/delegations/begin",
+        "errors": [{**e, "source": "body"} for e in errors],
+    }
+
+
+def test_a_bad_query_parameter_is_named_in_plain_words(
+    broker: BrokerServer, human_factory: Callable[..., Human]
+) -> None:
+    alice = human_factory()
+    with broker.client(alice.session) as http:
+        answer = http.get("/v1/delegations", params={"all": "perhaps"})
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "all must be true or false, not a string"
+    assert answer.json()["errors"] == [
+        {"message": "all must be true or false, not a string", "key": "all", "source": "query"}
+    ]
+
+
 # --- agent-initiated requests ------------------------------------------------------------------
 
 
