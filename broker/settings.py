@@ -20,6 +20,9 @@ from urllib.parse import urlparse
 import msgspec
 from msgspec import Meta
 
+from broker.validation_messages import error_complaint
+from policies.duration import parse_duration
+
 ENV_PREFIX = "VOUCH_"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "redis+cluster"})
 EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policies" / "examples" / "org.toml"
@@ -309,6 +312,11 @@ class SettingField:
         return ENV_PREFIX + "_".join(self.path).upper()
 
     @property
+    def duration(self) -> bool:
+        """Seconds (`_s`), so "8h", "90m" or "1d" are read as in the org policy."""
+        return self.path[-1].endswith("_s") and self.type in (int, float)
+
+    @property
     def rules(self) -> tuple[str, ...]:
         """Everything checked at start, as the problem reported would word it."""
         if self.bounds is None:
@@ -454,10 +462,11 @@ def read_settings(
     raw.update(_read_env(env, problems, deprecations))
     raw.update(_read_overrides(overrides))
     values = _convert_fields(raw, problems)
-    settings = _build(Settings, values) if not problems else None
-    if settings is not None:
-        problems.extend(_semantic_problems(settings))
-    if problems or settings is None:
+    # A value of the wrong type keeps its default here, so the ranges and files of every
+    # other setting are still checked: one run lists every problem.
+    settings = _build(Settings, values)
+    problems.extend(_semantic_problems(settings))
+    if problems:
         raise SettingsError(problems, deprecations)
     if not settings.origins:
         settings = msgspec.structs.replace(settings, origins=[_origin_of(settings.issuer)])
@@ -540,11 +549,26 @@ def _convert_fields(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         field = _BY_KEY[key]
+        seconds = (
+            parse_duration(value.strip()) if field.duration and isinstance(value, str) else None
+        )
+        if seconds is not None:
+            values[key] = seconds
+            continue
         try:  # to the bare type: ranges are start checks, reported in their own words
             values[key] = msgspec.convert(value, field.type, strict=False)
         except msgspec.ValidationError as exc:
-            problems.append(f"{field.env} / {field.key}: {exc} (got {value!r})")
+            problems.append(f"{field.env} / {field.key}: {_type_problem(field, value, exc)}")
     return values
+
+
+def _type_problem(field: SettingField, value: Any, exc: msgspec.ValidationError) -> str:
+    """What a value of the wrong type should have been, in words, with the value given."""
+    if field.duration:
+        number = "a whole number" if field.type is int else "a number"
+        return f"must be {number} of seconds or a duration like 8h, 90m or 1h30m, not {value!r}"
+    said = error_complaint(exc, field.key, given=value)
+    return said.predicate if said.subject == field.key else str(said)
 
 
 def _build(struct: type[msgspec.Struct], values: dict[str, Any], path: str = "") -> Any:

@@ -58,8 +58,10 @@ def _length(match: re.Match[str], field: str) -> str:
     return f"must be {_COMPARISON[op]} {n} {noun}" + (" long" if kind == "str" else "")
 
 
+_WRONG_TYPE = re.compile(r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`")
+_UNSEEN = object()
 _SHAPES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str], str]], ...] = (
-    (re.compile(r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`"), _wrong_type),
+    (_WRONG_TYPE, _wrong_type),
     (re.compile(r"Expected `(?:int|float)` (?P<op><=|>=|<|>) (?P<limit>-?[\d.e+]+)"), _bound),
     (
         re.compile(
@@ -93,14 +95,30 @@ class Complaint(NamedTuple):
         return f"{self.subject} {self.predicate}"
 
 
-def complaint(message: str, field: str) -> Complaint:
-    """msgspec's `message` about `field` ("" for the whole document) in plain words."""
+def complaint(message: str, field: str, *, given: object = _UNSEEN) -> Complaint:
+    """msgspec's `message` about `field` ("" for the whole document) in plain words; a
+    value of the wrong type is shown as `given` when known, else by its type."""
     subject = field or "the request body"
     if match := _MISSING.fullmatch(message):
         return Complaint(_join(field, match["name"]), "is required")
     if match := _UNKNOWN.fullmatch(message):
         return Complaint(_join(field, match["name"]), "is not a known field")
+    if given is not _UNSEEN and (match := _WRONG_TYPE.fullmatch(message)):
+        return Complaint(subject, f"must be {_kind(match['want'], _TYPES)}, not {given!r}")
     return Complaint(subject, _predicate(message, field))
+
+
+def error_complaint(
+    exc: msgspec.ValidationError, field: str = "", *, given: object = _UNSEEN
+) -> Complaint:
+    """A `msgspec.ValidationError` from `convert` or `decode` about `field` (more of the
+    field's name from the error's path); `given` is the value converted."""
+    match = _AT.fullmatch(str(exc))
+    if match is None:
+        return complaint(str(exc), field, given=given)
+    path = match["path"]
+    inner = _join(field, path.lstrip(".")) if not path.startswith("[") else field + path
+    return complaint(match["message"], inner, given=_UNSEEN if path else given)
 
 
 def sentence(message: str, field: str) -> str:
@@ -109,12 +127,8 @@ def sentence(message: str, field: str) -> str:
 
 
 def error_sentence(exc: msgspec.ValidationError) -> str:
-    """A `msgspec.ValidationError` from `convert` or `decode` (the field from its path)."""
-    text = str(exc)
-    match = _AT.fullmatch(text)
-    if match is None:
-        return sentence(text, "")
-    return sentence(match["message"], match["path"].lstrip("."))
+    """`error_complaint` as one sentence."""
+    return str(error_complaint(exc))
 
 
 def _predicate(message: str, field: str) -> str:

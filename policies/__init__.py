@@ -36,10 +36,14 @@ IAM evaluator (evaluator.py, conditions.py, resources.py)
     evaluate(Request(action, resource, context), identity_policies, session_policies=None)
         -> Decision(outcome, statements, reason); raises EvaluationError
 
+Durations (duration.py)
+    parse_duration("8h") -> 28800                         seconds; None if not a duration
+
 Errors (errors.py): one tree under PoliciesError, each class with a stable `code`.
 """
 
 from policies.catalog import Catalog, Entry
+from policies.duration import parse_duration
 from policies.errors import (
     CatalogError,
     EvaluationError,
@@ -88,6 +92,7 @@ __all__ = [
     "load_org_policy",
     "normalize_email",
     "parse_agent_sub",
+    "parse_duration",
     "role_permissions_policy",
     "trust_policy",
 ]

@@ -13,9 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from policies.duration import parse_duration
 from policies.errors import PolicyFileError, Problem
-
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -37,19 +36,6 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise PolicyFileError(
             str(path), [Problem(str(path), "", f"not UTF-8 text (byte {exc.start})")]
         ) from exc
-
-
-def parse_duration(value: object) -> int | None:
-    """Seconds from an integer or a string like "8h", "90m", "2h30m", "1d"; None if neither."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if not isinstance(value, str) or not value:
-        return None
-    match = _DURATION.fullmatch(value)
-    if match is None:
-        return None
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:

@@ -31,6 +31,8 @@ class FieldDoc:
     default: str
     description: str
     checks: tuple[str, ...]
+    duration: bool = False
+    """Seconds, also read from a duration string ("8h")."""
 
 
 def rows(fields: tuple[SettingField, ...] = FIELDS) -> list[FieldDoc]:
@@ -51,6 +53,7 @@ def rows(fields: tuple[SettingField, ...] = FIELDS) -> list[FieldDoc]:
                 default=_default(field),
                 description=field.description,
                 checks=field.rules,
+                duration=field.duration,
             )
         )
     return out
@@ -95,7 +98,7 @@ def _table(fields: list[FieldDoc]) -> list[str]:
         text = f.description
         if f.checks:
             text += " Checked at start: " + "; ".join(f.checks) + "."
-        cells = (f"`{f.name}`", f"`{f.env}`", _type_cell(f.type), f.default, text)
+        cells = (f"`{f.name}`", f"`{f.env}`", _type_cell(f), f.default, text)
         lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
     return lines
 
@@ -113,10 +116,12 @@ def _renamed_table() -> list[str]:
     return lines
 
 
-def _type_cell(annotation: str) -> str:
-    if annotation.startswith("list["):
-        return f"`{annotation}` (env: comma-separated)"
-    return f"`{annotation}`"
+def _type_cell(f: FieldDoc) -> str:
+    if f.type.startswith("list["):
+        return f"`{f.type}` (env: comma-separated)"
+    if f.duration:
+        return f"`{f.type}` (seconds or a duration)"
+    return f"`{f.type}`"
 
 
 def _default(field: SettingField) -> str:
@@ -188,6 +193,8 @@ VOUCH_CONFIG=/etc/vouch/broker.toml VOUCH_LOG_LEVEL=DEBUG vouch-broker serve
 
 Environment values are text: numbers are parsed, booleans accept `true`/`false`/`1`/`0`
 (any case), lists are comma-separated (`VOUCH_ORIGINS=https://a.example,https://b.example`).
+A setting whose name ends in `_s` is a number of seconds, or a duration written as in the
+org policy: `session_ttl_s = "8h"`, `VOUCH_SESSION_TTL_S=90m`, `"2h30m"`, `"1d"`, `"45s"`.
 Settings are validated once at start and every problem is reported together; the command
 then exits with code 6. An unknown key in the TOML file is an error; an unknown `VOUCH_*`
 variable is ignored, so check the spelling of variables you set.

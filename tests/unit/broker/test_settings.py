@@ -56,12 +56,51 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     }
     with pytest.raises(SettingsError) as caught:
         load_settings(env=env, config_file=config)
-    problems = caught.value.problems
-    assert any("unknown setting 'bogus'" in p for p in problems)
-    assert any(
-        p.startswith("VOUCH_SESSION_TTL_S / session_ttl_s: Expected `int`") for p in problems
-    )
-    assert len(problems) == 2  # type errors stop semantic checks: they would only repeat them
+    # A type error in one setting hides no range, URL or file error in the others.
+    assert caught.value.problems == [
+        f"{config}: unknown setting 'bogus'",
+        "VOUCH_SESSION_TTL_S / session_ttl_s: must be a whole number of seconds or a duration "
+        "like 8h, 90m or 1h30m, not 'forever'",
+        "issuer: must be an https URL (plain http only for localhost)",
+        "challenge_ttl_s: must be between 1 and 120 seconds",
+        f"policy_file: no such file {tmp_path / 'missing.toml'}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [('"8h"', 8 * 3600), ('"90m"', 5400), ('"1h30m"', 5400), ('"1d"', 86400), ("3600", 3600)],
+)
+def test_durations_are_read_as_the_org_policy_reads_them(
+    tmp_path: Path, written: str, seconds: int
+) -> None:
+    config = tmp_path / "vouch.toml"
+    config.write_text(f"session_ttl_s = {written}\n[aws]\nsts_assertion_ttl_s = {written}\n")
+    # Every one is over the assertion's 300 s: read as a duration, then checked for range.
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env={}, config_file=config)
+    assert caught.value.problems == ["aws.sts_assertion_ttl_s: must be between 30 and 300 seconds"]
+    env = {"VOUCH_AWS_STS_ASSERTION_TTL_S": "5m", "VOUCH_AWS_STS_TIMEOUT_S": "2s"}
+    settings = load_settings(env=env, config_file=config)
+    assert settings.session_ttl_s == seconds
+    assert (settings.aws.sts_assertion_ttl_s, settings.aws.sts_timeout_s) == (300, 2)
+    assert load_settings(env={"VOUCH_REDIS_TIMEOUT_S": "0.25"}).redis_timeout_s == 0.25
+
+
+def test_a_value_of_the_wrong_type_is_named_with_what_it_must_be(tmp_path: Path) -> None:
+    config = tmp_path / "vouch.toml"
+    config.write_text("aaguids = [1]\nsession_ttl_s = 8.5\n")
+    env = {"VOUCH_ALLOW_SOFTWARE_KEYS": "maybe", "VOUCH_KEY_REFRESH_S": "often"}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env=env, config_file=config)
+    assert caught.value.problems == [
+        "VOUCH_AAGUIDS / aaguids: aaguids[0] must be a string, not a whole number",
+        "VOUCH_SESSION_TTL_S / session_ttl_s: must be a whole number of seconds or a duration "
+        "like 8h, 90m or 1h30m, not 8.5",
+        "VOUCH_KEY_REFRESH_S / key_refresh_s: must be a number of seconds or a duration like "
+        "8h, 90m or 1h30m, not 'often'",
+        "VOUCH_ALLOW_SOFTWARE_KEYS / allow_software_keys: must be true or false, not 'maybe'",
+    ]
 
 
 def test_semantic_problems_are_all_listed(tmp_path: Path) -> None:
@@ -224,14 +263,18 @@ def test_problems_name_the_new_spelling_and_list_the_notices(tmp_path: Path) -> 
     env = {"VOUCH_STS_TIMEOUT_S": "soon"}
     with pytest.raises(SettingsError) as caught:
         read_settings(env=env, config_file=config)
-    assert caught.value.problems == [
-        "VOUCH_AWS_STS_TIMEOUT_S / aws.sts_timeout_s: Expected `float`, got `str` (got 'soon')"
-    ]
+    soon = (
+        "VOUCH_AWS_STS_TIMEOUT_S / aws.sts_timeout_s: must be a number of seconds or a "
+        "duration like 8h, 90m or 1h30m, not 'soon'"
+    )
+    # The type error does not hide the other setting's range error.
+    range_problem = "aws.sts_assertion_ttl_s: must be between 30 and 300 seconds"
+    assert caught.value.problems == [soon, range_problem]
     assert str(caught.value) == "\n".join(
         [
             "invalid configuration:",
-            "  - VOUCH_AWS_STS_TIMEOUT_S / aws.sts_timeout_s: Expected `float`, got `str` "
-            "(got 'soon')",
+            f"  - {soon}",
+            f"  - {range_problem}",
             "deprecated settings in use:",
             f"  - {config}: top-level 'sts_assertion_ttl_s' is deprecated: write it as "
             "'sts_assertion_ttl_s' in the [aws] table",
