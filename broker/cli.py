@@ -43,6 +43,20 @@ if TYPE_CHECKING:
 EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_DENIED, EXIT_CONFIG = 1, 4, 5, 6
 EXIT_CODES = """exit codes: 0 ok, 1 failed, 4 Redis or AWS unreachable or unavailable,
 5 AWS refused, 6 bad arguments, settings, policy or input"""
+EPILOG = f"""examples:
+  vouch-broker dev                       broker, redis-server and an AWS emulator on this
+                                         machine, for development (what `make run` starts)
+  vouch-broker policy check /etc/vouch/org.toml
+  vouch-broker keys generate --dir /etc/vouch/keys
+  vouch-broker aws-setup                 print the IAM OIDC provider and role; --apply
+                                         creates them
+  vouch-broker --config /etc/vouch/broker.toml serve --host 0.0.0.0 --workers 2
+  vouch-broker invite alice@example.com  a one-time enrollment code (or: vouch admin invite)
+
+Settings come from --config FILE (or $VOUCH_CONFIG) and VOUCH_* variables:
+docs/configuration.md. Running it in production: docs/operating.md.
+
+{EXIT_CODES}"""
 NO_AWS_CREDENTIALS = (
     "vouch-broker aws-setup --apply: no AWS credentials found: set AWS_PROFILE (or "
     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for an identity that may manage IAM, "
@@ -269,10 +283,30 @@ def cmd_invite(args: argparse.Namespace) -> int:
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from broker.services import load_policy
 
+    refused = _not_a_policy_file(Path(args.file))
+    if refused:
+        print(f"vouch-broker policy check: {refused}", file=sys.stderr)
+        return EXIT_CONFIG
     settings = load_settings(policy_file=args.file)
     _, org = load_policy(settings)
     print(f"{args.file}: ok ({len(org.rules)} rules, {len(org.allowed_models)} models)")
     return 0
+
+
+def _not_a_policy_file(path: Path) -> str | None:
+    """Why `path` cannot be an org policy file, in words that say what to pass; None if it
+    may be one (its content is checked next)."""
+    if path.is_dir():
+        found = sorted(path.glob("*.toml"))
+        example = path / "org.toml" if path / "org.toml" in found or not found else found[0]
+        hint = f" ({', '.join(p.name for p in found)} there)" if found else ""
+        return (
+            f"{path} is a directory: pass the org policy's TOML file{hint}, "
+            f"e.g. vouch-broker policy check {example}"
+        )
+    if not path.exists():
+        return f"no such file: {path} (pass the org policy's TOML file)"
+    return None
 
 
 def _no_devtools(exc: ModuleNotFoundError, command: str, make: str) -> int:
@@ -379,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vouch-broker",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog=EXIT_CODES,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vouch-broker {_version()}")

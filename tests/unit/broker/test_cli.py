@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from broker.cli import main
+from broker.cli import build_parser, main
 
 pytestmark = pytest.mark.unit
 
@@ -154,10 +155,23 @@ def test_files_that_are_not_utf8_or_are_directories_are_named_not_tracebacks(
         6,
         f"invalid configuration:\n  - {latin1}: not UTF-8 text (byte 5)\n",
     )
+    # A directory, or a file that is not there: what to pass instead, not a settings problem.
     assert run(["policy", "check", str(tmp_path)], capsys) == (
         6,
-        f"invalid configuration:\n  - policy_file: {tmp_path} is a directory: "
-        "give the TOML file in it\n",
+        f"vouch-broker policy check: {tmp_path} is a directory: pass the org policy's TOML "
+        f"file (latin1.toml there), e.g. vouch-broker policy check {latin1}\n",
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(["policy", "check", str(empty)], capsys) == (
+        6,
+        f"vouch-broker policy check: {empty} is a directory: pass the org policy's TOML "
+        f"file, e.g. vouch-broker policy check {empty / 'org.toml'}\n",
+    )
+    assert run(["policy", "check", str(empty / "org.toml")], capsys) == (
+        6,
+        f"vouch-broker policy check: no such file: {empty / 'org.toml'} (pass the org "
+        "policy's TOML file)\n",
     )
     # serve reads the policy before it forks workers, so a bad one stops it in one place.
     monkeypatch.setenv("VOUCH_POLICY_FILE", str(latin1))
@@ -207,3 +221,22 @@ def test_version_and_bad_arguments_use_the_vouch_exit_codes(
     assert capsys.readouterr().err.endswith(
         "vouch-broker serve: argument --port: invalid int value: 'http'\n"
     )
+
+
+def test_help_shows_examples_that_parse_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as shown:
+        main(["--help"])
+    assert shown.value.code == 0
+    text = capsys.readouterr().out
+    examples = [
+        line.strip().split("  ")[0]
+        for line in text.split("examples:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        if line.startswith("  vouch-broker ")
+    ]
+    assert len(examples) == 6
+    assert "vouch-broker policy check /etc/vouch/org.toml" in examples
+    parser = build_parser()
+    for example in examples:
+        args = parser.parse_args(shlex.split(example)[1:])  # exits 6 on a stale example
+        assert callable(args.func), example
+    assert "docs/configuration.md" in text and text.rstrip().endswith("settings, policy or input")
