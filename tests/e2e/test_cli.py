@@ -521,3 +521,60 @@ def test_list_and_status_count_only_active_delegations_and_say_who_revoked_the_r
     }
     only_active = json.loads(dora.run("delegate", "list", "--json").stdout)["delegations"]
     assert [d["id"] for d in only_active] == [ids["kept"]]
+
+
+def test_json_failures_are_problem_documents_with_the_brokers_members_and_exit_code(
+    person: Person, tmp_path: Path
+) -> None:
+    alice = person()
+    denied = alice.run("admin", "invite", "eve@example.com", "--json", code=5)
+    assert json.loads(denied.stdout) == {
+        "type": PROBLEM + "permission-denied",
+        "title": "Permission denied",
+        "status": 403,
+        "detail": "this needs an admin named in the org policy",
+        "instance": "/v1/admin/invites/begin",
+        "exit_code": 5,
+    }
+    assert denied.stderr == "vouch: this needs an admin named in the org policy\n"
+    # The broker's validation, in its plain words, through the CLI (6: fix the arguments).
+    args = ("delegate", "--agent", "too-long", "--model", "us.claude-haiku-4-5", "--ttl", "30d")
+    refused = alice.run(*args, "--json", code=6)
+    assert json.loads(refused.stdout) == {
+        "type": PROBLEM + "invalid-request",
+        "title": "Invalid request",
+        "status": 400,
+        "detail": "ttl_s must be at most 604800 seconds (7 days)",
+        "instance": "/v1/delegations/begin",
+        "errors": [
+            {
+                "message": "ttl_s must be at most 604800 seconds (7 days)",
+                "key": "ttl_s",
+                "source": "body",
+            }
+        ],
+        "exit_code": 6,
+    }
+    assert refused.stderr.endswith("vouch: ttl_s must be at most 604800 seconds (7 days)\n")
+    token_file = alice.delegate(tmp_path / "t", "us.claude-haiku-4-5", agent="json-revoked")
+    dlg = jwt.decode(token_file.read_text().strip(), options={"verify_signature": False})["dlg"]
+    alice.run("delegate", "revoke", dlg, "--no-wait")
+    revoked = alice.run("credential", "aws", "--token-file", str(token_file), "--json", code=5)
+    problem = json.loads(revoked.stdout)
+    assert problem == {
+        "type": PROBLEM + "token-revoked",
+        "title": "Token revoked",
+        "status": 401,
+        "detail": "token revoked: its delegation was revoked",
+        "instance": "/v1/credentials/aws",
+        "handle": "delegation",
+        "exit_code": 5,
+    }
+
+
+def test_admin_invite_takes_email_as_enroll_spells_it(person: Person) -> None:
+    admin = person("admin@example.com")
+    invited = admin.run("admin", "invite", "--email", "carol@example.com", "--json")
+    invite = json.loads(invited.stdout)
+    assert invite["email"] == "carol@example.com" and len(invite["code"]) > 8
+    assert "invite carol@example.com" in invited.stderr  # the tap signed that address

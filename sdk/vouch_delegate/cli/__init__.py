@@ -13,11 +13,12 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from vouch_delegate._errors import VouchError
+from vouch_delegate._errors import ConfigError, VouchError
 from vouch_delegate._version import __version__
 from vouch_delegate.cli import admin, aws, delegate, signin
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import CONFIG, FAILED, exit_code
+from vouch_delegate.cli._problem import json_asked, write_problem
 from vouch_delegate.cli._text import printable
 
 DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to AI agents.
@@ -35,12 +36,21 @@ exit codes: 0 ok, 1 failed, 2 not signed in, 3 no key, 4 network, 5 denied or re
 6 bad arguments or configuration (or no PIN: no terminal and $VOUCH_PIN unset), 7 wrong PIN"""
 
 
+class UsageError(SystemExit):
+    """Bad arguments: argparse's message, printed; exit 6 (2 means "not signed in" here)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(CONFIG)
+        self.message = message
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but bad arguments exit 6 (2 means "not signed in" here)."""
+    """argparse, but bad arguments exit 6, with a JSON problem under --json (see `main`)."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(CONFIG, f"vouch: {message}\n")
+        sys.stderr.write(f"vouch: {message}\n")
+        raise UsageError(message)
 
 
 def _common(*, inherit: bool) -> argparse.ArgumentParser:
@@ -87,25 +97,46 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. Under --json a failure also prints a problem document
+    (`_problem.py`) on stdout, whatever failed: arguments, the broker, the key, or a bug."""
+    words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(words)
+    except UsageError as exc:
+        if json_asked(words):  # the line did not parse: look for the option itself
+            write_problem(sys.stdout, ConfigError(exc.message), CONFIG)
+        raise
+    as_json = bool(args.json)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
+        if as_json:
+            write_problem(sys.stdout, ConfigError("no command given: see vouch --help"), CONFIG)
         return CONFIG
     ctx = Context(args, os.environ, sys.stdout, sys.stderr)
     try:
         return int(args.handler(ctx))
     except VouchError as exc:
-        _report(exc, sys.stderr, verbose=args.verbose)
-        return exit_code(exc)
+        return _failed(exc, exit_code(exc), as_json=as_json, verbose=args.verbose)
     except KeyboardInterrupt:
-        sys.stderr.write("vouch: interrupted\n")
-        return 130
+        return _failed(_Interrupted("interrupted"), 130, as_json=as_json, verbose=False)
     except Exception as exc:  # a bug: one line, the traceback only when asked
-        sys.stderr.write(f"vouch: internal error: {type(exc).__name__}: {printable(exc)}\n")
+        bug = VouchError(f"internal error: {type(exc).__name__}: {printable(exc)}")
+        code = _failed(bug, FAILED, as_json=as_json, verbose=False)
         if args.verbose:
             traceback.print_exc()
-        return FAILED
+        return code
+
+
+class _Interrupted(VouchError):
+    slug = "interrupted"
+
+
+def _failed(exc: VouchError, code: int, *, as_json: bool, verbose: bool) -> int:
+    _report(exc, sys.stderr, verbose=verbose)
+    if as_json:
+        write_problem(sys.stdout, exc, code)
+    return code
 
 
 def _report(exc: VouchError, err: TextIO, *, verbose: bool) -> None:

@@ -11,6 +11,7 @@ import unicodedata
 from typing import Any
 
 from vouch_delegate._action import describe, verified_action
+from vouch_delegate._errors import ConfigError
 from vouch_delegate._messages import ActionProposal, Invite
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
@@ -37,7 +38,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     invite = actions.add_parser(
         "invite", parents=[common], help="a one-time enrollment code for a person (a key tap)"
     )
-    invite.add_argument("email", help="who may enroll with the code")
+    _email_argument(invite, "who may enroll with the code")
     invite.set_defaults(handler=run_invite)
     invites = actions.add_parser("invites", parents=[common], help="unused invites")
     invites.set_defaults(handler=run_invites)
@@ -51,7 +52,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="let a revoked person back in (a key tap); they enroll a new key with an invite",
     )
-    reinstate.add_argument("email", help="the revoked person")
+    _email_argument(reinstate, "the revoked person")
     reinstate.set_defaults(handler=run_reinstate)
     revoke = actions.add_parser(
         "revoke",
@@ -77,11 +78,29 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     audit.set_defaults(handler=run_audit)
 
 
-def _tap(ctx: Context, proposal: ActionProposal, name: str) -> dict[str, object]:
+def _email_argument(parser: argparse.ArgumentParser, text: str) -> None:
+    """EMAIL, or --email EMAIL as `vouch enroll` spells it: either is accepted."""
+    parser.add_argument("email", nargs="?", metavar="EMAIL", help=text)
+    parser.add_argument("--email", dest="email_option", metavar="EMAIL", help="the same")
+
+
+def _email(ctx: Context, command: str) -> str:
+    """The email given as EMAIL or --email EMAIL.
+
+    Raises: ConfigError when neither or two different ones are given.
+    """
+    given: set[str] = {e for e in (ctx.args.email, ctx.args.email_option) if e}
+    if len(given) != 1:
+        what = "one email, not two" if given else "an email"
+        raise ConfigError(f"vouch admin {command} needs {what}: EMAIL or --email EMAIL")
+    return given.pop()
+
+
+def _tap(ctx: Context, proposal: ActionProposal, name: str, email: str) -> dict[str, object]:
     """Check that the proposal's challenge commits to the action asked for (the email as
     the broker folds it: NFKC, lower case), show it, and tap."""
     session = ctx.session()
-    asked = unicodedata.normalize("NFKC", ctx.args.email.strip()).lower()
+    asked = unicodedata.normalize("NFKC", email.strip()).lower()
     action = verified_action(proposal, action=name, by=session.email or "", email=asked)
     key = ctx.key()
     ctx.info(f"You are about to {describe(action)} (your key tap signs exactly this).")
@@ -89,9 +108,10 @@ def _tap(ctx: Context, proposal: ActionProposal, name: str) -> dict[str, object]
 
 
 def run_invite(ctx: Context) -> int:
+    asked = _email(ctx, "invite")
     broker = ctx.client()
-    proposal = broker.invite_begin(ctx.args.email)
-    invite = broker.invite_complete(proposal.challenge_id, _tap(ctx, proposal, "invite"))
+    proposal = broker.invite_begin(asked)
+    invite = broker.invite_complete(proposal.challenge_id, _tap(ctx, proposal, "invite", asked))
     hours = invite.expires_in // 3600
     email = printable(invite.email)
     ctx.info(f"Invite {printable(invite.id)} for {email} (valid {hours} h, single use).")
@@ -129,8 +149,9 @@ def run_cancel_invite(ctx: Context) -> int:
 
 def run_reinstate(ctx: Context) -> int:
     broker = ctx.client()
-    proposal = broker.reinstate_begin(ctx.args.email)
-    done = broker.reinstate_complete(proposal.challenge_id, _tap(ctx, proposal, "reinstate"))
+    email = _email(ctx, "reinstate")
+    proposal = broker.reinstate_begin(email)
+    done = broker.reinstate_complete(proposal.challenge_id, _tap(ctx, proposal, "reinstate", email))
     email = printable(done.email)
     ctx.info(
         f"Reinstated {email}. Their old keys stay revoked: invite them to enroll a new"

@@ -14,6 +14,7 @@ from typing import Any
 from vouch_delegate._credentials import AgentCredentials, AwsCredentials
 from vouch_delegate._errors import ConfigError
 from vouch_delegate._grant import parse_duration
+from vouch_delegate._token import TOKEN_ENV, TOKEN_FILE_ENV
 from vouch_delegate.cli._aws_config import config_path, section_name, write_profile
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import OK
@@ -142,12 +143,20 @@ def child_environment(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if not name.startswith("VOUCH_")}
 
 
+_TOKEN_VARIABLES = (TOKEN_ENV, TOKEN_FILE_ENV)
+
+
 def run_exec(ctx: Context) -> int:
     command = list(ctx.args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise ConfigError("vouch exec needs a command: vouch exec [OPTIONS] -- CMD [ARGS ...]")
+    if not (ctx.args.token_file or any(ctx.env.get(v, "").strip() for v in _TOKEN_VARIABLES)):
+        raise ConfigError(
+            "vouch exec needs an agent token: pass --token-file F, or set "
+            f"{TOKEN_FILE_ENV} (or {TOKEN_ENV}); `vouch delegate --out F` writes one"
+        )
     source = _exchanged(ctx)
     env = {**child_environment(ctx.env), **source.get().environment()}
     if source.region and not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):

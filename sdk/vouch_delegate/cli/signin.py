@@ -12,6 +12,7 @@ from typing import Any
 from vouch_delegate._action import describe, verified_action
 from vouch_delegate._errors import BrokerUnavailable, ConfigError, NetworkError, TokenRevoked
 from vouch_delegate._messages import KeyInfo
+from vouch_delegate._token import SERVER_ENV
 from vouch_delegate.cli import _keyring
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
@@ -219,7 +220,12 @@ def run_status(ctx: Context) -> int:
     try:
         report["server"] = ctx.server
         session = ctx.session()
-    except (NotSignedIn, ConfigError) as exc:
+    except ConfigError as exc:
+        if ctx.args.server or ctx.env.get(SERVER_ENV, "").strip():
+            raise  # a broker URL given but unusable is configuration (6), not a sign-in (2)
+        ctx.emit(report, f"not signed in: {exc.detail}")
+        return NOT_SIGNED_IN
+    except NotSignedIn as exc:
         if saved is not None and saved.signed_out_at and not saved.token:
             report["signed_out_at"] = saved.signed_out_at
             ctx.emit(report, f"signed out of {saved.server} at {_stamp(saved.signed_out_at)}")

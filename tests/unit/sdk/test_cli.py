@@ -171,7 +171,14 @@ def test_a_malformed_broker_answer_exits_1_naming_the_field(
         broker.answer(200, {**proposal, "options": {"publicKey": {}}})
         assert main(["admin", "invite", "bob@example.com", "--json"]) == 1
     out, err = capsys.readouterr()
-    assert out == ""  # nothing half-decoded reaches stdout
+    # Nothing half-decoded reaches stdout: under --json, only the problem document.
+    assert json.loads(out) == {
+        "type": "urn:vouch:problem:invalid-response",
+        "title": "Unexpected answer from the broker",
+        "detail": "the broker's answer to POST /v1/admin/invites/begin is malformed: "
+        "Expected `str`, got `int` - at `$.action_canonical`",
+        "exit_code": 1,
+    }
     assert err == (
         "vouch: the broker's answer to GET /v1/delegations is malformed: "
         "Object missing required field `delegations`\n"
@@ -438,3 +445,96 @@ def test_delegate_requests_shows_the_askers_words_escaped_and_framed_as_theirs(
     assert [(s.method, s.path, s.bearer) for s in broker.seen] == [
         ("GET", "/v1/delegation-requests", "session.jwt")
     ] * 3
+
+
+def problem_of(out: str) -> dict[str, Any]:
+    """The one JSON document on stdout."""
+    document: dict[str, Any] = json.loads(out)
+    return document
+
+
+def test_json_failures_print_a_problem_on_stdout_and_the_line_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("VOUCH_SERVER", "VOUCH_AGENT_TOKEN", "VOUCH_AGENT_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["--json", "--server", "ftp://x", "delegate", "list"]) == 6
+    out, err = capsys.readouterr()
+    detail = "broker URL must be http(s)://HOST[:PORT][/PATH], not 'ftp://x'"
+    assert problem_of(out) == {
+        "type": "urn:vouch:problem:config",
+        "title": "Bad arguments or configuration",
+        "detail": detail,
+        "exit_code": 6,
+    }
+    assert err == f"vouch: {detail}\n"
+    # Arguments that do not parse, wherever --json is, and no command at all.
+    with pytest.raises(SystemExit) as caught:
+        main(["delegate", "--json", "--ttl"])
+    assert caught.value.code == 6
+    out, err = capsys.readouterr()
+    assert problem_of(out)["detail"] == "argument --ttl: expected one argument"
+    assert problem_of(out)["exit_code"] == 6
+    assert err.endswith("vouch: argument --ttl: expected one argument\n")
+    assert main(["--json"]) == 6
+    assert problem_of(capsys.readouterr().out)["detail"] == "no command given: see vouch --help"
+    # Without --json, stdout stays empty; after exec's `--`, --json is the command's.
+    assert main(["--server", "ftp://x", "delegate", "list"]) == 6
+    assert capsys.readouterr().out == ""
+    assert main(["exec", "--", "true", "--json"]) == 6
+    assert capsys.readouterr().out == ""
+
+
+def test_status_with_an_unusable_broker_url_is_configuration_not_signed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("VOUCH_SERVER", raising=False)
+    assert main(["status", "--server", "localhost:8080"]) == 6
+    assert capsys.readouterr().err == (
+        "vouch: broker URL must be http(s)://HOST[:PORT][/PATH], not 'localhost:8080'\n"
+    )
+    monkeypatch.setenv("VOUCH_SERVER", "localhost:8080")
+    assert main(["status", "--json"]) == 6
+    assert problem_of(capsys.readouterr().out)["type"] == "urn:vouch:problem:config"
+    monkeypatch.delenv("VOUCH_SERVER")
+    assert main(["status"]) == 2  # nothing given, nothing saved: simply not signed in
+    assert capsys.readouterr().out == (
+        "not signed in: no broker URL: pass --server URL or set VOUCH_SERVER\n"
+    )
+
+
+def test_exec_without_a_token_names_the_option_and_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("VOUCH_AGENT_TOKEN", "VOUCH_AGENT_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["exec", "--", "true"]) == 6
+    assert capsys.readouterr().err == (
+        "vouch: vouch exec needs an agent token: pass --token-file F, or set "
+        "VOUCH_AGENT_TOKEN_FILE (or VOUCH_AGENT_TOKEN); `vouch delegate --out F` writes one\n"
+    )
+
+
+def test_admin_invite_and_reinstate_take_the_email_as_operand_or_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = build_parser()
+    for command in ("invite", "reinstate"):
+        operand = parser.parse_args(["admin", command, "bob@example.com"])
+        option = parser.parse_args(["admin", command, "--email", "bob@example.com"])
+        assert (operand.email, option.email_option) == ("bob@example.com", "bob@example.com")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    argv = ["--server", SERVER, "admin", "invite"]
+    # Refused before the session or the broker is needed (no session is saved here).
+    assert main(argv) == 6
+    assert capsys.readouterr().err == (
+        "vouch: vouch admin invite needs an email: EMAIL or --email EMAIL\n"
+    )
+    assert main([*argv, "a@example.com", "--email", "b@example.com"]) == 6
+    assert capsys.readouterr().err == (
+        "vouch: vouch admin invite needs one email, not two: EMAIL or --email EMAIL\n"
+    )
+    assert main([*argv, "a@example.com", "--email", "a@example.com"]) == 2  # the same: fine
