@@ -21,6 +21,11 @@ from broker.errors import AssertionRejected, KeyFlagged, PermissionDenied
 from broker.registry import Credential, Registry, credential_hash, user_handle
 from broker.revocation import Reason, Revocations
 
+FLAGGED_RECOVERY = (
+    "an admin must revoke this key and invite you to enroll a new one "
+    '(docs/security.md, "Recovering from a flagged key")'
+)
+
 
 @dataclass(frozen=True)
 class Tap:
@@ -86,12 +91,15 @@ class KeyTaps:
                 counter=asserted.counter,
                 stored_counter=cred.counter,
             )
-            raise KeyFlagged("signature counter did not increase: the key may be cloned")
+            raise KeyFlagged(
+                "signature counter did not increase: this security key may be cloned, so it is"
+                " flagged and every session it signed in has ended; " + FLAGGED_RECOVERY
+            )
         return Tap(cred, asserted)
 
     async def _check_usable(self, cred: Credential) -> None:
         if cred.state == "flagged":
-            raise KeyFlagged("this security key is flagged as possibly cloned; ask an admin")
+            raise KeyFlagged("this security key is flagged as possibly cloned; " + FLAGGED_RECOVERY)
         if cred.state != "active":
             raise AssertionRejected("this security key has been revoked")
         if cred.software and not self.rp.allow_software:

@@ -180,6 +180,45 @@ def test_cloned_key_is_detected_and_flagged(
     assert any(fields[b"event"] == b"key_flagged" for _, fields in events)
 
 
+FLAGGED_HELP = (
+    "an admin must revoke this key and invite you to enroll a new one "
+    '(docs/security.md, "Recovering from a flagged key")'
+)
+
+
+def test_a_flagged_key_is_recovered_as_documented_revoked_then_a_new_key_by_invite(
+    broker: BrokerServer, human_factory: Callable[..., Human], tmp_path: Path
+) -> None:
+    admin, alice = human_factory("admin@example.com"), human_factory()
+    (old,) = [k.cid for k in alice.broker.list_keys()]
+    clone = alice.device.clone_to(tmp_path / "clone.json")
+    alice.login()
+    twin = Human(str(alice.http.base_url), alice.origin, alice.email, tmp_path / "y", device=clone)
+    with pytest.raises(KeyFlagged) as caught:
+        twin.login()
+    # What the person sees: why, what happened to their sessions, and what to do.
+    assert caught.value.detail == (
+        "signature counter did not increase: this security key may be cloned, so it is "
+        "flagged and every session it signed in has ended; " + FLAGGED_HELP
+    )
+    with pytest.raises(KeyFlagged) as again:
+        alice.login()
+    assert again.value.detail == "this security key is flagged as possibly cloned; " + FLAGGED_HELP
+    # What the admin does: find the key in the audit trail, revoke it, invite a new one.
+    flagged = [e for e in admin.broker.read_audit(limit=100) if e["event"] == "key_flagged"]
+    assert [e["cid"] for e in flagged if e["actor"] == alice.email] == [old]
+    admin.broker.create_revocation(credential=old, reason="flagged as cloned")
+    code = admin.invite(alice.email).code
+    renewed = person_at(broker, alice.email, tmp_path / "new-key.json")
+    new = renewed.enroll(code)
+    renewed.login()
+    states = {k.cid: k.state for k in renewed.broker.list_keys()}
+    assert states == {old: "revoked", new: "active"}
+    with pytest.raises(AssertionRejected) as out:  # the old key, clone or not, stays out
+        alice.login()
+    assert out.value.detail == "this security key has been revoked"
+
+
 def test_invite_code_is_single_use(broker: BrokerServer, tmp_path: Path) -> None:
     code = make_invite(broker.settings, "bob@example.com")
     bob = person_at(broker, "bob@example.com", tmp_path / "bob.json")
