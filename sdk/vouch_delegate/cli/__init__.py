@@ -15,7 +15,7 @@ from typing import NoReturn, TextIO
 
 from vouch_delegate._errors import ConfigError, VouchError
 from vouch_delegate._version import __version__
-from vouch_delegate.cli import admin, aws, delegate, signin
+from vouch_delegate.cli import admin, aws, completion, delegate, signin
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import CONFIG, FAILED, exit_code
 from vouch_delegate.cli._problem import json_asked, write_problem
@@ -34,6 +34,20 @@ DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to 
 
 exit codes: 0 ok, 1 failed, 2 not signed in, 3 no key, 4 network, 5 denied or revoked,
 6 bad arguments or configuration (or no PIN: no terminal and $VOUCH_PIN unset), 7 wrong PIN"""
+
+
+EPILOG = """examples:
+  vouch enroll --server https://vouch.example.com --email alice@example.com
+  vouch login
+  vouch delegate --agent researcher --model us.claude-haiku-4-5 --ttl 2h --out agent.token
+  vouch aws-profile --token-file agent.token     (then: aws ... --profile vouch)
+  vouch exec --token-file agent.token -- python my_agent.py
+  vouch delegate list --json                      (on failure: a JSON problem, exit_code in it)
+  vouch completion bash > ~/.local/share/bash-completion/completions/vouch
+
+`vouch COMMAND --help` shows each command's options and examples.
+environment: VOUCH_SERVER, VOUCH_AUTHENTICATOR, VOUCH_PIN, VOUCH_AGENT_TOKEN,
+VOUCH_AGENT_TOKEN_FILE"""
 
 
 class UsageError(SystemExit):
@@ -85,13 +99,12 @@ def build_parser() -> Parser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common(inherit=False)],
-        epilog="environment: VOUCH_SERVER, VOUCH_AUTHENTICATOR, VOUCH_PIN, "
-        "VOUCH_AGENT_TOKEN, VOUCH_AGENT_TOKEN_FILE",
+        epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"vouch {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     common = _common(inherit=True)
-    for module in (signin, delegate, aws, admin):
+    for module in (signin, delegate, aws, admin, completion):
         module.register(commands, common)
     return parser
 

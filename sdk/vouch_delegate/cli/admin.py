@@ -26,6 +26,16 @@ REVOKE_EPILOG = """examples:
 Revocations are enforced on the next request, on every broker replica."""
 
 
+INVITE_EPILOG = """examples:
+  vouch admin invite bob@example.com
+  vouch admin invite --email bob@example.com --json    (the invite, code included, as JSON)
+
+The action is shown before your key asks for a tap; the tap signs exactly that invite.
+The code is printed once on stdout: give it to them privately. They run
+  vouch enroll --server URL --email bob@example.com
+and type it at the prompt. `vouch admin invites` lists unused invites."""
+
+
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     admin = commands.add_parser(
         "admin", parents=[common], help="invites, reinstatement, revocation, audit"
@@ -36,7 +46,11 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     actions.required = True
     invite = actions.add_parser(
-        "invite", parents=[common], help="a one-time enrollment code for a person (a key tap)"
+        "invite",
+        parents=[common],
+        help="a one-time enrollment code for a person (a key tap)",
+        epilog=INVITE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _email_argument(invite, "who may enroll with the code")
     invite.set_defaults(handler=run_invite)

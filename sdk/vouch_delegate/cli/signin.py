@@ -64,12 +64,30 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     _register_session_commands(commands, common)
 
 
+LOGIN_EPILOG = """examples:
+  vouch login                    (the broker and email saved at enroll or the last login)
+  vouch login --server https://vouch.example.com --email alice@example.com
+  vouch login --authenticator soft:demo-key.json    (a software key: tests and demos only)
+
+The key asks for its PIN on the terminal; in a script without one, set VOUCH_PIN.
+The session lasts as long as the broker allows (8 h by default); `vouch logout` ends it."""
+STATUS_EPILOG = """examples:
+  vouch status                   who, which broker, until when, where the session is kept,
+                                 active delegations and every key of yours
+  vouch status --json            the same as JSON
+  vouch status --server https://vouch.example.com
+
+Exit code 2 when not signed in (or signed out, or expired): scripts can test it."""
+
+
 def _register_session_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     login = commands.add_parser(
         "login",
         parents=[common],
         help="sign in with your security key (a session for 8 h)",
         description="Sign in with a key tap; the session is saved (0600) for later commands.",
+        epilog=LOGIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     login.add_argument("--email", help="your email (default: the one saved at enroll/login)")
     login.set_defaults(handler=run_login)
@@ -83,6 +101,8 @@ def _register_session_commands(commands: Any, common: argparse.ArgumentParser) -
         "status",
         parents=[common],
         help="show who is signed in, where, until when, and your keys",
+        epilog=STATUS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     status.add_argument(
         "--show-token", action="store_true", help="also print the session token (careful)"

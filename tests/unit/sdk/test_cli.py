@@ -3,13 +3,17 @@ refusal to tap for a grant the challenge does not commit to."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import io
 import json
 import os
+import re
+import shlex
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -538,3 +542,40 @@ def test_admin_invite_and_reinstate_take_the_email_as_operand_or_option(
         "vouch: vouch admin invite needs one email, not two: EMAIL or --email EMAIL\n"
     )
     assert main([*argv, "a@example.com", "--email", "a@example.com"]) == 2  # the same: fine
+
+
+def parsers_with_help(
+    parser: argparse.ArgumentParser, name: str = "vouch"
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """`parser` and every subcommand's, each with its command line ("vouch admin invite")."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from parsers_with_help(sub, f"{name} {sub_name}")
+
+
+def examples_in(epilog: str) -> list[str]:
+    """The `vouch ...` command lines of an epilog's examples block, without the comments
+    beside them (two spaces or more) or what a shell would do with their output."""
+    block = epilog.split("examples:\n", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip() for line in block.splitlines() if line.startswith("  vouch ")]
+    return [re.split(r"\s{2,}| > | \| ", line)[0] for line in lines]
+
+
+def test_help_shows_examples_that_parse_as_written() -> None:
+    parser = build_parser()
+    with_examples = {
+        name: examples_in(sub.epilog)
+        for name, sub in parsers_with_help(parser)
+        if sub.epilog and "examples:" in sub.epilog
+    }
+    for needed in ("vouch", "vouch login", "vouch status", "vouch admin invite"):
+        assert with_examples.get(needed), f"{needed} --help has no examples"
+    for name, examples in with_examples.items():
+        for example in examples:
+            args = parser.parse_args(shlex.split(example)[1:])  # a stale example exits 6
+            assert hasattr(args, "handler"), (name, example)
+    assert (
+        "vouch admin invite --email bob@example.com --json" in with_examples["vouch admin invite"]
+    )
