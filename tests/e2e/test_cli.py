@@ -526,7 +526,8 @@ def test_list_and_status_count_only_active_delegations_and_say_who_revoked_the_r
 def test_json_failures_are_problem_documents_with_the_brokers_members_and_exit_code(
     person: Person, tmp_path: Path
 ) -> None:
-    alice = person()
+    # A person of its own: alice's delegations reach the org policy's cap when all run.
+    alice = person("json-problems@example.com")
     denied = alice.run("admin", "invite", "eve@example.com", "--json", code=5)
     assert json.loads(denied.stdout) == {
         "type": PROBLEM + "permission-denied",
