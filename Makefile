@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint fmt sync check-redis bench fuzz demo docs docker-check docker-test clean
+.PHONY: run test lint fmt sync check-redis check-chromium bench fuzz demo docs docker-check docker-test clean
 
 $(UV):
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv
@@ -15,6 +15,10 @@ sync: $(UV)
 check-redis:
 	@command -v redis-server >/dev/null || { echo "redis-server is not installed: sudo apt-get install redis-server" >&2; exit 1; }
 
+# tests/browser drive Debian's Chromium (Playwright never downloads a browser here).
+check-chromium:
+	@test -x "$${VOUCH_CHROMIUM:-/usr/bin/chromium}" || { echo "chromium is not installed (the browser tests need it): sudo apt-get install chromium" >&2; exit 1; }
+
 lint: sync
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
@@ -24,7 +28,7 @@ fmt: sync
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-test: lint check-redis
+test: lint check-redis check-chromium
 	$(UV) run pytest -n $(PYTEST_WORKERS) --cov --cov-report=term:skip-covered
 
 run: sync check-redis  # options pass through: make run ARGS="--port 8081 --state-dir .vouch-dev-2"

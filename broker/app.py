@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from broker.auth import provide_person, provide_services
 from broker.middleware import observe, security_headers
 from broker.problems import EXCEPTION_HANDLERS
 from broker.routes import admin, credentials, delegations, discovery, keys, requests, signin
+from broker.schema_viewer import openapi_config
 from broker.services import Services, build_services
 from broker.settings import Settings
 
@@ -49,11 +49,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
-        openapi_config=(
-            OpenAPIConfig(title="Vouch broker", version="0.1.0", path="/schema")
-            if settings.expose_schema
-            else None
-        ),
+        openapi_config=openapi_config("Vouch broker", "0.1.0") if settings.expose_schema else None,
         middleware=[observe],
         before_send=[security_headers],  # unlike middleware, also on the router's 404/405
         request_max_body_size=MAX_BODY_BYTES,

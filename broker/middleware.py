@@ -12,22 +12,26 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
+CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 
 
 async def security_headers(message: Message, scope: Scope) -> None:
     """Litestar `before_send` hook: runs for every response, the router's 404 and 405 too.
 
     Answers carry tokens and credentials, so nothing may cache one unless its handler says
-    otherwise (discovery documents do). Async on purpose: Litestar runs a sync hook in a
-    worker thread, once per ASGI message.
+    otherwise (discovery documents do). Likewise nothing may load or run anything unless its
+    handler sets a policy of its own (the schema viewer does). Async on purpose: Litestar runs
+    a sync hook in a worker thread, once per ASGI message.
     """
     if message["type"] != "http.response.start":
         return
     headers = list(message.get("headers", []))
-    if not any(name.lower() == b"cache-control" for name, _ in headers):
+    names = {name.lower() for name, _ in headers}
+    if b"cache-control" not in names:
         headers.append((b"cache-control", b"no-store"))
+    if CSP[0] not in names:
+        headers.append(CSP)
     message["headers"] = [*headers, *SECURITY_HEADERS]
 
 

@@ -3,8 +3,9 @@
 It starts its own dev stack on free ports (redis-server, the AWS emulator, the broker), then
 plays a person with a software key through the real `vouch` CLI: invite and enroll, login,
 delegate two models, exchange, check one allowed and one denied model with the IAM
-evaluator, revoke, and show the next exchange refused. Any step that misbehaves ends the
-demo with a non-zero exit, so CI runs it as a smoke test.
+evaluator, list, revoke, and show the next exchange refused. Commands are printed as they
+could be pasted into a shell. Any step that misbehaves ends the demo with a non-zero exit,
+so CI runs it as a smoke test.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -68,8 +70,10 @@ class Narrator:
         if text:
             print(text, flush=True)
 
-    def vouch(self, *args: str, expect: int = 0, stdin: str = "") -> str:
-        print(f"$ vouch {' '.join(args)}", flush=True)
+    def vouch(self, *args: str, expect: int = 0, stdin: str = "", show: bool = False) -> str:
+        """Run `vouch ARGS` as printed; `show` prints its stdout too (else only stderr, which
+        says what happened, is shown: stdout is for the next command or for checks)."""
+        print(f"$ {shlex.join(['vouch', *args])}", flush=True)
         done = subprocess.run(  # noqa: S603 - this interpreter, our own CLI
             [sys.executable, "-m", "vouch_delegate.cli", *args],
             input=stdin,
@@ -83,6 +87,8 @@ class Narrator:
         shown = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("!!"))
         if shown.strip():
             print(_indent(shown), flush=True)
+        if show and done.stdout.strip():
+            print(_indent(done.stdout), flush=True)
         if done.returncode != expect:
             raise DemoFailed(f"`vouch {args[0]}` exited {done.returncode}, expected {expect}")
         return done.stdout
@@ -122,7 +128,8 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     catalog, org = load_policy(settings)
     admin = sorted(org.admins)[0]
     code = invite_from_host(settings.redis_url, admin, ttl_s=settings.invite_ttl_s)
-    narrator.say("An admin invites a person", f"$ vouch-broker invite {admin}\n   {code}")
+    invite = shlex.join(["vouch-broker", "invite", admin])
+    narrator.say("An admin invites a person", f"$ {invite}\n   {code}")
     narrator.say(
         "The person registers their key (tap + PIN)",
         "   (a SOFTWARE authenticator keeps its key in a file: for demos only, not hardware)",
@@ -176,14 +183,18 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
         print(f"   bedrock:InvokeModel {name} {when}: {outcome.value}")
         if outcome is not want:
             raise DemoFailed(f"{name} {when}: expected {want.value}, got {outcome.value}")
-    listing = json.loads(narrator.vouch("--json", "delegate", "list"))
     dlg = claims["dlg"]
-    if dlg not in json.dumps(listing):
-        raise DemoFailed("the delegation is not listed")
+    narrator.say("The person's delegations: the agent's is active")
+    _expect_row(narrator.vouch("delegate", "list", show=True), dlg, "active")
     narrator.say("The person revokes the delegation")
     narrator.vouch("delegate", "revoke", dlg)
     narrator.say("The next exchange is refused (exit code 5: revoked)")
     narrator.vouch("credential", "aws", "--token-file", str(token_file), expect=5)
+    narrator.say("It is listed as revoked, by whom and when (--all: not only active ones)")
+    listing = narrator.vouch("delegate", "list", "--all", show=True)
+    _expect_row(listing, dlg, "revoked")
+    if "revoked (this delegation)" not in listing:
+        raise DemoFailed("the listing does not say what was revoked")
     show_aws_cut(narrator, settings, org.aws, dlg, claims)
 
 
@@ -220,6 +231,17 @@ def show_aws_cut(
         print(f"   bedrock:InvokeModel with {which}: {outcome.outcome.value}")
         if outcome.outcome is not want:
             raise DemoFailed(f"{which}: expected {want.value}, got {outcome.outcome.value}")
+
+
+def _expect_row(listing: str, dlg: str, state: str) -> None:
+    """`delegate list` shows `dlg` in `state` (its row: ID AGENT STATE ...).
+
+    Raises:
+        DemoFailed: it does not.
+    """
+    rows = [line.split() for line in listing.splitlines() if line.startswith(dlg)]
+    if [row[2] for row in rows] != [state]:
+        raise DemoFailed(f"delegate list does not show {dlg} as {state}")
 
 
 def _claims(token: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl  # POSIX, as the rest of the dev stack (redis-server)
 import importlib.util
+import ipaddress
 import os
 import secrets
 import shutil
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import uvicorn
@@ -39,7 +41,13 @@ from broker.invites import invite_from_host
 from broker.keys import generate_key_dir
 from broker.logs import configure
 from broker.services import load_policy
-from broker.settings import LoadedSettings, Settings, log_deprecations, read_settings
+from broker.settings import (
+    LoadedSettings,
+    Settings,
+    SettingsError,
+    log_deprecations,
+    read_settings,
+)
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -273,6 +281,39 @@ def dev_stack(opts: DevOptions) -> Iterator[dict[str, Any]]:
                 child.kill()
 
 
+def dev_issuer(opts: DevOptions) -> str:
+    """VOUCH_ISSUER, else the broker's own address on this machine."""
+    return os.environ.get("VOUCH_ISSUER", f"http://localhost:{opts.port}")
+
+
+def check_real_aws_issuer(opts: DevOptions) -> None:
+    """With --real-aws, AWS STS must fetch the issuer's discovery document and JWKS itself:
+    refuse an issuer it cannot reach before anything starts.
+
+    Raises:
+        SettingsError: the issuer is not a public https URL without port.
+    """
+    issuer = dev_issuer(opts)
+    parts = urlsplit(issuer)
+    host = parts.hostname or ""
+    try:
+        public = ipaddress.ip_address(host).is_global
+    except ValueError:  # a name: only this machine's own names are known to be unreachable
+        public = bool(host) and host != "localhost" and not host.endswith(".localhost")
+    if parts.scheme == "https" and public and parts.port is None:
+        return
+    raise SettingsError(
+        [
+            f"issuer: --real-aws needs an issuer AWS can fetch, not {issuer}: STS reads "
+            f"{issuer.rstrip('/')}/.well-known/openid-configuration and the JWKS it names "
+            "from the internet, so the issuer must be a public https URL without port. Serve "
+            f"this broker there (a tunnel or reverse proxy to 127.0.0.1:{opts.port}), start "
+            'with VOUCH_ISSUER=https://YOUR-HOST make run ARGS="--real-aws", then create the '
+            "IAM provider and role for it with vouch-broker aws-setup (docs/aws-setup.md)"
+        ]
+    )
+
+
 def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> LoadedSettings:
     """Settings for the dev stack: a local key, software keys allowed, AWS wired if emulated.
 
@@ -283,7 +324,7 @@ def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> LoadedSettings:
     if not keys.exists():
         generate_key_dir(keys)
     loaded = read_settings(
-        issuer=os.environ.get("VOUCH_ISSUER", f"http://localhost:{opts.port}"),
+        issuer=dev_issuer(opts),
         signing_keys=os.environ.get("VOUCH_SIGNING_KEYS", str(keys)),
         allow_software_keys=True,
         expose_metrics=True,  # a developer's own machine: metrics and the API viewer are handy
@@ -302,6 +343,8 @@ def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> LoadedSettings:
 
 def run_dev(opts: DevOptions) -> int:
     """Run the stack until Ctrl-C. Raises: DevError, SettingsError."""
+    if opts.real_aws:
+        check_real_aws_issuer(opts)
     with dev_stack(opts) as overrides:
         settings, deprecations = dev_settings(opts, overrides)
         admin = sorted(load_policy(settings)[1].admins)[0]
@@ -330,7 +373,10 @@ def _tool(name: str) -> str:
 
 def _banner(settings: Settings, admin: str, code: str) -> None:
     issuer = settings.issuer
-    aws = settings.aws.endpoint_url or "real AWS (your credentials)"
+    aws = settings.aws.endpoint_url or (
+        "real AWS (your credentials); IAM trusts this issuer once you ran "
+        "vouch-broker aws-setup --apply with it (docs/aws-setup.md)"
+    )
     vouch, aws_cli = _tool("vouch"), _tool("aws")
     endpoint = f" --endpoint-url {settings.aws.endpoint_url}" if settings.aws.endpoint_url else ""
     print(

@@ -1,8 +1,4 @@
-"""End-to-end fixtures: a broker on real HTTP and the `vouch` CLI run as a subprocess.
-
-The broker gets its own redis-server: the shared one is flushed by other tests' fixtures,
-which would wipe enrolled keys and sessions from under a package-scoped broker.
-"""
+"""End-to-end fixtures: a broker on real HTTP and the `vouch` CLI run as a subprocess."""
 
 from __future__ import annotations
 
@@ -15,8 +11,8 @@ from pathlib import Path
 import pytest
 from vouch_delegate.authenticators import DEFAULT_PIN
 
-from tests.harness.broker import BrokerServer, broker_settings, make_invite
-from tests.harness.services import MotoServer, RedisServer
+from tests.harness.broker import BrokerServer, make_invite, private_broker
+from tests.harness.services import MotoServer
 
 HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -95,14 +91,8 @@ class Cli:
 def e2e_broker(
     tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
 ) -> Iterator[BrokerServer]:
-    redis = RedisServer(tmp_path_factory.mktemp("e2e-redis")).start()
-    settings = broker_settings(
-        tmp_path_factory.mktemp("e2e-broker"), redis.url, aws={"endpoint_url": moto_server.url}
-    )
-    server = BrokerServer(settings).start()
-    yield server
-    server.stop()
-    redis.stop()
+    with private_broker(tmp_path_factory.mktemp("e2e"), moto_server.url) as server:
+        yield server
 
 
 @pytest.fixture(scope="package")

@@ -39,6 +39,9 @@ def test_the_wheel_holds_broker_and_policies_and_dev_commands_point_to_a_checkou
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"broker", "policies"}
     assert "policies/examples/org.toml" in names  # the default policy_file
+    # The /schema viewer's files, with the licences of what they bundle.
+    for vendored in ("swagger-ui-bundle.js", "swagger-ui.css", "viewer.js", "LICENSE", "NOTICE"):
+        assert f"broker/swagger_ui/{vendored}" in names
     for absent in ("broker/dev.py", "broker/demo.py", "broker/config_reference.py"):
         assert absent not in names
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]

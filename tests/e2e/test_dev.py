@@ -63,6 +63,51 @@ def test_dev_serves_logs_a_deprecated_setting_once_and_stops_its_children(
         wait_for(lambda p=child_port: _closed(p), 10, f"port {child_port} closed")
 
 
+def test_dev_real_aws_refuses_an_issuer_aws_cannot_fetch_and_says_how_to_set_one(
+    tmp_path: Path,
+) -> None:
+    port, state = free_port(), tmp_path / "state"
+    args = ["dev", "--real-aws", "--port", str(port), "--state-dir", str(state)]
+    refused = subprocess.run(
+        [*BROKER, *args],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 6, refused.stderr  # settings: the documented exit code
+    assert refused.stdout == ""
+    assert refused.stderr == (
+        "invalid configuration:\n"
+        f"  - issuer: --real-aws needs an issuer AWS can fetch, not http://localhost:{port}: "
+        f"STS reads http://localhost:{port}/.well-known/openid-configuration and the JWKS it "
+        "names from the internet, so the issuer must be a public https URL without port. "
+        f"Serve this broker there (a tunnel or reverse proxy to 127.0.0.1:{port}), start with "
+        'VOUCH_ISSUER=https://YOUR-HOST make run ARGS="--real-aws", then create the IAM '
+        "provider and role for it with vouch-broker aws-setup (docs/aws-setup.md)\n"
+    )
+    assert not state.exists()  # refused before anything started
+    # A public https issuer: the stack starts against real AWS (nothing here calls it).
+    env = {**clean_env(tmp_path), "VOUCH_ISSUER": "https://vouch.example.com"}
+    log = tmp_path / "dev.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*BROKER, *args], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        ready = f"http://127.0.0.1:{port}/readyz"
+        wait_for(lambda: urllib.request.urlopen(ready, timeout=1).status == 200, 90, "vouch dev")
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert "Vouch broker (development) at https://vouch.example.com\n" in text
+    assert (
+        "  aws:   real AWS (your credentials); IAM trusts this issuer once you ran "
+        "vouch-broker aws-setup --apply with it (docs/aws-setup.md)\n"
+    ) in text
+
+
 def _closed(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0

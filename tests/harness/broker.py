@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from broker.app import create_app
 from broker.invites import invite_from_host
 from broker.keys import generate_key_dir
 from broker.settings import Settings, load_settings
-from tests.harness.services import free_port, wait_for
+from tests.harness.services import RedisServer, free_port, wait_for
 
 
 def broker_settings(tmp: Path, redis_url: str, **overrides: Any) -> Settings:
@@ -81,3 +83,24 @@ class BrokerServer:
 def make_invite(settings: Settings, email: str) -> str:
     """What `vouch-broker invite EMAIL` does on the server host."""
     return invite_from_host(settings.redis_url, email, ttl_s=settings.invite_ttl_s)
+
+
+@contextmanager
+def private_broker(tmp: Path, aws_endpoint_url: str, **overrides: Any) -> Iterator[BrokerServer]:
+    """A broker on real HTTP with a redis-server of its own, its AWS calls sent to the emulator.
+
+    The shared redis-server is flushed by other tests' fixtures, which would wipe enrolled
+    keys and sessions from under a broker that outlives one test.
+    """
+    redis = RedisServer(tmp / "redis").start()
+    try:
+        settings = broker_settings(
+            tmp / "broker", redis.url, aws={"endpoint_url": aws_endpoint_url}, **overrides
+        )
+        server = BrokerServer(settings).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        redis.stop()
