@@ -13,10 +13,9 @@ from typing import TextIO, TypeVar
 import msgspec
 
 from vouch_delegate._client import BrokerClient
-from vouch_delegate._errors import ConfigError, TokenInvalid, Unauthenticated
+from vouch_delegate._errors import ConfigError, NotSignedIn, TokenInvalid, Unauthenticated
 from vouch_delegate._token import SERVER_ENV
 from vouch_delegate._transport import Transport, normalize_server, origin_of
-from vouch_delegate.cli._exit import NotSignedIn
 from vouch_delegate.cli._key import AUTHENTICATOR_ENV, Key
 from vouch_delegate.cli._store import KEYRING, SavedSession, SessionStore
 from vouch_delegate.cli._text import terminal_safe
