@@ -66,6 +66,8 @@ class Context:
                 f"your session for {self.server} is in the OS keyring, which cannot be read "
                 "here: run `vouch login`"
             )
+        if not saved.token and saved.signed_out_at:
+            raise NotSignedIn(f"you signed out of {self.server}: run `vouch login`")
         if not saved.signed_in():
             raise NotSignedIn(f"your session for {self.server} has expired: run `vouch login`")
         return saved
