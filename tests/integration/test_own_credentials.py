@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from broker.keys import load_key_ring
 from broker.session import mint_session
 from broker.settings import EXAMPLE_POLICY
+from broker.signing_keys import revoke_from_host
 from broker.tokens import STS_TYP, mint
 from policies.session_policy import aws_time
 from tests.harness.broker import BrokerServer, broker_settings
@@ -221,7 +222,10 @@ def test_a_session_asking_for_a_model_only_another_person_may_use_is_refused(
 
 
 def test_a_revoked_person_or_key_or_a_logout_denies_their_own_credentials(
-    http: httpx.Client, human_factory: Callable[..., Human], sts_gate: StsGate
+    broker: BrokerServer,
+    http: httpx.Client,
+    human_factory: Callable[..., Human],
+    sts_gate: StsGate,
 ) -> None:
     admin = human_factory("admin@example.com")
     alice, bob, dave = (human_factory(f"{n}@example.com") for n in ("alice", "bob", "dave"))
@@ -239,6 +243,17 @@ def test_a_revoked_person_or_key_or_a_logout_denies_their_own_credentials(
     revoked = http.post(OWN, headers=bearer(session or ""))
     assert problem(revoked) == (401, "token-revoked") and revoked.json()["handle"] == "session"
     assert len(sts_gate.accepted) == 3  # the refusals never reached STS
+    # Last (it stops this broker signing): the broker key that signed the session, revoked.
+    carol = human_factory("carol@example.com")
+    kid = jwt.get_unverified_header(carol.session or "")["kid"]
+    settings = broker.settings
+    revoke_from_host(
+        settings.redis_url, [kid], actor="test", replicas=0, wait_ms=0, audit_max_len=1000
+    )
+    revoked = http.post(OWN, headers=bearer(carol.session or ""))
+    assert problem(revoked) == (401, "token-revoked")
+    assert revoked.json()["handle"] == "signing-key"
+    assert len(sts_gate.accepted) == 3
 
 
 def test_a_revocation_during_the_sts_call_is_answered_token_revoked(
