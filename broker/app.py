@@ -12,7 +12,16 @@ from litestar.di import Provide
 from broker.auth import provide_person, provide_services
 from broker.middleware import observe, security_headers
 from broker.problems import EXCEPTION_HANDLERS
-from broker.routes import admin, credentials, delegations, discovery, keys, requests, signin
+from broker.routes import (
+    admin,
+    credentials,
+    delegations,
+    discovery,
+    keys,
+    models,
+    requests,
+    signin,
+)
 from broker.schema_viewer import openapi_config
 from broker.services import Services, build_services
 from broker.settings import Settings
@@ -38,6 +47,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
             *discovery.routes(metrics=settings.expose_metrics),
             *signin.ROUTES,
             *keys.ROUTES,
+            *models.ROUTES,
             *delegations.ROUTES,
             *requests.ROUTES,
             *credentials.routes(built.exchanges),

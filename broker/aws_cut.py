@@ -1,4 +1,8 @@
-"""Revocation that reaches live AWS sessions: the broker writes the role's Deny policy.
+"""Revocation that reaches live AWS sessions: the broker writes the roles' Deny policy.
+
+The same policy goes on the agents role and, when there is one, the people role: a revoked
+person or key ends their own sessions as well as their agents' (the policy matches by
+session tag; people's sessions carry vouch:User and vouch:Key, never an agent or delegation).
 
 Redis stays the source of truth. Every revocation is recorded here too (one sorted set of
 entries, score = revocation time, and a version counter); a writer renders the policy from
@@ -85,6 +89,7 @@ class AwsCut:
         role_name: str,
         policy_name: str,
         max_session_s: int,
+        people_role_name: str | None = None,
         lease_s: float = 10.0,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
@@ -93,8 +98,10 @@ class AwsCut:
         self.iam = iam
         """None: the broker has no AWS credentials of its own; the cut is disabled."""
         self.role_name = role_name
+        self.people_role_name = people_role_name
         self.policy_name = policy_name
         self.max_session_s = max_session_s
+        """The longest session of either role: entries are kept until it has passed."""
         self.lease_s = lease_s
         self.metrics = metrics
         self.clock = clock
@@ -198,11 +205,27 @@ class AwsCut:
             )
         return Written(version, policy, changed)
 
+    @property
+    def role_names(self) -> tuple[str, ...]:
+        """The roles the Deny is written on: the agents role, then the people role."""
+        if self.people_role_name:
+            return (self.role_name, self.people_role_name)
+        return (self.role_name,)
+
     def _write(self, document: str | None) -> bool:
-        """Make IAM hold exactly `document` (None: no policy); True when it changed."""
+        """Make every role hold exactly `document` (None: no policy); True when one changed.
+
+        The agents role first: a failure on the people role leaves the version unwritten,
+        so the next round writes both again (an unchanged role is only read).
+        """
+        changed = [self._write_role(role, document) for role in self.role_names]
+        return any(changed)
+
+    def _write_role(self, role: str, document: str | None) -> bool:
+        """Make one role hold exactly `document`; True when it changed."""
         assert self.iam is not None
         try:
-            held = self.iam.get_role_policy(RoleName=self.role_name, PolicyName=self.policy_name)
+            held = self.iam.get_role_policy(RoleName=role, PolicyName=self.policy_name)
             current: object = held["PolicyDocument"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
@@ -214,10 +237,10 @@ class AwsCut:
         if current == wanted:
             return False
         if document is None:
-            self.iam.delete_role_policy(RoleName=self.role_name, PolicyName=self.policy_name)
+            self.iam.delete_role_policy(RoleName=role, PolicyName=self.policy_name)
         else:
             self.iam.put_role_policy(
-                RoleName=self.role_name, PolicyName=self.policy_name, PolicyDocument=document
+                RoleName=role, PolicyName=self.policy_name, PolicyDocument=document
             )
         return True
 

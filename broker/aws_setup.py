@@ -1,4 +1,9 @@
-"""What AWS needs for this broker: the IAM OIDC provider, the role trust and permissions.
+"""What AWS needs for this broker: the IAM OIDC provider, the roles' trust and permissions.
+
+Two roles: the agents role (trust: `agent.*` subs) and, when the org policy lets people use
+models themselves, the people role (trust: `user.*` subs). Each has the permissions for the
+models its kind may get and the same permissions boundary; the broker's own policy lets it
+write the revocation Deny on both.
 
 `plan` computes the documents (pure); `apply` creates or updates them through boto3 and is
 idempotent, so `vouch-broker aws-setup --apply` can be re-run after a policy change.
@@ -13,6 +18,7 @@ from urllib.parse import urlsplit
 
 from broker.settings import Settings
 from policies import Catalog, OrgPolicy, role_permissions_policy, trust_policy
+from policies.session_policy import PEOPLE_SUBJECTS
 
 PERMISSIONS_POLICY_NAME = "vouch-bedrock-models"
 BOUNDARY_POLICY_NAME = "vouch-agents-boundary"
@@ -35,22 +41,55 @@ def boundary_policy() -> str:
     )
 
 
-def broker_policy(role_arn: str) -> str:
+def broker_policy(role_arn: str, people_role_arn: str | None = None) -> str:
     """The broker's own least privilege: read, write and delete inline policies of the
-    agents role only (the revocation policy), nothing else in IAM."""
+    agents role and the people role only (the revocation policy), nothing else in IAM."""
+    sid = "VouchRevocationsOnTheAgentsRole"
+    resource: str | list[str] = role_arn
+    if people_role_arn:
+        sid = "VouchRevocationsOnTheAgentsAndPeopleRoles"
+        resource = [role_arn, people_role_arn]
     return _compact(
         {
             "Version": "2012-10-17",
             "Statement": [
                 {
-                    "Sid": "VouchRevocationsOnTheAgentsRole",
+                    "Sid": sid,
                     "Effect": "Allow",
                     "Action": ["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
-                    "Resource": role_arn,
+                    "Resource": resource,
                 }
             ],
         }
     )
+
+
+@dataclass(frozen=True)
+class RolePlan:
+    """One role: its name, ARN, longest session, trust and permissions."""
+
+    name: str
+    arn: str
+    max_session_s: int
+    trust_policy: str
+    permissions_policy: str
+    description: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "arn": self.arn,
+            "max_session_duration": self.max_session_s,
+            "trust_policy": json.loads(self.trust_policy),
+            "permissions_policy": {
+                "name": PERMISSIONS_POLICY_NAME,
+                "document": json.loads(self.permissions_policy),
+            },
+            "permissions_boundary": {
+                "name": BOUNDARY_POLICY_NAME,
+                "document": json.loads(boundary_policy()),
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -63,32 +102,38 @@ class AwsPlan:
     trust_policy: str
     permissions_policy: str
     account_id: str
+    people: RolePlan | None = None
+    """The people role, when the org policy lets anyone use models themselves."""
 
     @property
     def boundary_arn(self) -> str:
         return f"arn:aws:iam::{self.account_id}:policy/{BOUNDARY_POLICY_NAME}"
 
+    @property
+    def agents(self) -> RolePlan:
+        return RolePlan(
+            name=self.role_name,
+            arn=self.role_arn,
+            max_session_s=self.max_session_s,
+            trust_policy=self.trust_policy,
+            permissions_policy=self.permissions_policy,
+            description="Vouch: agents' scoped Bedrock access",
+        )
+
+    @property
+    def roles(self) -> tuple[RolePlan, ...]:
+        return (self.agents, self.people) if self.people else (self.agents,)
+
     def describe(self) -> dict[str, Any]:
+        people_arn = self.people.arn if self.people else None
         return {
             "oidc_provider": {"url": self.provider_url, "client_ids": list(self.client_ids)},
-            "role": {
-                "name": self.role_name,
-                "arn": self.role_arn,
-                "max_session_duration": self.max_session_s,
-                "trust_policy": json.loads(self.trust_policy),
-                "permissions_policy": {
-                    "name": PERMISSIONS_POLICY_NAME,
-                    "document": json.loads(self.permissions_policy),
-                },
-                "permissions_boundary": {
-                    "name": BOUNDARY_POLICY_NAME,
-                    "document": json.loads(boundary_policy()),
-                },
-            },
+            "role": self.agents.describe(),
+            "people_role": self.people.describe() if self.people else None,
             "broker_policy": {
                 "name": BROKER_POLICY_NAME,
                 "attach_to": "the broker's own AWS principal (its instance, task or user role)",
-                "document": json.loads(broker_policy(self.role_arn)),
+                "document": json.loads(broker_policy(self.role_arn, people_arn)),
             },
         }
 
@@ -101,57 +146,84 @@ def plan(settings: Settings, org: OrgPolicy, catalog: Catalog) -> AwsPlan:
             a local STS emulator is configured, where http://localhost is accepted.
     """
     local = settings.aws.endpoint_url is not None
+    aws = org.aws
+    people = None
+    if aws.people_role_name and org.use_models:
+        people = RolePlan(
+            name=aws.people_role_name,
+            arn=aws.people_role_arn,
+            max_session_s=aws.people_role_max_session_s,
+            trust_policy=trust_policy(
+                issuer=settings.issuer,
+                account_id=aws.account_id,
+                audience=aws.sts_audience,
+                allow_local_http=local,
+                subjects=PEOPLE_SUBJECTS,
+            ),
+            permissions_policy=role_permissions_policy(
+                org.use_models, catalog, region=aws.region, account_id=aws.account_id
+            ),
+            description="Vouch: people's own Bedrock access, signed in with a security key",
+        )
     return AwsPlan(
         provider_url=settings.issuer.rstrip("/"),
-        client_ids=(org.aws.sts_audience,),
-        role_name=org.aws.role_arn.rsplit("/", 1)[1],
-        role_arn=org.aws.role_arn,
-        max_session_s=org.aws.role_max_session_s,
+        client_ids=(aws.sts_audience,),
+        role_name=aws.role_name,
+        role_arn=aws.role_arn,
+        max_session_s=aws.role_max_session_s,
         trust_policy=trust_policy(
             issuer=settings.issuer,
-            account_id=org.aws.account_id,
-            audience=org.aws.sts_audience,
+            account_id=aws.account_id,
+            audience=aws.sts_audience,
             allow_local_http=local,
         ),
         permissions_policy=role_permissions_policy(
-            org.allowed_models, catalog, region=org.aws.region, account_id=org.aws.account_id
+            org.allowed_models, catalog, region=aws.region, account_id=aws.account_id
         ),
-        account_id=org.aws.account_id,
+        account_id=aws.account_id,
+        people=people,
     )
 
 
 def apply(aws_plan: AwsPlan, iam: Any) -> list[str]:
-    """Create or update the provider and role; returns what was done, one line each."""
+    """Create or update the provider and roles; returns what was done, one line each."""
     done = [_ensure_provider(aws_plan, iam)]
-    try:
-        iam.get_role(RoleName=aws_plan.role_name)
-    except iam.exceptions.NoSuchEntityException:
-        iam.create_role(
-            RoleName=aws_plan.role_name,
-            AssumeRolePolicyDocument=aws_plan.trust_policy,
-            MaxSessionDuration=aws_plan.max_session_s,
-            Description="Vouch: agents' scoped Bedrock access",
-        )
-        done.append(f"created role {aws_plan.role_name}")
-    else:
-        iam.update_assume_role_policy(
-            RoleName=aws_plan.role_name, PolicyDocument=aws_plan.trust_policy
-        )
-        iam.update_role(RoleName=aws_plan.role_name, MaxSessionDuration=aws_plan.max_session_s)
-        done.append(f"updated role {aws_plan.role_name} trust policy and max session")
-    iam.put_role_policy(
-        RoleName=aws_plan.role_name,
-        PolicyName=PERMISSIONS_POLICY_NAME,
-        PolicyDocument=aws_plan.permissions_policy,
-    )
-    done.append(f"put inline policy {PERMISSIONS_POLICY_NAME} on {aws_plan.role_name}")
     boundary = _ensure_managed(iam, BOUNDARY_POLICY_NAME, boundary_policy(), aws_plan.account_id)
-    iam.put_role_permissions_boundary(RoleName=aws_plan.role_name, PermissionsBoundary=boundary)
-    done.append(f"set permissions boundary {BOUNDARY_POLICY_NAME} on {aws_plan.role_name}")
+    for role in aws_plan.roles:
+        done += _ensure_role(role, iam, boundary)
+    people_arn = aws_plan.people.arn if aws_plan.people else None
     broker = _ensure_managed(
-        iam, BROKER_POLICY_NAME, broker_policy(aws_plan.role_arn), aws_plan.account_id
+        iam, BROKER_POLICY_NAME, broker_policy(aws_plan.role_arn, people_arn), aws_plan.account_id
     )
     done.append(f"managed policy {broker} ready: attach it to the broker's own AWS principal")
+    return done
+
+
+def _ensure_role(role: RolePlan, iam: Any, boundary: str) -> list[str]:
+    """Create or update one role: trust, max session, permissions, boundary."""
+    done = []
+    try:
+        iam.get_role(RoleName=role.name)
+    except iam.exceptions.NoSuchEntityException:
+        iam.create_role(
+            RoleName=role.name,
+            AssumeRolePolicyDocument=role.trust_policy,
+            MaxSessionDuration=role.max_session_s,
+            Description=role.description,
+        )
+        done.append(f"created role {role.name}")
+    else:
+        iam.update_assume_role_policy(RoleName=role.name, PolicyDocument=role.trust_policy)
+        iam.update_role(RoleName=role.name, MaxSessionDuration=role.max_session_s)
+        done.append(f"updated role {role.name} trust policy and max session")
+    iam.put_role_policy(
+        RoleName=role.name,
+        PolicyName=PERMISSIONS_POLICY_NAME,
+        PolicyDocument=role.permissions_policy,
+    )
+    done.append(f"put inline policy {PERMISSIONS_POLICY_NAME} on {role.name}")
+    iam.put_role_permissions_boundary(RoleName=role.name, PermissionsBoundary=boundary)
+    done.append(f"set permissions boundary {BOUNDARY_POLICY_NAME} on {role.name}")
     return done
 
 

@@ -289,7 +289,10 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     settings = load_settings(policy_file=args.file)
     _, org = load_policy(settings)
-    print(f"{args.file}: ok ({len(org.rules)} rules, {len(org.allowed_models)} models)")
+    print(
+        f"{args.file}: ok ({len(org.rules)} rules, {len(org.allowed_models)} models;"
+        f" own use: {len(org.use_rules)} rules, {len(org.use_models)} models)"
+    )
     return 0
 
 

@@ -3,6 +3,10 @@
 verify the agent token -> revocation of its handles and of the key that signed it (one Redis
 round trip, fail closed) -> authorize (cloud-neutral grant) -> cached provider (single flight)
 -> after a provider call, revocation again (one MGET) -> the credential document.
+
+A person's own credentials (`exchange_person`) take the same steps from their session token:
+verified as a session (never an agent token), its person, key, logout and signing-key
+handles checked, the org policy's [[use]] rules instead of a grant.
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.agent_token import AgentClaims, expectation, verify_agent_token
+from broker.agent_token import expectation, verify_agent_token
 from broker.authorize import Authorizer, CredentialGrant, Principal
 from broker.credential_cache import CachedProvider
 from broker.errors import TokenRevoked
 from broker.keys import KeyRing
 from broker.providers import IssuedCredentials
 from broker.revocation import Revocations, signing_key_key
+from broker.session import session_expectation, verify_session
 from broker.tokens import signing_kid
 
 
@@ -33,6 +38,7 @@ class Exchange:
 
     def __post_init__(self) -> None:
         self.expect = expectation(self.issuer, self.leeway_s)
+        self.session_expect = session_expectation(self.issuer, self.leeway_s)
 
     async def exchange(
         self, token: str, *, models: list[str] | None = None, duration_s: int | None = None
@@ -51,10 +57,32 @@ class Exchange:
         )
         served = await self.provider.issue(grant, now)
         if served.fresh:
-            await self._still_unrevoked(claims, grant)
+            await self._still_unrevoked(claims.handles(), claims.iat, grant)
         return served.credentials
 
-    async def _still_unrevoked(self, claims: AgentClaims, grant: CredentialGrant) -> None:
+    async def exchange_person(
+        self, token: str, *, models: list[str] | None = None, duration_s: int | None = None
+    ) -> IssuedCredentials:
+        """A person's own credentials for their session token (docs/design.md, 3.4).
+
+        Raises: TokenInvalid (an agent token included: its type is not a session's),
+        TokenExpired, TokenRevoked, GrantInvalid, PolicyDenied (no own use, or a model
+        outside it), StoreUnavailable, StsRejected, StsUnavailable."""
+        now = self.clock()
+        person = verify_session(token, self.session_expect, keys=self.keys, now=now)
+        handles = person.handles()
+        await self.revocations.check(handles, issued_at=person.issued_at)
+        grant = self.authorizer.authorize_person(
+            person, models=models, duration_s=duration_s, now=now
+        )
+        served = await self.provider.issue(grant, now)
+        if served.fresh:
+            await self._still_unrevoked(handles, person.issued_at, grant)
+        return served.credentials
+
+    async def _still_unrevoked(
+        self, handles: list[str], issued_at: int, grant: CredentialGrant
+    ) -> None:
         """Revocation again, after a provider call that may have outlasted one.
 
         An STS call takes from milliseconds to seconds; a revocation acknowledged meanwhile
@@ -66,7 +94,7 @@ class Exchange:
             StoreUnavailable: Redis cannot answer (fail closed).
         """
         try:
-            await self.revocations.check(claims.handles(), issued_at=claims.iat)
+            await self.revocations.check(handles, issued_at=issued_at)
         except TokenRevoked:
             self.provider.forget(grant.key)
             raise

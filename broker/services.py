@@ -280,11 +280,15 @@ def aws_cut_for(
                     read_timeout=5,
                 ),
             )
+    # The people role gets the same Deny; entries live as long as either role's sessions.
+    people = org.aws.people_role_name if org.use_models else None
+    longest = max(org.aws.role_max_session_s, org.aws.people_role_max_session_s if people else 0)
     return AwsCut(
         redis,
         iam,
-        role_name=org.aws.role_arn.rsplit("/", 1)[1],
+        role_name=org.aws.role_name,
+        people_role_name=people,
         policy_name=settings.aws.revocation_policy,
-        max_session_s=org.aws.role_max_session_s,
+        max_session_s=longest,
         metrics=metrics,
     )

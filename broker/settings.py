@@ -73,7 +73,8 @@ class AwsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         str,
         Meta(
             pattern=r"^[\w+=,.@-]{1,128}$",
-            description="Name of the inline policy on the agents role in which the broker writes "
+            description="Name of the inline policy on the agents and people roles in which the "
+            "broker writes "
             "its revocations as Deny statements, so AWS refuses revoked sessions within seconds. "
             "Needs AWS credentials of the broker's own (the standard boto3 chain) with the "
             "permissions `vouch-broker aws-setup` prints; without any, the cut is disabled.",
@@ -82,7 +83,8 @@ class AwsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     cut_sessions: Annotated[
         bool,
         Meta(
-            description="Write revocations to the agents role so AWS denies live sessions "
+            description="Write revocations to the agents and people roles so AWS denies live "
+            "sessions "
             "(`revocation_policy`). Off: revocations stop new exchanges only.",
         ),
     ] = True

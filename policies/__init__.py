@@ -14,23 +14,30 @@ Org policy (org.py, org_file.py)
     load_org_policy(path, catalog) -> OrgPolicy           raises PolicyFileError
     OrgPolicy.authorize(email, agent, models, ttl_s) -> Authorized
         raises InvalidGrant, UnknownModel, ModelNotCallable, GrantDenied
+    OrgPolicy.authorize_use(email, models=None) -> SelfUse     a person's own use
+        raises InvalidGrant, UnknownModel, ModelNotCallable, GrantDenied
     OrgPolicy.is_admin(email) -> bool
     OrgPolicy.models_for(email) -> tuple[str, ...]
-    OrgPolicy.allowed_models, .max_token_lifetime_s, .default_ttl_s,
+    OrgPolicy.delegation_limits(email), .use_limits(email) -> {canonical id: seconds}
+    OrgPolicy.allowed_models, .use_models, .max_token_lifetime_s, .default_ttl_s,
         .require_user_verification
     OrgPolicy.aws -> AwsAccount                           .account_id, .role_arn, .region,
-                                                          .sts_audience, .role_max_session_s
+                                                          .sts_audience, .role_max_session_s,
+                                                          .people_role_arn,
+                                                          .people_role_max_session_s
 
 Identities (identity.py)
     normalize_email(email) -> str                         raises InvalidGrant
     check_agent_name(name) -> str                         raises InvalidGrant
     agent_sub(name, email) -> str;  parse_agent_sub(sub) -> (name, email)  raises InvalidGrant
+    person_sub(email) -> str                              `user.<email>`: a person's own sub
 
 IAM documents (session_policy.py)
     compile_session_policy(model_ids, catalog, *, region, account_id, expires_at) -> str
         raises UnknownModel, ModelNotCallable, SessionPolicyTooLarge
     role_permissions_policy(model_ids, catalog, *, region, account_id) -> str
-    trust_policy(*, issuer, account_id, audience="sts.amazonaws.com") -> str
+    trust_policy(*, issuer, account_id, audience="sts.amazonaws.com",
+                 subjects=AGENT_SUBJECTS | PEOPLE_SUBJECTS) -> str
 
 IAM evaluator (evaluator.py, conditions.py, resources.py)
     evaluate(Request(action, resource, context), identity_policies, session_policies=None)
@@ -58,8 +65,14 @@ from policies.errors import (
     UnknownModel,
 )
 from policies.evaluator import Decision, Outcome, Request, StatementRef, evaluate
-from policies.identity import agent_sub, check_agent_name, normalize_email, parse_agent_sub
-from policies.org import Authorized, AwsAccount, Limits, OrgPolicy
+from policies.identity import (
+    agent_sub,
+    check_agent_name,
+    normalize_email,
+    parse_agent_sub,
+    person_sub,
+)
+from policies.org import Authorized, AwsAccount, Limits, OrgPolicy, SelfUse
 from policies.org_file import load_org_policy
 from policies.session_policy import compile_session_policy, role_permissions_policy, trust_policy
 
@@ -81,6 +94,7 @@ __all__ = [
     "PolicyFileError",
     "Problem",
     "Request",
+    "SelfUse",
     "SessionPolicyError",
     "SessionPolicyTooLarge",
     "StatementRef",
@@ -93,6 +107,7 @@ __all__ = [
     "normalize_email",
     "parse_agent_sub",
     "parse_duration",
+    "person_sub",
     "role_permissions_policy",
     "trust_policy",
 ]

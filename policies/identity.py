@@ -24,6 +24,9 @@ _USABLE = re.compile(rf"[a-z0-9][a-z0-9._+=-]{{0,63}}@{DOMAIN}")
 _AGENT = re.compile(AGENT_NAME)
 MAX_EMAIL: Final = 64
 AGENT_PREFIX: Final = "agent."
+PERSON_PREFIX: Final = "user."
+"""A person's own web identity subject starts with it: never `agent.`, so no role trust
+pattern (`agent.*`, `user.*`) can admit one kind of subject for the other."""
 
 
 def normalize_email(value: str) -> str:
@@ -68,6 +71,16 @@ def check_agent_name(agent: str) -> str:
 def agent_sub(agent: str, email: str) -> str:
     """The agent-specific subject `agent.<agent-name>.<email>` (both already in normal form)."""
     return f"{AGENT_PREFIX}{agent}.{email}"
+
+
+def person_sub(email: str) -> str:
+    """The subject of a person's own STS sessions, `user.<email>` (the email in normal form).
+
+    It fits a RoleSessionName as it is (the email's alphabet is a subset of STS's) when the
+    email has at most 59 characters; longer ones are shortened as agent subs are
+    (`broker.providers.aws_sts.session_name`).
+    """
+    return f"{PERSON_PREFIX}{email}"
 
 
 def parse_agent_sub(sub: str) -> tuple[str, str]:

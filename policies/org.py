@@ -1,15 +1,20 @@
-"""The org policy: who may delegate which models to which agents, for how long, and how fast.
+"""The org policy: who may delegate which models to which agents, for how long, and how fast;
+and, separately, which models people may use themselves.
 
 A grant is allowed when every requested model is covered by some rule that matches the
 person and whose `max_ttl` admits the TTL. Each model's limits are the most generous of the
 rules that allow it; the grant's limits are the strictest across its models, because one
-session policy covers them all. `load_org_policy` (org_file.py) builds an `OrgPolicy`.
+session policy covers them all. A person's own use (`[[use]]` rules) is decided the same way
+with its own rules: what someone may delegate and what they may use are independent (Opus
+for themselves and only Haiku for their agents, or the reverse). `load_org_policy`
+(org_file.py) builds an `OrgPolicy`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
@@ -64,9 +69,37 @@ class Rule:
     limits: Limits
 
 
+class SelfUse(msgspec.Struct, frozen=True, kw_only=True):
+    """A person's own use of models that the org policy allows."""
+
+    email: str
+    """Normalised (see `normalize_email`)."""
+    models: tuple[str, ...]
+    """Canonical ids, sorted."""
+    max_duration_s: int
+    """Longest credential: the strictest of the models' most generous `max_duration`."""
+
+
+@dataclass(frozen=True)
+class UseRule:
+    """One [[use]] table, resolved: who may use which canonical ids themselves, how long."""
+
+    index: int
+    emails: frozenset[str]
+    domains: frozenset[str]
+    groups: tuple[str, ...]
+    models: frozenset[str]
+    max_duration_s: int
+    """Longest credential a person gets for these models (at most the people role's
+    maximum session)."""
+
+
+_R = TypeVar("_R", Rule, UseRule)
+
+
 @dataclass(frozen=True)
 class AwsAccount:
-    """The policy's [aws] table: where agents' credentials come from and what they may name."""
+    """The policy's [aws] table: where credentials come from and what they may name."""
 
     account_id: str
     role_arn: str
@@ -77,6 +110,21 @@ class AwsAccount:
     """The `aud` STS expects in the broker's assertion (the OIDC provider's client id)."""
     role_max_session_s: int
     """The role's MaxSessionDuration: no STS session may be longer."""
+    people_role_arn: str = ""
+    """The role people's own credentials come from (people_role_arn or people_role_name);
+    empty when the policy lets nobody use models themselves."""
+    people_role_max_session_s: int = 3600
+    """The people role's MaxSessionDuration."""
+
+    @property
+    def role_name(self) -> str:
+        """The agents role's name (the ARN's last path element)."""
+        return self.role_arn.rsplit("/", 1)[1]
+
+    @property
+    def people_role_name(self) -> str | None:
+        """The people role's name, or None when there is none."""
+        return self.people_role_arn.rsplit("/", 1)[1] if self.people_role_arn else None
 
 
 @dataclass(frozen=True)
@@ -90,11 +138,18 @@ class OrgPolicy:
     admins: frozenset[str]
     groups: Mapping[str, frozenset[str]]
     rules: tuple[Rule, ...]
+    use_rules: tuple[UseRule, ...] = ()
+    """Who may use which models themselves ([[use]]); independent of `rules`."""
 
     @property
     def allowed_models(self) -> tuple[str, ...]:
         """Every canonical id some rule allows: what the role's permissions must cover."""
         return tuple(sorted(set().union(*(r.models for r in self.rules))))
+
+    @property
+    def use_models(self) -> tuple[str, ...]:
+        """Every canonical id some [[use]] rule allows: what the people role must cover."""
+        return tuple(sorted(set().union(*(r.models for r in self.use_rules))))
 
     @property
     def max_token_lifetime_s(self) -> int:
@@ -116,6 +171,64 @@ class OrgPolicy:
         """
         rules = self._rules_for(normalize_email(email))
         return tuple(sorted(set().union(*(r.models for r in rules))))
+
+    def delegation_limits(self, email: str) -> dict[str, int]:
+        """Canonical id -> the longest delegation (max_ttl) this person may grant with it.
+
+        Raises:
+            InvalidGrant: malformed email.
+        """
+        limits: dict[str, int] = {}
+        for rule in self._rules_for(normalize_email(email)):
+            for model in rule.models:
+                limits[model] = max(limits.get(model, 0), rule.limits.max_ttl_s)
+        return limits
+
+    def use_limits(self, email: str) -> dict[str, int]:
+        """Canonical id -> the longest credential this person may have for their own use
+        of it (the most generous [[use]] rule that covers it).
+
+        Raises:
+            InvalidGrant: malformed email.
+        """
+        limits: dict[str, int] = {}
+        for rule in self._matching(normalize_email(email), self.use_rules):
+            for model in rule.models:
+                limits[model] = max(limits.get(model, 0), rule.max_duration_s)
+        return limits
+
+    def authorize_use(self, email: str, models: Iterable[str] | None = None) -> SelfUse:
+        """Whether this person may use these models themselves (None: every model they may).
+
+        Models may be ids, profile ids, application-profile ARNs or aliases.
+
+        Raises:
+            InvalidGrant: malformed email or an empty model list.
+            UnknownModel: a name the catalog does not know.
+            ModelNotCallable: a model that cannot be called from the home region as named.
+            GrantDenied: person-not-allowed (no [[use]] rule names them) or
+                model-not-allowed (`model` says which).
+        """
+        person = normalize_email(email)
+        allowed = self.use_limits(person)
+        if not allowed:
+            raise GrantDenied("person-not-allowed", f"{person} may not use any model themselves")
+        if models is None:
+            ids = sorted(allowed)
+        else:
+            ids = sorted({self.catalog.resolve(name) for name in models})
+            if not ids:
+                raise InvalidGrant("models", "name at least one model")
+        for model in ids:
+            if model not in allowed:
+                self.catalog.require_callable(model, self.aws.region, allowed)
+                name = self.catalog.short_name(model)
+                raise GrantDenied(
+                    "model-not-allowed",
+                    f"{person} may not use {name} ({model}) themselves",
+                    model=model,
+                )
+        return SelfUse(email=person, models=tuple(ids), max_duration_s=min(allowed[m] for m in ids))
 
     def authorize(self, email: str, agent: str, models: Iterable[str], ttl_s: int) -> Authorized:
         """Whether this person may delegate these models to this agent for ttl_s seconds.
@@ -150,10 +263,14 @@ class OrgPolicy:
         )
 
     def _rules_for(self, person: str) -> list[Rule]:
+        return self._matching(person, self.rules)
+
+    def _matching(self, person: str, rules: Iterable[_R]) -> list[_R]:
+        """The rules (delegation or use) that name this person, by email, domain or group."""
         domain = person.rpartition("@")[2]
         return [
             r
-            for r in self.rules
+            for r in rules
             if person in r.emails
             or domain in r.domains
             or any(person in self.groups[g] for g in r.groups)

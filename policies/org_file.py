@@ -11,6 +11,8 @@ Format in brief (durations are seconds or strings like "8h", "90m", "1d"):
     region = "us-east-1"                   # home region: session policies name it
     role_max_session = "1h"                # the role's MaxSessionDuration
     sts_audience = "sts.amazonaws.com"
+    people_role_name = "vouch-people"      # or people_role_arn: people's own credentials;
+    people_role_max_session = "1h"         #   needed by [[use]] rules, its MaxSessionDuration
 
     [defaults]                             # every rule inherits these
     ttl = "2h"                             # a delegation's TTL when none is asked for
@@ -27,6 +29,15 @@ Format in brief (durations are seconds or strings like "8h", "90m", "1d"):
     groups = ["ml-team"]
     models = ["us.claude-haiku-4-5", "us.anthropic.claude-sonnet-4-5-*"]  # names or id globs
     max_ttl = "8h"                         # and any other [defaults] key but ttl
+
+    [[use]]                                # what people may use themselves (not delegate)
+    people = ["*@example.com"]             # as in [[rules]]: emails, *@domain; or groups
+    models = ["us.claude-haiku-4-5"]
+    max_duration = "1h"                    # longest credential (default and at most the
+                                           #   people role's max session)
+
+What a person may delegate ([[rules]]) and what they may use themselves ([[use]]) are
+independent: a person named only by [[use]] delegates nothing, and the reverse.
 """
 
 from __future__ import annotations
@@ -39,14 +50,25 @@ from policies._toml import Problems, Table, read_toml, suggest
 from policies.catalog import REGION, Catalog
 from policies.errors import CatalogError, InvalidGrant, PoliciesError
 from policies.identity import DOMAIN, normalize_email
-from policies.org import AwsAccount, Limits, OrgPolicy, Rule
+from policies.org import AwsAccount, Limits, OrgPolicy, Rule, UseRule
 
 _DAY = 24 * 3600
-_TOP = ("admins", "require_user_verification", "aws", "defaults", "groups", "rules")
-_AWS = ("account_id", "role_arn", "role_name", "region", "role_max_session", "sts_audience")
+_TOP = ("admins", "require_user_verification", "aws", "defaults", "groups", "rules", "use")
+_AWS = (
+    "account_id",
+    "role_arn",
+    "role_name",
+    "region",
+    "role_max_session",
+    "sts_audience",
+    "people_role_arn",
+    "people_role_name",
+    "people_role_max_session",
+)
 _LIMITS = ("max_ttl", "max_sts_duration", "max_active_delegations", "exchanges_per_hour")
 _DEFAULTS = ("ttl", *_LIMITS)
 _RULE = ("description", "people", "groups", "models", *_LIMITS)
+_USE = ("description", "people", "groups", "models", "max_duration")
 _ROLE_ARN = r"arn:aws:iam::([0-9]{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}"
 _GROUP = r"[a-z0-9][a-z0-9_-]{0,63}"
 _BUILTIN_LIMITS = Limits(
@@ -82,6 +104,16 @@ def parse_org_policy(data: dict[str, Any], file: str, catalog: Catalog) -> OrgPo
         _rule(i, t, defaults=defaults, groups=groups, catalog=catalog, aws=aws)
         for i, t in enumerate(root.tables("rules", _RULE))
     )
+    use_rules = tuple(
+        _use_rule(i, t, groups=groups, catalog=catalog, aws=aws)
+        for i, t in enumerate(root.tables("use", _USE))
+    )
+    if use_rules and not aws.people_role_arn:
+        root.problem(
+            "use",
+            "people's own credentials need a role of their own: set [aws] people_role_name"
+            " (or people_role_arn)",
+        )
     policy = OrgPolicy(
         catalog=catalog,
         aws=aws,
@@ -90,6 +122,7 @@ def parse_org_policy(data: dict[str, Any], file: str, catalog: Catalog) -> OrgPo
         admins=frozenset(_emails(root, "admins")),
         groups=groups,
         rules=rules,
+        use_rules=use_rules,
     )
     problems.raise_if_any()
     return policy
@@ -106,13 +139,37 @@ def _aws(table: Table) -> AwsAccount:
         table.problem("role_arn", f"is in account {role_arn.split(':')[4]}, not {account}")
     if role_name and account:
         role_arn = f"arn:aws:iam::{account}:role/{role_name}"
+    people_arn = _people_role(table, account)
+    if people_arn and people_arn == role_arn:
+        table.problem(
+            "people_role_name" if "people_role_name" in table.data else "people_role_arn",
+            "is the agents role: people's own credentials need a role of their own",
+        )
     return AwsAccount(
         account_id=account,
         region=region,
         role_arn=role_arn or "",
         role_max_session_s=table.duration("role_max_session", low=3600, high=12 * 3600) or 3600,
         sts_audience=table.string("sts_audience", pattern=r"[!-~]{1,256}") or "sts.amazonaws.com",
+        people_role_arn=people_arn,
+        people_role_max_session_s=table.duration(
+            "people_role_max_session", low=3600, high=12 * 3600
+        )
+        or 3600,
     )
+
+
+def _people_role(table: Table, account: str) -> str:
+    """The people role's ARN from people_role_arn or people_role_name; "" when neither."""
+    arn = table.string("people_role_arn", pattern=_ROLE_ARN)
+    name = table.string("people_role_name", pattern=r"[\w+=,.@-]{1,64}")
+    if "people_role_arn" in table.data and "people_role_name" in table.data:
+        table.problem("people_role_arn", "give at most one of people_role_arn or people_role_name")
+    if arn and account and arn.split(":")[4] != account:
+        table.problem("people_role_arn", f"is in account {arn.split(':')[4]}, not {account}")
+    if name and account:
+        arn = f"arn:aws:iam::{account}:role/{name}"
+    return arn or ""
 
 
 def _limits(table: Table, inherited: Limits, role_max_session_s: int) -> Limits:
@@ -162,6 +219,21 @@ def _rule(
     catalog: Catalog,
     aws: AwsAccount,
 ) -> Rule:
+    emails, domains, named = _who(table, groups)
+    return Rule(
+        index=index,
+        emails=emails,
+        domains=domains,
+        groups=named,
+        models=_models(table, catalog, aws.region),
+        limits=_limits(table, defaults, aws.role_max_session_s),
+    )
+
+
+def _who(
+    table: Table, groups: dict[str, frozenset[str]]
+) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]]:
+    """Whom a rule names: (emails, domains, known groups); a rule must name someone."""
     table.string("description")
     emails, domains = _people(table)
     group_names = [g for _, g in table.strings("groups")]
@@ -170,13 +242,30 @@ def _rule(
             table.problems.add(where, f"unknown group {name!r}{suggest(name, groups)}")
     if not emails and not domains and not group_names:
         table.problem("people", "a rule needs people or groups")
-    return Rule(
+    return frozenset(emails), frozenset(domains), tuple(g for g in group_names if g in groups)
+
+
+def _use_rule(
+    index: int,
+    table: Table,
+    *,
+    groups: dict[str, frozenset[str]],
+    catalog: Catalog,
+    aws: AwsAccount,
+) -> UseRule:
+    """One [[use]] table: people (or groups), models, and the longest credential."""
+    emails, domains, named = _who(table, groups)
+    most = aws.people_role_max_session_s
+    duration = table.duration("max_duration", low=900, high=12 * 3600)
+    if duration and duration > most:
+        table.problem("max_duration", f"is longer than the people role's max session ({most} s)")
+    return UseRule(
         index=index,
-        emails=frozenset(emails),
-        domains=frozenset(domains),
-        groups=tuple(g for g in group_names if g in groups),
+        emails=emails,
+        domains=domains,
+        groups=named,
         models=_models(table, catalog, aws.region),
-        limits=_limits(table, defaults, aws.role_max_session_s),
+        max_duration_s=min(duration or most, most),
     )
 
 

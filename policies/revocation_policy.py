@@ -1,8 +1,9 @@
 """The role policy that makes AWS deny what the broker revoked: a pure function of the records.
 
 Every STS session the broker issues carries principal tags (`vouch:User`, `vouch:Agent`,
-`vouch:Delegation`, `vouch:Key`, `vouch:AccessType`). A revocation becomes a Deny on the
-agents role that matches exactly the sessions it kills:
+`vouch:Delegation`, `vouch:Key`, `vouch:AccessType`; a person's own sessions have no agent or
+delegation tag). A revocation becomes a Deny on the agents role, and the same Deny on the
+people role, that matches exactly the sessions it kills:
 
 - a delegation: sessions tagged with its id (ids are never reused, so no time is needed);
 - an agent (`agent.<name>.<email>`), a person, a security key: the sessions tagged with it and

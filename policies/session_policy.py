@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from policies.catalog import REGION, Catalog, Entry
 from policies.errors import SessionPolicyError, SessionPolicyTooLarge
+from policies.identity import AGENT_PREFIX, PERSON_PREFIX
 
 ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
 SESSION_POLICY_LIMIT = 2048
@@ -28,6 +29,10 @@ SESSION_POLICY_LIMIT = 2048
 ROLE_POLICY_LIMIT = 6144
 """IAM's limit on a managed policy (whitespace aside; our JSON has none)."""
 TRUST_ACTIONS = ("sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity", "sts:TagSession")
+AGENT_SUBJECTS = f"{AGENT_PREFIX}*"
+"""What the agents role trusts: `agent.<name>.<email>`."""
+PEOPLE_SUBJECTS = f"{PERSON_PREFIX}*"
+"""What the people role trusts: `user.<email>`."""
 VERSION = "2012-10-17"
 
 
@@ -73,8 +78,10 @@ def trust_policy(
     account_id: str,
     audience: str = "sts.amazonaws.com",
     allow_local_http: bool = False,
+    subjects: str = AGENT_SUBJECTS,
 ) -> str:
-    """The role trust policy for the broker's IAM OIDC provider: agent subjects only.
+    """The role trust policy for the broker's IAM OIDC provider: only subs like `subjects`,
+    `agent.*` for the agents role, `user.*` for the people role (neither matches the other).
 
     `allow_local_http` admits http://localhost[:port] issuers, for a local STS emulator only.
 
@@ -88,7 +95,7 @@ def trust_policy(
         "Action": list(TRUST_ACTIONS),
         "Condition": {
             "StringEquals": {f"{provider}:aud": audience},
-            "StringLike": {f"{provider}:sub": "agent.*"},
+            "StringLike": {f"{provider}:sub": subjects},
         },
         "Effect": "Allow",
         "Principal": {"Federated": f"arn:aws:iam::{account_id}:oidc-provider/{provider}"},

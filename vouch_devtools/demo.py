@@ -2,10 +2,11 @@
 
 It starts its own dev stack on free ports (redis-server, the AWS emulator, the broker), then
 plays a person with a software key through the real `vouch` CLI: invite and enroll, login,
-delegate two models, exchange, check one allowed and one denied model with the IAM
-evaluator, list, revoke, and show the next exchange refused. Commands are printed as they
-could be pasted into a shell. Any step that misbehaves ends the demo with a non-zero exit,
-so CI runs it as a smoke test.
+use Bedrock themselves (their own credentials, through the people role), delegate two
+models, exchange, check one allowed and one denied model with the IAM evaluator, list,
+revoke, and show the next exchange refused. Commands are printed as they could be pasted
+into a shell. Any step that misbehaves ends the demo with a non-zero exit, so CI runs it
+as a smoke test.
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     narrator.vouch("enroll", "--email", admin, "--code-file", "-", stdin=code + "\n")
     narrator.say("Login: a fresh tap gives an 8 h human session")
     narrator.vouch("login")
+    show_own_use(narrator, settings, org.aws, admin)
     token_file = work / "agent.jwt"
     narrator.say(
         "Delegate two models to an agent: the broker shows the exact grant, the tap signs it"
@@ -196,6 +198,35 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     if "revoked (this delegation)" not in listing:
         raise DemoFailed("the listing does not say what was revoked")
     show_aws_cut(narrator, settings, org.aws, dlg, claims)
+
+
+def show_own_use(narrator: Narrator, settings: Settings, aws: AwsAccount, person: str) -> None:
+    """The person uses Bedrock themselves: their own credentials, named in AWS as them."""
+    narrator.say(
+        "The person uses Bedrock themselves (no agent): the models they may use, then their"
+        " own credentials"
+    )
+    print(_indent(narrator.vouch("models")), flush=True)
+    doc = json.loads(narrator.vouch("credential", "aws"))
+    print(f"   AccessKeyId {doc['AccessKeyId'][:4]}…  expires {doc['Expiration']}")
+    again = json.loads(narrator.vouch("credential", "aws"))
+    if again["AccessKeyId"] != doc["AccessKeyId"]:
+        raise DemoFailed("the second call exchanged again instead of using the local cache")
+    print("   (the same credentials again, from the local cache: a burst of AWS CLI calls")
+    print("    with `--profile vouch` exchanges once)")
+    sts = boto3.client(
+        "sts",
+        endpoint_url=settings.aws.endpoint_url,
+        region_name=aws.region,
+        aws_access_key_id=doc["AccessKeyId"],
+        aws_secret_access_key=doc["SecretAccessKey"],
+        aws_session_token=doc["SessionToken"],
+    )
+    arn = sts.get_caller_identity()["Arn"]
+    print(f"   aws sts get-caller-identity: {arn}")
+    wanted = f"assumed-role/{aws.people_role_name}/user.{person}"
+    if not arn.endswith(f":{wanted}"):
+        raise DemoFailed(f"own credentials are {arn}, not {wanted}")
 
 
 def show_aws_cut(
@@ -284,6 +315,7 @@ def run_demo() -> int:
             "VOUCH_AUTHENTICATOR": f"soft:{work / 'key.json'}",
             "VOUCH_PIN": "123456",
             "XDG_CONFIG_HOME": str(work / "config"),
+            "XDG_CACHE_HOME": str(work / "cache"),
             "XDG_STATE_HOME": str(work / "state"),
         }
         with dev_stack(opts) as overrides:

@@ -390,10 +390,12 @@ Next, in another terminal (software key: for demos only, not hardware; its PIN i
   export VOUCH_SERVER={issuer} VOUCH_AUTHENTICATOR=soft:$HOME/.vouch-demo-key.json
   {vouch} enroll --email {admin}        (type the invite code: {code})
   {vouch} login
+  {vouch} aws-profile{endpoint}        # your own credentials: profile vouch
+  {aws_cli} sts get-caller-identity --profile vouch
   {vouch} delegate --agent demo --model us.claude-haiku-4-5 --out agent.jwt
   {vouch} credential aws --token-file agent.jwt
-  {vouch} aws-profile --token-file agent.jwt{endpoint}
-  {aws_cli} sts get-caller-identity --profile vouch
+  {vouch} aws-profile agent --token-file agent.jwt{endpoint}
+  {aws_cli} sts get-caller-identity --profile agent
 Ctrl-C stops the broker and its redis-server and AWS emulator.
 """,
         file=sys.stderr,

@@ -3,7 +3,8 @@
 The broker is the OIDC issuer: it mints a short-lived assertion (aud = STS, never returned to
 anyone) naming the agent, with the person as source identity and vouch:* session tags, and
 calls AssumeRoleWithWebIdentity with an inline session policy that allows exactly the granted
-models until the grant expires (docs/design.md, "Exchange").
+models until the grant expires (docs/design.md, "Exchange"). A person's own credentials go
+the same way through the people role: sub `user.<email>`, tag vouch:AccessType = human.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from broker.authorize import CredentialGrant, Principal
-from broker.errors import from_policy
+from broker.errors import PolicyDenied, from_policy
 from broker.keys import KeyRing
 from broker.metrics import Metrics
 from broker.settings import Settings
@@ -49,6 +50,8 @@ class AwsStsProvider:
     sts_audience: str
     assertion_ttl_s: int
     clock: Callable[[], float]
+    people_role_arn: str = ""
+    """Where people's own credentials come from; empty: nobody may have any."""
     name: str = "aws"
     min_duration_s: int = MIN_DURATION_S
 
@@ -57,14 +60,30 @@ class AwsStsProvider:
         self._policy = lru_cache(maxsize=4096)(self._compile)
 
     async def issue(self, grant: CredentialGrant) -> AwsCredentials:
-        """Raises: GrantInvalid (policy too large), StsRejected, StsUnavailable."""
+        """Raises: GrantInvalid (policy too large), PolicyDenied (a person's credentials
+        without a people role), StsRejected, StsUnavailable."""
         return await self.sts.assume(
-            role_arn=self.role_arn,
+            role_arn=self.role_for(grant.principal),
             session_name=session_name(grant.principal.sub),
             token=self.assertion(grant.principal),
             policy=self._policy(grant.models, grant.expires_at),
             duration_s=grant.duration_s,
         )
+
+    def role_for(self, principal: Principal) -> str:
+        """The role a principal's sessions go through: agents and people never share one,
+        so CloudTrail tells them apart and each role trusts only its own kind of sub.
+
+        Raises: PolicyDenied when a person asks and the org policy names no people role.
+        """
+        if principal.access == "agent":
+            return self.role_arn
+        if not self.people_role_arn:
+            raise PolicyDenied(
+                "the org policy names no people role: nobody may have credentials of their own",
+                reason="person-not-allowed",
+            )
+        return self.people_role_arn
 
     def close(self) -> None:
         self.sts.pool.shutdown(wait=False, cancel_futures=True)
@@ -87,15 +106,18 @@ class AwsStsProvider:
             raise from_policy(exc) from None
 
     def assertion(self, principal: Principal) -> str:
-        """The short-lived token STS sees: agent sub, person as source identity, tags."""
+        """The short-lived token STS sees: the agent's or the person's sub, the person as
+        source identity, tags (a person's own sessions have no agent or delegation)."""
         now = int(self.clock())
         tags = {
             "vouch:User": [principal.email],
             "vouch:Agent": [principal.agent],
             "vouch:Delegation": [principal.id],
             "vouch:Key": [principal.key],
-            "vouch:AccessType": ["agent"],
+            "vouch:AccessType": [principal.access],
         }
+        if principal.access == "human":
+            del tags["vouch:Agent"], tags["vouch:Delegation"]
         return mint(
             {
                 "iss": self.issuer,
@@ -135,4 +157,5 @@ def build(
         sts_audience=org.aws.sts_audience,
         assertion_ttl_s=settings.aws.sts_assertion_ttl_s,
         clock=time.time,
+        people_role_arn=org.aws.people_role_arn,
     )

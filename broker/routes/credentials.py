@@ -1,4 +1,10 @@
-"""The exchange endpoints: a token -> a `credential_process` document, one per provider."""
+"""The exchange endpoints: a token -> a `credential_process` document, two per provider.
+
+``POST /v1/credentials/<provider>`` takes an agent token; ``POST /v1/credentials/<provider>/self``
+takes a person's session token for their own credentials. Each door verifies its own token
+type only, so a session never passes for an agent token or the reverse: the path, not the
+token, says which exchange is meant.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 
 from broker.auth import HttpRequest, ServicesDep, bearer
+from broker.exchange import Exchange
 from broker.routes.delegations import ModelName
 
 # The provider's home region (the org policy's [aws] region), beside the credentials: the
@@ -38,10 +45,7 @@ def exchange_route(provider: str) -> HTTPRouteHandler:
         creds = await exchange.exchange(
             bearer(request), models=body.models, duration_s=body.duration_s
         )
-        headers = {"Cache-Control": "no-store"}
-        if exchange.provider.region:
-            headers[REGION_HEADER] = exchange.provider.region
-        return Response(creds.process_document(), headers=headers)
+        return Response(creds.process_document(), headers=_headers(exchange))
 
     exchange.__name__ = f"exchange_{provider}"
     return post(
@@ -54,5 +58,38 @@ def exchange_route(provider: str) -> HTTPRouteHandler:
     )(exchange)
 
 
+def own_route(provider: str) -> HTTPRouteHandler:
+    """``POST /v1/credentials/<provider>/self``: a person's own credentials for their session."""
+
+    async def own_credentials(
+        request: HttpRequest,
+        services: ServicesDep,
+        data: JSONBody[ExchangeRequest | None] = None,
+    ) -> Response[dict[str, object]]:
+        body = data or ExchangeRequest()
+        exchange = services.exchanges[provider]
+        creds = await exchange.exchange_person(
+            bearer(request), models=body.models, duration_s=body.duration_s
+        )
+        return Response(creds.process_document(), headers=_headers(exchange))
+
+    own_credentials.__name__ = f"own_credentials_{provider}"
+    return post(
+        f"/v1/credentials/{provider}/self",
+        status_code=200,
+        tags=["exchange"],
+        summary=f"Your own {provider} credentials",
+        description=f"Short-lived {provider} credentials for the signed-in person (the session"
+        " as bearer): the models the org policy lets them use themselves, or a subset.",
+    )(own_credentials)
+
+
+def _headers(exchange: Exchange) -> dict[str, str]:
+    headers = {"Cache-Control": "no-store"}
+    if exchange.provider.region:
+        headers[REGION_HEADER] = exchange.provider.region
+    return headers
+
+
 def routes(providers: Iterable[str]) -> list[HTTPRouteHandler]:
-    return [exchange_route(name) for name in providers]
+    return [route(name) for name in providers for route in (exchange_route, own_route)]

@@ -5,11 +5,13 @@
     session = vouch_delegate.boto3_session(token_file="~/.config/vouch/agent.token")
     bedrock = session.client("bedrock-runtime", region_name="us-east-1")
 
+    mine = vouch_delegate.boto3_session()     # no token: the signed-in person's own (vouch login)
+
 Everything public is exported here; modules starting with an underscore are private.
 """
 
 from ._client import BrokerClient
-from ._credentials import AgentCredentials, AwsCredentials
+from ._credentials import AgentCredentials, AwsCredentials, PersonCredentials
 from ._delegation_request import request_delegation
 from ._errors import (
     AssertionRejected,
@@ -27,6 +29,7 @@ from ._errors import (
     KeyFlagged,
     NetworkError,
     NotFound,
+    NotSignedIn,
     PayloadTooLarge,
     PermissionDenied,
     PolicyDenied,
@@ -63,8 +66,10 @@ __all__ = [
     "KeyFlagged",
     "NetworkError",
     "NotFound",
+    "NotSignedIn",
     "PayloadTooLarge",
     "PermissionDenied",
+    "PersonCredentials",
     "PolicyDenied",
     "RateLimited",
     "StoreUnavailable",

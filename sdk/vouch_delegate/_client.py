@@ -35,6 +35,7 @@ from ._messages import (
     KeyInfo,
     KeyList,
     LoginBegin,
+    ModelList,
     PendingRequest,
     PendingRequests,
     PersonNamed,
@@ -117,6 +118,10 @@ class BrokerClient:
     def list_keys(self) -> list[KeyInfo]:
         """The person's security keys, oldest first, with when and how each was added."""
         return self._call("GET", "/v1/keys", KeyList, token=self.session).keys
+
+    def list_models(self) -> ModelList:
+        """What the org policy lets the person (`session`) use themselves and delegate."""
+        return self._call("GET", "/v1/models", ModelList, token=self.session)
 
     # Delegation (as the person with `session`) ----------------------------------------
 
@@ -218,6 +223,22 @@ class BrokerClient:
             CredentialDocument,
             body=body,
             token=agent_token,
+            retry=True,
+        )
+
+    def own_credentials_aws(
+        self, *, models: Sequence[str] | None = None, duration_s: int | None = None
+    ) -> CredentialDocument:
+        """The person's (`session`) own AWS credentials: every model the org policy lets
+        them use themselves, or the `models` named (idempotent: retried)."""
+        narrowed = ExchangeRequest(list(models) if models else None, duration_s)
+        body = narrowed if narrowed != ExchangeRequest() else None
+        return self._call(
+            "POST",
+            "/v1/credentials/aws/self",
+            CredentialDocument,
+            body=body,
+            token=self.session,
             retry=True,
         )
 

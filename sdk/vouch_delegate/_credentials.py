@@ -17,6 +17,11 @@ Credentials never outlive the agent token: their expiration is cut to the token'
 (the broker's session policy ends them then anyway, even when STS's 900 s floor made them
 last longer), nothing is refreshed before that end since nothing newer could outlast it,
 and once it has passed the SDK raises TokenExpired without asking the broker.
+
+`PersonCredentials` does the same for the signed-in person's own use: the token is their
+saved `vouch login` session (read again at each refresh, so a new login takes effect), the
+exchange is `POST /v1/credentials/aws/self`, and the session's end is the token's end; a
+missing or ended session raises NotSignedIn ("run `vouch login`") without asking the broker.
 """
 
 from __future__ import annotations
@@ -37,13 +42,14 @@ from ._errors import (
     BrokerUnavailable,
     ConfigError,
     NetworkError,
+    NotSignedIn,
     RateLimited,
     TokenExpired,
     VouchError,
 )
 from ._messages import CredentialDocument, decode
-from ._token import TokenSource, claims_of, resolve_server, token_source
-from ._transport import Transport
+from ._token import SERVER_ENV, TokenSource, claims_of, resolve_server, token_source
+from ._transport import Transport, normalize_server
 
 log = logging.getLogger("vouch_delegate")
 
@@ -178,8 +184,30 @@ class AgentCredentials:
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._source: TokenSource = token_source(token, token_file, os.environ)
-        self.server = resolve_server(server, self._source.read(), os.environ)
+        source = token_source(token, token_file, os.environ)
+        self._start(
+            source,
+            resolve_server(server, source.read(), os.environ),
+            refresh_margin_s=refresh_margin_s,
+            models=models,
+            duration_s=duration_s,
+            transport=transport,
+            clock=clock,
+        )
+
+    def _start(
+        self,
+        source: TokenSource | SavedSessionSource,
+        server: str,
+        *,
+        refresh_margin_s: float,
+        models: Sequence[str] | None,
+        duration_s: int | None,
+        transport: Transport | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._source: TokenSource | SavedSessionSource = source
+        self.server = server
         self.refresh_margin_s = refresh_margin_s
         self.models = list(models) if models else None
         self.duration_s = duration_s
@@ -188,6 +216,17 @@ class AgentCredentials:
         self._cached: _Cached | None = None
         self._region: str | None = None
         self._lock = threading.Lock()
+
+    def _ask(self, broker: BrokerClient, token: str) -> CredentialDocument:
+        """One exchange of `token` at the broker."""
+        return broker.exchange_aws(token, models=self.models, duration_s=self.duration_s)
+
+    def _ended(self, end: float) -> VouchError:
+        """The error once the token has expired (by this host's clock)."""
+        return TokenExpired(
+            f"the agent token expired at {_iso(datetime.fromtimestamp(end, UTC))};"
+            " its person can delegate again (vouch delegate)"
+        )
 
     @property
     def claims(self) -> dict[str, Any]:
@@ -295,12 +334,8 @@ class AgentCredentials:
         token_end = _token_end(token)
         asked = self.clock()
         if token_end is not None and asked >= token_end:
-            raise TokenExpired(
-                f"the agent token expired at {_iso(datetime.fromtimestamp(token_end, UTC))};"
-                " its person can delegate again (vouch delegate)"
-            )
-        broker = BrokerClient(self.server, transport=self.transport)
-        document = broker.exchange_aws(token, models=self.models, duration_s=self.duration_s)
+            raise self._ended(token_end)
+        document = self._ask(BrokerClient(self.server, transport=self.transport), token)
         fresh = AwsCredentials.from_document(document)
         region = self.transport.answer_header(REGION_HEADER)
         if region is not None and _REGION.fullmatch(region):
@@ -328,3 +363,88 @@ class AgentCredentials:
     def now(self) -> datetime:
         """The clock as an aware datetime (botocore's time_fetcher)."""
         return datetime.fromtimestamp(self.clock(), tz=UTC)
+
+
+class SavedSessionSource:
+    """The signed-in person's session token, as `vouch login` saved it, read at each use.
+
+    Raises (`read`): NotSignedIn when there is no session for this broker (or its keyring
+    cannot be read here); ConfigError when the saved file is unsafe or unreadable.
+    """
+
+    def __init__(self, server: str | None, env: Mapping[str, str]) -> None:
+        # The saved session belongs to the CLI; imported here, not at the top, because the
+        # CLI's package imports this module.
+        from .cli._store import SessionStore  # noqa: PLC0415
+
+        self._store = SessionStore.from_env(env)
+        chosen = server or env.get(SERVER_ENV, "").strip()
+        saved = self._store.load()
+        if chosen:
+            self.server = normalize_server(chosen)
+        elif saved is not None:
+            self.server = saved.server
+        else:
+            raise NotSignedIn(
+                f"not signed in (no saved session): run `vouch login`, or set {SERVER_ENV}"
+            )
+
+    def __repr__(self) -> str:
+        return f"SavedSessionSource(server={self.server!r})"
+
+    def read(self) -> str:
+        saved = self._store.load()
+        if saved is None or saved.server != self.server or not saved.token:
+            raise NotSignedIn(f"not signed in to {self.server}: run `vouch login`")
+        return saved.token
+
+
+class PersonCredentials(AgentCredentials):
+    """The signed-in person's own AWS credentials, exchanged with the broker and kept fresh.
+
+    The session is the one `vouch login` saved for `server` (else VOUCH_SERVER, else the
+    saved session's broker); it is read again at every refresh. The credentials allow the
+    models the org policy lets this person use themselves (`models` narrows them) and end
+    with the session. Thread-safe, refreshed as `AgentCredentials` are.
+
+    Raises:
+        NotSignedIn: no saved session (also from `get` once it has ended: `vouch login`).
+        ConfigError: the saved session file is unsafe or unreadable.
+    """
+
+    def __init__(
+        self,
+        server: str | None = None,
+        *,
+        refresh_margin_s: float = 300,
+        models: Sequence[str] | None = None,
+        duration_s: int | None = None,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        source = SavedSessionSource(server, os.environ)
+        self._start(
+            source,
+            source.server,
+            refresh_margin_s=refresh_margin_s,
+            models=models,
+            duration_s=duration_s,
+            transport=transport,
+            clock=clock,
+        )
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The session's claims (unverified): sub (the email), exp, ..."""
+        return claims_of(self._source.read())
+
+    def _ask(self, broker: BrokerClient, token: str) -> CredentialDocument:
+        return broker.with_session(token).own_credentials_aws(
+            models=self.models, duration_s=self.duration_s
+        )
+
+    def _ended(self, end: float) -> VouchError:
+        return NotSignedIn(
+            f"your session for {self.server} ended at"
+            f" {_iso(datetime.fromtimestamp(end, UTC))}: run `vouch login`"
+        )

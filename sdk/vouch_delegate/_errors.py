@@ -7,6 +7,7 @@
     ├── GrantMismatch                   local: a delegation challenge not bound to the grant shown
     ├── DelegationDenied                local: the person refused the agent's request
     ├── DelegationExpired               local: the request expired or the wait timed out
+    ├── NotSignedIn                     local: no usable `vouch login` session for this broker
     ├── InvalidRequest                  400 invalid-request
     │   └── GrantInvalid                400 grant-invalid
     ├── Unauthenticated                 401 unauthenticated
@@ -83,6 +84,12 @@ class DelegationDenied(VouchError):
 
 class DelegationExpired(VouchError):
     slug = "delegation-expired"
+
+
+class NotSignedIn(VouchError):
+    """No saved session for this broker, or the broker no longer accepts it: `vouch login`."""
+
+    slug = "not-signed-in"
 
 
 class InvalidRequest(VouchError):

@@ -186,6 +186,23 @@ class KeyList(msgspec.Struct):
     keys: list[KeyInfo]
 
 
+class ModelInfo(msgspec.Struct, kw_only=True):
+    """A model the person may use themselves, delegate, or both, with the limit of each."""
+
+    id: str
+    name: str
+    use: bool
+    delegate: bool
+    use_max_duration_s: int | None = None
+    delegate_max_ttl_s: int | None = None
+
+
+class ModelList(msgspec.Struct, kw_only=True):
+    email: str
+    region: str
+    models: list[ModelInfo]
+
+
 class SessionIssued(msgspec.Struct):
     token: str
     token_type: str

@@ -59,4 +59,5 @@ def test_the_wheel_holds_broker_and_policies_and_dev_commands_point_to_a_checkou
         )
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     example = site / "site-packages" / "policies" / "examples" / "org.toml"
-    assert "ok (1 rules, 2 models)" in run(broker, "policy", "check", example, cwd=tmp_path).stdout
+    checked = run(broker, "policy", "check", example, cwd=tmp_path).stdout
+    assert "ok (1 rules, 2 models; own use: 1 rules, 2 models)" in checked

@@ -51,9 +51,12 @@ def test_dev_serves_logs_a_deprecated_setting_once_and_stops_its_children(
     # Commands that work as printed: the venv's bin is not on PATH, so absolute paths.
     bin_dir = Path(sys.executable).parent
     assert f"\n  {bin_dir / 'vouch'} login\n" in text
-    profile = f"{bin_dir / 'vouch'} aws-profile --token-file agent.jwt"
-    assert f"\n  {profile} --endpoint-url http://127.0.0.1:{aws_port}\n" in text
+    own = f"{bin_dir / 'vouch'} aws-profile --endpoint-url http://127.0.0.1:{aws_port}"
+    assert f"\n  {own}        # your own credentials: profile vouch\n" in text
     assert f"\n  {bin_dir / 'aws'} sts get-caller-identity --profile vouch\n" in text
+    profile = f"{bin_dir / 'vouch'} aws-profile agent --token-file agent.jwt"
+    assert f"\n  {profile} --endpoint-url http://127.0.0.1:{aws_port}\n" in text
+    assert f"\n  {bin_dir / 'aws'} sts get-caller-identity --profile agent\n" in text
     warnings = [json.loads(line) for line in text.splitlines() if '"vouch.settings"' in line]
     assert [(w["level"], w["msg"]) for w in warnings] == [
         ("warning", "VOUCH_STS_TIMEOUT_S is deprecated: set VOUCH_AWS_STS_TIMEOUT_S instead")

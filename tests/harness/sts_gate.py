@@ -64,6 +64,7 @@ from tests.harness.sts_setup import (
     moto_client,
     provider_key,
     setup_provider_and_role,
+    setup_roles,
     trust_policy,
 )
 from tests.harness.sts_trust import check_trust
@@ -78,6 +79,7 @@ __all__ = [
     "StsGate",
     "provider_key",
     "setup_provider_and_role",
+    "setup_roles",
     "trust_policy",
 ]
 

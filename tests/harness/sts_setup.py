@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
 TRUST_ACTIONS = ("sts:AssumeRoleWithWebIdentity", "sts:TagSession", "sts:SetSourceIdentity")
+AGENT_SUBJECTS = "agent.*"
+"""What the agents role trusts (`agent.<name>.<email>`)."""
+PEOPLE_SUBJECTS = "user.*"
+"""What the people role trusts (`user.<email>`): AWS, evaluating each role's trust policy,
+admits each kind of sub at its own role only; the gate does the same (sts_trust.py)."""
 
 
 def provider_key(issuer: str) -> str:
@@ -37,7 +42,7 @@ def trust_policy(
     issuer: str,
     *,
     audience: str = "sts.amazonaws.com",
-    sub_pattern: str = "agent.*",
+    sub_pattern: str = AGENT_SUBJECTS,
     actions: Sequence[str] = TRUST_ACTIONS,
 ) -> dict[str, Any]:
     """The role trust policy the broker's aws-setup is expected to produce."""
@@ -64,7 +69,7 @@ def setup_provider_and_role(
     audience: str = "sts.amazonaws.com",
     role_name: str = "vouch-agents",
     max_session_s: int = 3600,
-    sub_pattern: str = "agent.*",
+    sub_pattern: str = AGENT_SUBJECTS,
     actions: Sequence[str] = TRUST_ACTIONS,
 ) -> str:
     """Register the issuer as an OIDC provider and a role trusting it in moto; the role ARN.
@@ -85,6 +90,18 @@ def setup_provider_and_role(
         iam.update_role(RoleName=role_name, MaxSessionDuration=max_session_s)
         role = iam.get_role(RoleName=role_name)["Role"]
     return role["Arn"]
+
+
+def setup_roles(
+    iam: IAMClient, issuer: str, audience: str = "sts.amazonaws.com", max_session_s: int = 3600
+) -> tuple[str, str]:
+    """The agents role (`agent.*` subs) and the people role (`user.*` subs) trusting the
+    issuer, as `aws-setup` makes them: (agents role ARN, people role ARN)."""
+    agents = setup_provider_and_role(iam, issuer, audience, "vouch-agents", max_session_s)
+    people = setup_provider_and_role(
+        iam, issuer, audience, "vouch-people", max_session_s, sub_pattern=PEOPLE_SUBJECTS
+    )
+    return agents, people
 
 
 def _ensure_provider(iam: IAMClient, issuer: str, audience: str) -> str:

@@ -106,6 +106,7 @@ def body_doors(world: dict[str, Any]) -> list[tuple[str, str | None]]:
         ("/v1/delegations/complete", tokens["session"]),
         ("/v1/admin/invites/begin", world["admin"].session),
         ("/v1/credentials/aws", tokens["agent"]),
+        ("/v1/credentials/aws/self", tokens["session"]),
     ]
 
 
@@ -460,6 +461,8 @@ def doors(world: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any] | N
         "add a key": ("POST", "/v1/enroll/begin", {"email": "alice@example.com"}, "session"),
         "admin audit": ("GET", "/v1/admin/audit", None, "session"),
         "exchange": ("POST", "/v1/credentials/aws", None, "agent"),
+        "own credentials": ("POST", "/v1/credentials/aws/self", None, "session"),
+        "models": ("GET", "/v1/models", None, "session"),
         "poll": (
             "GET",
             f"/v1/delegation-requests/{world['request']['request_id']}",
@@ -491,11 +494,13 @@ def test_every_token_type_is_refused_at_every_door_that_expects_another(
             assert problem(answer) == (401, "token-invalid"), (name, token_type, answer.text)
             assert answer.json()["detail"] == expected_refusal(wanted, token_type), name
             tried += 1
-    assert tried == 8 * 4
+    assert tried == 10 * 4
     assert sts_gate.calls == 0
     # The right token opens each kind of door (so the refusals above are about the type).
     assert http.get("/v1/delegations", headers=bearer(tokens["session"])).status_code == 200
     assert http.post("/v1/credentials/aws", headers=bearer(tokens["agent"])).status_code == 200
+    own = http.post("/v1/credentials/aws/self", headers=bearer(tokens["session"]))
+    assert own.status_code == 200
     polled = http.get(
         f"/v1/delegation-requests/{world['request']['request_id']}",
         headers=bearer(tokens["poll-secret"]),

@@ -293,9 +293,9 @@ def cutting_broker(
     wire_aws(server, sts_gate)
     yield server
     server.stop()
-    names = sts_gate.iam.list_role_policies(RoleName="vouch-agents")["PolicyNames"]
-    if POLICY in names:
-        sts_gate.iam.delete_role_policy(RoleName="vouch-agents", PolicyName=POLICY)
+    for role in ("vouch-agents", "vouch-people"):
+        if POLICY in sts_gate.iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            sts_gate.iam.delete_role_policy(RoleName=role, PolicyName=POLICY)
 
 
 def test_every_revocation_is_cut_in_aws_within_seconds_and_denies_only_its_sessions(
@@ -339,6 +339,35 @@ def test_every_revocation_is_cut_in_aws_within_seconds_and_denies_only_its_sessi
     assert judged(kept.delegation.id) is Outcome.EXPLICIT_DENY
     ready = httpx.get(f"{cutting_broker.url}/readyz").json()
     assert ready == {"status": "ready", "aws_cut": "enabled"}
+
+
+def test_revoking_a_person_or_key_cuts_their_own_sessions_on_the_people_role(
+    cutting_broker: BrokerServer, sts_gate: StsGate, tmp_path: Any
+) -> None:
+    people = {
+        name: signed_in(cutting_broker, f"{name}@example.com", tmp_path / f"{name}.key.json")
+        for name in ("alice", "bob", "carol", "admin")
+    }
+    for name in ("alice", "bob", "carol"):  # each person's own live STS session
+        people[name].broker.own_credentials_aws()
+    sessions = {call.source_identity: call for call in sts_gate.accepted}
+    assert {call.role_arn.rsplit("/", 1)[1] for call in sessions.values()} == {"vouch-people"}
+    admin = people["admin"].broker
+    assert admin.create_revocation(user="alice@example.com", wait_s=10).aws_sessions == "cut"
+    [bobs_key] = people["bob"].broker.list_keys()
+    assert admin.create_revocation(credential=bobs_key.cid, wait_s=10).aws_sessions == "cut"
+    on_people = held(sts_gate.iam, "vouch-people")
+    assert on_people is not None and on_people == held(sts_gate.iam, "vouch-agents")
+
+    def judged(email: str) -> Outcome:
+        call = sessions[email]
+        context = {f"aws:PrincipalTag/{k}": v for k, v in call.tags.items()}
+        context["aws:TokenIssueTime"] = iso(int(call.claims["iat"]))
+        return outcome(on_people, context)
+
+    assert judged("alice@example.com") is Outcome.EXPLICIT_DENY  # the person
+    assert judged("bob@example.com") is Outcome.EXPLICIT_DENY  # the key that signed him in
+    assert judged("carol@example.com") is Outcome.ALLOW  # nobody else
 
 
 def test_iam_down_refuses_exchanges_at_once_and_cuts_after_recovery(

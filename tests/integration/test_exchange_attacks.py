@@ -81,6 +81,7 @@ def test_invalid_utf8_in_a_json_body_is_a_400_at_every_body_door(
         ("/v1/delegations/begin", alice.session),
         ("/v1/delegations/complete", alice.session),
         (EXCHANGE, token),
+        (f"{EXCHANGE}/self", alice.session),
     ]
     for path, auth in doors:
         for body, detail in INVALID_UTF8.items():

@@ -40,15 +40,18 @@ def test_redis_down_refuses_everything_then_recovers(
             "login": alice.post("/v1/login/begin", {"email": alice.email}),
             "session": person.get("/v1/delegations"),
             "exchange": agent.post("/v1/credentials/aws"),
+            "own credentials": person.post("/v1/credentials/aws/self"),
             "readyz": person.get("/readyz"),
         }
         for name, answer in answers.items():
             assert (answer.status_code, slug(answer)) == (503, "store-unavailable"), name
             assert answer.headers["retry-after"] == "1"
         assert "AccessKeyId" not in answers["exchange"].text
+        assert "AccessKeyId" not in answers["own credentials"].text
         aof_redis.start()
         assert person.get("/readyz").status_code == 200
         assert agent.post("/v1/credentials/aws").status_code == 200
+        assert person.post("/v1/credentials/aws/self").status_code == 200
 
 
 def test_revocation_survives_redis_restart(

@@ -34,10 +34,12 @@ def test_a_whole_flow_writes_no_secret(
     with broker.client(done.token) as agent:
         doc = agent.post("/v1/credentials/aws").json()
         agent.post("/v1/credentials/aws", json={"models": ["us.claude-opus-4-5"]})  # refused
+    mine = alice.broker.own_credentials_aws()  # a person's own: the session as bearer
     sts_gate.throttle_next(10)
     with broker.client(alice.delegate("writer", ["us.claude-haiku-4-5"]).token) as agent:
         assert agent.post("/v1/credentials/aws").status_code == 503
     secrets = [code, session, done.token, doc["SecretAccessKey"], doc["SessionToken"]]
+    secrets += [mine.secret_access_key, mine.session_token]
     audit = redis.Redis.from_url(broker.settings.redis_url).xrange("vouch:audit")
     written = caplog.text + "\n".join(str(fields) for _, fields in audit)
     assert len(audit) >= 4  # enrolled, login, delegated x2 at least: the check looked at something

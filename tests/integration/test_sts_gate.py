@@ -23,7 +23,7 @@ from mypy_boto3_sts import STSClient
 from policies.catalog import Catalog
 from policies.session_policy import compile_session_policy, trust_policy
 from tests.harness.services import MotoServer
-from tests.harness.sts_gate import StsGate, setup_provider_and_role
+from tests.harness.sts_gate import StsGate, setup_provider_and_role, setup_roles
 
 pytestmark = pytest.mark.integration
 
@@ -429,6 +429,26 @@ def test_sub_outside_the_trust_pattern_is_denied(
 ) -> None:
     message = rejected(gate, sts, role_arn, issuer.mint(sub="alice@example.com"), "AccessDenied")
     assert "sts:AssumeRoleWithWebIdentity" in message
+
+
+def test_each_kind_of_sub_is_admitted_at_its_own_role_only(
+    gate: StsGate, sts: STSClient, issuer: Issuer
+) -> None:
+    agents, people = setup_roles(gate.iam, issuer.url)
+    person = issuer.mint(
+        sub="user.alice@example.com",
+        claims={TAGS: {"principal_tags": {"vouch:AccessType": ["human"]}}},
+    )
+    assume(sts, people, person)
+    assume(sts, agents, issuer.mint())
+    assert [c.claims["sub"] for c in gate.accepted] == ["user.alice@example.com", SUB]
+    for role, token in ((agents, person), (people, issuer.mint())):
+        message = rejected(gate, sts, role, token, "AccessDenied")
+        assert "no trust policy statement allows it" in message
+    # A sub that only looks like one (no dot after the prefix) is neither.
+    for role, sub in ((people, "useralice@example.com"), (agents, "agentx")):
+        rejected(gate, sts, role, issuer.mint(sub=sub), "AccessDenied")
+    assert len(gate.accepted) == 2
 
 
 def test_unknown_role_is_denied(

@@ -15,7 +15,7 @@ from typing import NoReturn, TextIO
 
 from vouch_delegate._errors import ConfigError, VouchError
 from vouch_delegate._version import __version__
-from vouch_delegate.cli import admin, aws, completion, delegate, signin
+from vouch_delegate.cli import admin, aws, completion, delegate, models, signin
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import CONFIG, FAILED, exit_code
 from vouch_delegate.cli._problem import json_asked, write_problem
@@ -26,9 +26,12 @@ DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to 
   vouch enroll --server URL --email EMAIL              register your key (once; asks
                                                         for the invite code)
   vouch login                                           a key tap -> an 8 h session
+  vouch models                                          what you may use and delegate
+  vouch aws-profile                                     your own credentials as profile
+                                                        "vouch" (aws ... --profile vouch)
   vouch delegate --agent NAME --model M --out F         a tap -> a token for the agent
   vouch credential aws --token-file F                   the agent's AWS credentials
-  vouch aws-profile --token-file F                      ... as profile "vouch" for the
+  vouch aws-profile agent --token-file F                ... as profile "agent" for the
                                                         AWS CLI and SDKs
   vouch delegate revoke ID                              stop it now
 
@@ -104,7 +107,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"vouch {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     common = _common(inherit=True)
-    for module in (signin, delegate, aws, admin, completion):
+    for module in (signin, models, delegate, aws, admin, completion):
         module.register(commands, common)
     return parser
 

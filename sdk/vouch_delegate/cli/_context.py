@@ -13,10 +13,9 @@ from typing import TextIO, TypeVar
 import msgspec
 
 from vouch_delegate._client import BrokerClient
-from vouch_delegate._errors import ConfigError, TokenInvalid, Unauthenticated
+from vouch_delegate._errors import ConfigError, NotSignedIn, TokenInvalid, Unauthenticated
 from vouch_delegate._token import SERVER_ENV
 from vouch_delegate._transport import Transport, normalize_server, origin_of
-from vouch_delegate.cli._exit import NotSignedIn
 from vouch_delegate.cli._key import AUTHENTICATOR_ENV, Key
 from vouch_delegate.cli._store import KEYRING, SavedSession, SessionStore
 from vouch_delegate.cli._text import terminal_safe
@@ -67,6 +66,8 @@ class Context:
                 f"your session for {self.server} is in the OS keyring, which cannot be read "
                 "here: run `vouch login`"
             )
+        if not saved.token and saved.signed_out_at:
+            raise NotSignedIn(f"you signed out of {self.server}: run `vouch login`")
         if not saved.signed_in():
             raise NotSignedIn(f"your session for {self.server} has expired: run `vouch login`")
         return saved

@@ -16,6 +16,7 @@ from vouch_delegate._errors import (
     InvalidRequest,
     InvalidResponse,
     NetworkError,
+    NotSignedIn,
     PermissionDenied,
     RateLimited,
     Unauthenticated,
@@ -23,12 +24,6 @@ from vouch_delegate._errors import (
 )
 
 OK, FAILED, NOT_SIGNED_IN, NO_KEY, NETWORK, DENIED, CONFIG, WRONG_PIN = 0, 1, 2, 3, 4, 5, 6, 7
-
-
-class NotSignedIn(VouchError):
-    """No saved session for this broker, or the broker no longer accepts it."""
-
-    slug = "not-signed-in"
 
 
 class NoKey(VouchError):

@@ -10,12 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from vouch_delegate._action import describe, verified_action
-from vouch_delegate._errors import BrokerUnavailable, ConfigError, NetworkError, TokenRevoked
+from vouch_delegate._errors import (
+    BrokerUnavailable,
+    ConfigError,
+    NetworkError,
+    NotSignedIn,
+    TokenRevoked,
+)
 from vouch_delegate._messages import KeyInfo
 from vouch_delegate._token import SERVER_ENV
 from vouch_delegate.cli import _keyring
 from vouch_delegate.cli._context import Context, when
-from vouch_delegate.cli._exit import NOT_SIGNED_IN, OK, NotSignedIn
+from vouch_delegate.cli._exit import NOT_SIGNED_IN, OK
+from vouch_delegate.cli._own_credentials import OwnCredentialCache
 from vouch_delegate.cli._store import KEYRING, SavedSession
 from vouch_delegate.cli._text import printable
 from vouch_delegate.cli.delegate import state_of
@@ -202,8 +209,11 @@ def run_login(ctx: Context) -> int:
 
 
 def run_logout(ctx: Context) -> int:
-    """End the session at the broker (so a copy of it is worthless), then forget it here."""
+    """End the session at the broker (so a copy of it is worthless), then forget it here,
+    with the person's own AWS credentials cached for `vouch credential aws`."""
     saved = ctx.saved
+    if saved is not None:
+        OwnCredentialCache.of(ctx.env, saved.server, saved.email or "").clear()
     if saved is None or not saved.token:
         ctx.info("Not signed in.")
         ctx.emit({"signed_in": False, "revoked": False})

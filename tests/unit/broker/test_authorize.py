@@ -1,5 +1,7 @@
 """Authorize: the STS duration never outlasts the token (invariant 12), and the cache key holds
-what shapes the credentials but not the clamp that changes by the second."""
+what shapes the credentials but not the clamp that changes by the second; a person's own
+credentials get exactly the models their [[use]] rules allow or fewer (invariant 3), and
+never outlast the session (invariant 12)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import msgspec
 import pytest
 
 from broker.authorize import Authorizer, Principal
-from broker.errors import GrantInvalid
+from broker.errors import GrantInvalid, PolicyDenied
+from broker.session import Person
 from broker.settings import EXAMPLE_POLICY
 from policies import Catalog, load_org_policy
 
@@ -15,6 +18,7 @@ pytestmark = pytest.mark.unit
 
 NOW = 1_796_000_000.0
 HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +88,78 @@ def test_an_empty_model_list_never_means_the_whole_grant(authorizer: Authorizer)
         authorizer.authorize(principal(7200), models=[], duration_s=None, now=NOW)
     whole = authorizer.authorize(principal(7200), models=None, duration_s=None, now=NOW)
     assert whole.models == (HAIKU,)
+
+
+def person(left_s: float, email: str = "alice@example.com") -> Person:
+    """Alice signed in, her session having `left_s` seconds to live at NOW."""
+    return Person(
+        email=email,
+        cid="cid123",
+        amr=("hwk", "uv"),
+        auth_time=int(NOW - 60),
+        issued_at=int(NOW - 60),
+        expires_at=int(NOW + left_s),
+        jti="jti-1",
+        kid="kid-1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("left_s", "asked", "term", "duration"),
+    [
+        (7200, None, 3600, 3600),  # a person's default: the [[use]] rule's 1 h, not the floor
+        (7200, 1800, 1800, 1800),  # what was asked, within it
+        (7200, 43200, 3600, 3600),  # never past the policy's maximum
+        (1800, None, 3600, 1800),  # 30 min of session left: 30 min
+        (300, None, 3600, 900),  # under STS's floor: the floor, the session policy ends it
+    ],
+)
+def test_a_persons_own_credentials_never_outlast_the_session_or_the_policy(
+    authorizer: Authorizer, left_s: float, asked: int | None, term: int, duration: int
+) -> None:
+    grant = authorizer.authorize_person(person(left_s), models=None, duration_s=asked, now=NOW)
+    assert (grant.term_s, grant.duration_s) == (term, duration)
+    assert grant.expires_at == int(NOW + left_s)
+    assert grant.principal == Principal(
+        id="jti-1",
+        sub="user.alice@example.com",
+        email="alice@example.com",
+        agent="",
+        key="cid123",
+        models=(HAIKU, SONNET),
+        max_duration_s=None,
+        expires_at=int(NOW + left_s),
+        access="human",
+    )
+    assert grant.models == (HAIKU, SONNET)  # everything her [[use]] rule allows
+    assert grant.key == ("jti-1", (HAIKU, SONNET), term, int(NOW + left_s))
+
+
+def test_a_person_narrows_to_models_they_may_use_and_never_past_them(
+    authorizer: Authorizer,
+) -> None:
+    narrowed = authorizer.authorize_person(
+        person(7200), models=["us.claude-sonnet-4-5"], duration_s=None, now=NOW
+    )
+    assert narrowed.models == (SONNET,)
+    with pytest.raises(PolicyDenied) as wider:
+        authorizer.authorize_person(
+            person(7200), models=["us.claude-opus-4-5", HAIKU], duration_s=None, now=NOW
+        )
+    opus = "us.anthropic.claude-opus-4-5-20251101-v1:0"
+    assert wider.value.extra == {"models": [opus], "reason": "model-not-allowed"}
+    assert str(wider.value) == (
+        f"the org policy does not let alice@example.com use {opus} themselves;"
+        " `vouch models` lists what they may use"
+    )
+    with pytest.raises(GrantInvalid, match="name at least one model"):
+        authorizer.authorize_person(person(7200), models=[], duration_s=None, now=NOW)
+
+
+def test_a_person_no_use_rule_names_gets_nothing(authorizer: Authorizer) -> None:
+    with pytest.raises(PolicyDenied) as refused:
+        authorizer.authorize_person(
+            person(7200, "mallory@elsewhere.example"), models=None, duration_s=None, now=NOW
+        )
+    assert refused.value.extra == {"reason": "person-not-allowed"}
+    assert str(refused.value) == "mallory@elsewhere.example may not use any model themselves"

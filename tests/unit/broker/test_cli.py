@@ -36,7 +36,7 @@ def test_policy_check_lists_every_problem(
     assert "4 problems" in err
     assert "aws.account_id" in err and "aws.region: missing" in err
     assert main(["policy", "check", "policies/examples/org.toml"]) == 0
-    assert "ok (1 rules, 2 models)" in capsys.readouterr().out
+    assert "ok (1 rules, 2 models; own use: 1 rules, 2 models)" in capsys.readouterr().out
 
 
 def test_aws_setup_prints_provider_trust_and_permissions(
@@ -70,9 +70,49 @@ def test_aws_setup_prints_provider_trust_and_permissions(
             "Resource": "*",
         }
     ]
+    # The people role: the same provider, audience and actions, but only user.* subjects;
+    # the models people may use themselves; its own max session; the same boundary.
+    people = plan["people_role"]
+    assert (people["name"], people["arn"]) == (
+        "vouch-people",
+        "arn:aws:iam::123456789012:role/vouch-people",
+    )
+    assert people["max_session_duration"] == 3600
+    [own] = people["trust_policy"]["Statement"]
+    assert own["Condition"]["StringLike"] == {"vouch.example.com:sub": "user.*"}
+    assert own["Condition"]["StringEquals"] == trust["Condition"]["StringEquals"]
+    assert (own["Principal"], set(own["Action"])) == (trust["Principal"], set(trust["Action"]))
+    assert people["permissions_boundary"] == boundary
+    assert people["permissions_policy"]["name"] == "vouch-bedrock-models"
+    assert "claude-haiku-4-5" in json.dumps(people["permissions_policy"]["document"])
     broker = plan["broker_policy"]
     assert broker["name"] == "vouch-broker-revocations"
     assert broker["document"]["Statement"] == [
+        {
+            "Sid": "VouchRevocationsOnTheAgentsAndPeopleRoles",
+            "Effect": "Allow",
+            "Action": ["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
+            "Resource": [
+                "arn:aws:iam::123456789012:role/vouch-agents",
+                "arn:aws:iam::123456789012:role/vouch-people",
+            ],
+        }
+    ]
+
+
+def test_aws_setup_without_own_use_plans_the_agents_role_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = Path("policies/examples/org.toml").read_text()
+    agents_only = tmp_path / "org.toml"
+    agents_only.write_text(example.split("[[use]]")[0])
+    monkeypatch.setenv("VOUCH_ISSUER", "https://vouch.example.com")
+    monkeypatch.setenv("VOUCH_POLICY_FILE", str(agents_only))
+    monkeypatch.delenv("VOUCH_AWS_ENDPOINT_URL", raising=False)
+    assert main(["aws-setup"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["people_role"] is None
+    assert plan["broker_policy"]["document"]["Statement"] == [
         {
             "Sid": "VouchRevocationsOnTheAgentsRole",
             "Effect": "Allow",

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from policies.errors import InvalidGrant
-from policies.identity import agent_sub, check_agent_name, normalize_email, parse_agent_sub
+from policies.identity import (
+    agent_sub,
+    check_agent_name,
+    normalize_email,
+    parse_agent_sub,
+    person_sub,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -63,6 +69,14 @@ def test_agent_subs_round_trip_and_fold_the_email() -> None:
         "researcher",
         "evil.alice@example.com",
     )
+
+
+def test_a_persons_sub_can_never_be_an_agents() -> None:
+    assert person_sub("alice@example.com") == "user.alice@example.com"
+    # Even a person whose address starts like an agent's stays under user.
+    assert person_sub("agent.x.y@example.com") == "user.agent.x.y@example.com"
+    with pytest.raises(InvalidGrant):
+        parse_agent_sub(person_sub("alice@example.com"))
 
 
 @pytest.mark.parametrize(

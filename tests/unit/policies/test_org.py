@@ -15,6 +15,7 @@ from policies import (
     ModelNotCallable,
     OrgPolicy,
     PolicyFileError,
+    SelfUse,
     UnknownModel,
     load_org_policy,
     normalize_email,
@@ -86,6 +87,8 @@ def test_the_example_policy(example: OrgPolicy) -> None:
         region="us-east-1",
         sts_audience="sts.amazonaws.com",
         role_max_session_s=H,
+        people_role_arn="arn:aws:iam::123456789012:role/vouch-people",
+        people_role_max_session_s=H,
     )
     assert example.require_user_verification
     assert example.default_ttl_s == 2 * H
@@ -102,6 +105,12 @@ def test_the_example_policy(example: OrgPolicy) -> None:
         None,
         10,
     )
+    # What everyone at example.com may use themselves: the same two models, for 1 h.
+    assert example.use_models == (HAIKU_US, SONNET_US)
+    assert example.authorize_use("Alice@Example.com") == SelfUse(
+        email="alice@example.com", models=(HAIKU_US, SONNET_US), max_duration_s=H
+    )
+    assert example.use_limits("bob@partner.example") == {}
 
 
 def test_the_file_settings(org: OrgPolicy) -> None:
@@ -476,3 +485,174 @@ models = ["*.anthropic.claude-haiku-4-5-*"]
         "eu.anthropic.claude-haiku-4-5-20251001-v1:0",
         "global.anthropic.claude-haiku-4-5-20251001-v1:0",
     )
+
+
+# --- a person's own use ([[use]]) ---------------------------------------------------------------
+
+OPUS_US = "us.anthropic.claude-opus-4-5-20251101-v1:0"
+USE_POLICY = """
+[aws]
+account_id = "123456789012"
+role_name = "vouch-agents"
+region = "us-east-1"
+people_role_name = "vouch-people"
+people_role_max_session = "2h"
+
+[groups]
+leads = ["lena@corp.example"]
+
+[[rules]]
+description = "everyone delegates Haiku"
+people = ["*@corp.example"]
+models = ["us.claude-haiku-4-5"]
+
+[[rules]]
+description = "Dan delegates Opus but may not use it himself"
+people = ["dan@corp.example"]
+models = ["us.claude-opus-4-5"]
+
+[[use]]
+description = "leads use Opus themselves, for 30 minutes at a time"
+groups = ["leads"]
+models = ["us.claude-opus-4-5"]
+max_duration = "30m"
+
+[[use]]
+description = "everyone uses Haiku and Sonnet themselves (the people role's 2 h)"
+people = ["*@corp.example"]
+models = ["us.claude-haiku-4-5", "us.claude-sonnet-4-5"]
+
+[[use]]
+people = ["lena@corp.example"]
+models = ["us.claude-haiku-4-5"]
+max_duration = "1h"
+"""
+
+
+@pytest.fixture
+def uses(catalog: Catalog, tmp_path: Path) -> OrgPolicy:
+    return load_org_policy(write(tmp_path, USE_POLICY), catalog)
+
+
+def test_what_a_person_may_use_is_independent_of_what_they_may_delegate(uses: OrgPolicy) -> None:
+    assert uses.aws.people_role_arn == "arn:aws:iam::123456789012:role/vouch-people"
+    assert uses.aws.people_role_name == "vouch-people"
+    assert uses.aws.people_role_max_session_s == 2 * H
+    assert uses.use_models == (HAIKU_US, OPUS_US, SONNET_US)
+    assert uses.allowed_models == (HAIKU_US, OPUS_US)  # what agents may get: no Sonnet
+    # Lena uses Opus herself but may not delegate it...
+    assert uses.use_limits("lena@corp.example") == {
+        OPUS_US: H // 2,
+        HAIKU_US: 2 * H,
+        SONNET_US: 2 * H,
+    }
+    assert OPUS_US not in uses.models_for("lena@corp.example")
+    with pytest.raises(GrantDenied, match="may not delegate"):
+        uses.authorize("lena@corp.example", "bot", ["us.claude-opus-4-5"], H)
+    # ...and Dan delegates Opus but may not use it himself.
+    assert uses.delegation_limits("dan@corp.example") == {OPUS_US: 8 * H, HAIKU_US: 8 * H}
+    with pytest.raises(GrantDenied) as caught:
+        uses.authorize_use("dan@corp.example", ["us.claude-opus-4-5"])
+    assert (caught.value.check, caught.value.model) == ("model-not-allowed", OPUS_US)
+    assert str(caught.value) == (
+        f"dan@corp.example may not use us.claude-opus-4-5 ({OPUS_US}) themselves"
+    )
+
+
+@pytest.mark.parametrize(
+    ("email", "models", "expected", "longest"),
+    [
+        # Everything the person may use, when nothing is named.
+        ("zed@corp.example", None, (HAIKU_US, SONNET_US), 2 * H),
+        # Each model's most generous rule, the strictest across the models asked for.
+        ("lena@corp.example", ["us.claude-haiku-4-5"], (HAIKU_US,), 2 * H),
+        ("lena@corp.example", None, (HAIKU_US, OPUS_US, SONNET_US), H // 2),
+        ("LENA@corp.example", ["us.claude-opus-4-5", SONNET_US], (OPUS_US, SONNET_US), H // 2),
+    ],
+)
+def test_a_persons_own_use_and_its_longest_credential(
+    uses: OrgPolicy, email: str, models: list[str] | None, expected: tuple[str, ...], longest: int
+) -> None:
+    allowed = uses.authorize_use(email, models)
+    assert allowed == SelfUse(email=email.lower(), models=expected, max_duration_s=longest)
+
+
+def test_own_use_refusals_say_exactly_why(
+    uses: OrgPolicy, catalog: Catalog, tmp_path: Path
+) -> None:
+    with pytest.raises(GrantDenied) as nobody:
+        uses.authorize_use("eve@elsewhere.example")
+    assert nobody.value.check == "person-not-allowed"
+    assert str(nobody.value) == "eve@elsewhere.example may not use any model themselves"
+    with pytest.raises(InvalidGrant, match="name at least one model"):
+        uses.authorize_use("zed@corp.example", [])
+    with pytest.raises(UnknownModel):
+        uses.authorize_use("zed@corp.example", ["claude-sonet"])
+    with pytest.raises(ModelNotCallable, match=r"use one of: us\.claude-haiku-4-5"):
+        uses.authorize_use("zed@corp.example", [HAIKU])  # the bare model: only via a profile
+    with pytest.raises(InvalidGrant, match="not an email"):
+        uses.authorize_use("zed@")
+    # A policy without [[use]] rules lets nobody use anything themselves.
+    text = "[aws]\naccount_id = '123456789012'\nrole_name = 'r'\nregion = 'us-east-1'"
+    bare = load_org_policy(write(tmp_path, text), catalog)
+    assert bare.use_models == () and bare.aws.people_role_arn == ""
+    assert bare.aws.people_role_name is None
+    with pytest.raises(GrantDenied, match="may not use any model themselves"):
+        bare.authorize_use("admin@example.com")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            AWS + "role_name = 'r'\nregion = 'us-east-1'\n"
+            "[[use]]\npeople = ['*@corp.example']\nmodels = ['us.claude-haiku-4-5']",
+            "use: people's own credentials need a role of their own: set [aws]"
+            " people_role_name (or people_role_arn)",
+        ),
+        (
+            AWS + "role_name = 'r'\nregion = 'us-east-1'\npeople_role_name = 'r'",
+            "aws.people_role_name: is the agents role: people's own credentials need a role"
+            " of their own",
+        ),
+        (
+            AWS + "role_name = 'r'\nregion = 'us-east-1'\npeople_role_name = 'p'\n"
+            "people_role_arn = 'arn:aws:iam::123456789012:role/p'",
+            "aws.people_role_arn: give at most one of people_role_arn or people_role_name",
+        ),
+        (
+            AWS + "role_name = 'r'\nregion = 'us-east-1'\n"
+            "people_role_arn = 'arn:aws:iam::999999999999:role/p'",
+            "aws.people_role_arn: is in account 999999999999, not 123456789012",
+        ),
+        (
+            AWS + "role_name = 'r'\nregion = 'us-east-1'\npeople_role_name = 'p'\n"
+            "[[use]]\npeople = ['*@corp.example']\nmodels = ['us.claude-haiku-4-5']\n"
+            "max_duration = '2h'",
+            "use[0].max_duration: is longer than the people role's max session (3600 s)",
+        ),
+        (
+            AWS + "role_name = 'r'\nregion = 'us-east-1'\npeople_role_name = 'p'\n"
+            "[[use]]\nmodels = ['us.claude-haiku-4-5']\nmax_ttl = '2h'",
+            "use[0].max_ttl: unknown key",
+        ),
+        (
+            AWS + "role_name = 'r'\nregion = 'us-east-1'\npeople_role_name = 'p'\n"
+            "[[use]]\nmodels = ['us.claude-haiku-4-5']",
+            "use[0].people: a rule needs people or groups",
+        ),
+        (
+            AWS + "role_name = 'r'\nregion = 'us-east-1'\npeople_role_name = 'p'\n"
+            "[[use]]\npeople = ['*@corp.example']\nmodels = ['us.claude-haiku-4-5']\n"
+            "max_duration = '5m'",
+            "use[0].max_duration: '5m' (300 s) is outside 900..43200 s",
+        ),
+    ],
+)
+def test_broken_use_rules_and_people_roles(
+    catalog: Catalog, tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(PolicyFileError) as caught:
+        load_org_policy(write(tmp_path, text), catalog)
+    problems = [f"{p.location}: {p.message}" for p in caught.value.problems]
+    assert message in problems, "\n".join(problems)

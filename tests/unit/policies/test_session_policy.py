@@ -19,6 +19,8 @@ from policies import (
     role_permissions_policy,
     trust_policy,
 )
+from policies.identity import agent_sub, person_sub
+from policies.session_policy import AGENT_SUBJECTS, PEOPLE_SUBJECTS
 
 pytestmark = pytest.mark.unit
 
@@ -292,6 +294,26 @@ def test_trust_policy_for_the_broker_oidc_provider() -> None:
     }
     assert ", " not in text
     assert ": " not in text
+
+
+def test_the_people_role_trusts_only_user_subjects_and_the_agents_role_only_agent_ones() -> None:
+    people = json.loads(
+        trust_policy(
+            issuer="https://vouch.example.com", account_id=ACCOUNT, subjects=PEOPLE_SUBJECTS
+        )
+    )
+    agents = json.loads(trust_policy(issuer="https://vouch.example.com", account_id=ACCOUNT))
+    [person] = people["Statement"]
+    [agent] = agents["Statement"]
+    assert person["Condition"]["StringLike"] == {"vouch.example.com:sub": "user.*"}
+    assert agent["Condition"]["StringLike"] == {"vouch.example.com:sub": "agent.*"}
+    # Everything else is the same: one provider, one audience, the same three actions.
+    person["Condition"].pop("StringLike")
+    agent["Condition"].pop("StringLike")
+    assert person == agent
+    # No sub the broker makes for one kind can match the other's pattern.
+    assert not person_sub("alice@example.com").startswith(AGENT_SUBJECTS[:-1])
+    assert not agent_sub("user", "alice@example.com").startswith(PEOPLE_SUBJECTS[:-1])
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 import vouch_delegate
+from vouch_delegate._errors import NotSignedIn
 from vouch_delegate.cli import build_parser, main
 from vouch_delegate.cli._context import Context
-from vouch_delegate.cli._exit import NoKey, NotSignedIn, exit_code
+from vouch_delegate.cli._exit import NoKey, exit_code
 from vouch_delegate.cli._store import SavedSession, SessionStore, config_dir
 from vouch_delegate.cli._token_out import TokenOut
 

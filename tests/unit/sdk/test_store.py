@@ -17,9 +17,9 @@ import keyring
 import pytest
 from keyring.backends import fail
 from keyring.errors import PasswordSetError
+from vouch_delegate._errors import NotSignedIn
 from vouch_delegate.cli import build_parser, main
 from vouch_delegate.cli._context import Context
-from vouch_delegate.cli._exit import NotSignedIn
 from vouch_delegate.cli._store import SavedSession, SessionStore
 
 from tests.harness.file_keyring import FileKeyring
