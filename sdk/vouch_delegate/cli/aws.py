@@ -22,7 +22,7 @@ from vouch_delegate._credentials import (
     AwsCredentials,
     _local_expiry,
 )
-from vouch_delegate._errors import ConfigError
+from vouch_delegate._errors import ConfigError, NotSignedIn
 from vouch_delegate._grant import parse_duration
 from vouch_delegate._token import TOKEN_ENV, TOKEN_FILE_ENV
 from vouch_delegate.cli._aws_config import config_path, section_name, write_profile
@@ -141,12 +141,18 @@ def _agent_token_given(ctx: Context) -> bool:
     )
 
 
+_AGENT_HINT = f"--token-file F, or set {TOKEN_FILE_ENV} (or {TOKEN_ENV})"
+
+
 def _credentials(ctx: Context) -> tuple[AwsCredentials, str | None]:
     """(credentials, the broker's region): the agent token's, else the person's own."""
     if _agent_token_given(ctx):
         source = _exchanged(ctx)
         return source.get(), source.region
-    return _own(ctx)
+    try:
+        return _own(ctx)
+    except NotSignedIn as exc:  # one line that names both ways to credentials
+        raise NotSignedIn(f"{exc}; for an agent's credentials: {_AGENT_HINT}") from None
 
 
 def _own(ctx: Context) -> tuple[AwsCredentials, str | None]:

@@ -510,16 +510,18 @@ def test_status_with_an_unusable_broker_url_is_configuration_not_signed_out(
     )
 
 
-def test_exec_without_a_token_names_the_option_and_variables(
+def test_exec_without_a_token_or_session_names_login_and_the_token_options(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for name in ("VOUCH_AGENT_TOKEN", "VOUCH_AGENT_TOKEN_FILE"):
         monkeypatch.delenv(name, raising=False)
-    assert main(["exec", "--", "true"]) == 6
+    # Without a token, exec runs with the person's own credentials: no session, one line.
+    assert main(["--server", SERVER, "exec", "--", "true"]) == 2
     assert capsys.readouterr().err == (
-        "vouch: vouch exec needs an agent token: pass --token-file F, or set "
-        "VOUCH_AGENT_TOKEN_FILE (or VOUCH_AGENT_TOKEN); `vouch delegate --out F` writes one\n"
+        f"vouch: not signed in to {SERVER}: run `vouch login`; for an agent's credentials: "
+        "--token-file F, or set VOUCH_AGENT_TOKEN_FILE (or VOUCH_AGENT_TOKEN)\n"
     )
 
 

@@ -70,11 +70,15 @@ def test_without_a_session_it_says_run_vouch_login_in_one_line_and_exits_2(
     assert main(["credential", "aws", "--server", SERVER]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""  # nothing the AWS CLI could mistake for credentials
-    assert captured.err == f"vouch: not signed in to {SERVER}: run `vouch login`\n"
+    assert captured.err == (
+        f"vouch: not signed in to {SERVER}: run `vouch login`; for an agent's credentials: "
+        "--token-file F, or set VOUCH_AGENT_TOKEN_FILE (or VOUCH_AGENT_TOKEN)\n"
+    )
     sign_in(env, left_s=10)  # within the 30 s slack: as good as ended
     assert main(["credential", "aws"]) == 2
     assert capsys.readouterr().err == (
-        f"vouch: your session for {SERVER} has expired: run `vouch login`\n"
+        f"vouch: your session for {SERVER} has expired: run `vouch login`; for an agent's "
+        "credentials: --token-file F, or set VOUCH_AGENT_TOKEN_FILE (or VOUCH_AGENT_TOKEN)\n"
     )
 
 
