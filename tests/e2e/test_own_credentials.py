@@ -125,4 +125,7 @@ def test_the_aws_cli_and_a_boto3_profile_get_the_persons_own_credentials(
     assert not list((pat.home / ".cache" / "vouch").iterdir())
     refused = pat.run("credential", "aws", code=2)
     assert refused.stdout == ""
-    assert refused.stderr == f"vouch: you signed out of {gated_broker.url}: run `vouch login`\n"
+    assert refused.stderr == (
+        f"vouch: you signed out of {gated_broker.url}: run `vouch login`; for an agent's "
+        "credentials: --token-file F, or set VOUCH_AGENT_TOKEN_FILE (or VOUCH_AGENT_TOKEN)\n"
+    )

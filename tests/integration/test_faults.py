@@ -196,7 +196,7 @@ def test_slow_redis_fails_requests_within_the_configured_timeout(
 
         sleeper = threading.Thread(
             target=lambda: redis.Redis.from_url(aof_redis.url).execute_command(
-                "DEBUG", "SLEEP", "3"
+                "DEBUG", "SLEEP", "5"
             )
         )
         threads_before = threading.active_count()
@@ -212,8 +212,9 @@ def test_slow_redis_fails_requests_within_the_configured_timeout(
     finally:
         server.stop()
     # One attempt and one reconnecting retry, each with a connect and a command bounded by the
-    # timeout: at most 4 timeouts. A broker that waited for Redis would take ~2.8 s here.
-    bound_s = 4 * timeout_s + 1.0
+    # timeout: at most 4 timeouts, plus room for 32 threads on a loaded 2-core machine. A broker
+    # that waited for Redis would take ~4.8 s here.
+    bound_s = 4 * timeout_s + 1.5
     slowest = max(ended - started for _, _, started, ended in answers)
     assert {(status, kind) for status, kind, _, _ in answers} == {(503, "store-unavailable")}
     assert slowest <= bound_s, slowest
@@ -643,7 +644,9 @@ def test_exchanges_waiting_on_a_slow_sts_are_refused_once_a_revocation_is_acknow
     ]
     assert delivered_late == []
     assert sorted({(status, kind) for *_, status, kind in answers}) == [(401, "token-revoked")]
-    assert len(sts_gate.accepted) == n  # STS did issue them: the broker withheld them
+    # STS did issue them: the broker withheld them. (At least n: on a loaded machine a call that
+    # outlives the STS client's read timeout is retried, and STS issues that one too.)
+    assert len(sts_gate.accepted) >= n
     # The revocation went through the other replica, so only the re-check can have dropped
     # what STS issued from this replica's cache.
     cached = broker.app.state.services.exchange.provider.entries
