@@ -3,7 +3,9 @@
 The token's one home: its claims as a Struct, `mint` and `verify`. Nothing else reads agent
 claims by name. Claims (docs/design.md, "Tokens"): iss, aud, sub = ``agent.<name>.<email>``,
 iat, nbf, exp, jti, dlg (the delegation id), models, act = {sub, cid, amr} (who approved,
-with which key, how), and max_sts_s / rate when the grant narrows them.
+with which key, how), max_sts_s / rate when the grant narrows them, and cnf = {jkt} when
+the delegation is bound to the agent's key (RFC 9449 section 6: the token then needs a DPoP
+proof of that key, broker/dpop.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ class Actor(msgspec.Struct, frozen=True):
     amr: tuple[str, ...]
 
 
+class Confirmation(msgspec.Struct, frozen=True):
+    """RFC 7800 `cnf`: the key the token is bound to, by its RFC 7638 thumbprint."""
+
+    jkt: str
+
+
 class AgentClaims(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The verified claims of an agent token (field names are the claim names)."""
 
@@ -46,6 +54,7 @@ class AgentClaims(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     nbf: int | None = None
     max_sts_s: int | None = None
     rate: int | None = None
+    cnf: Confirmation | None = None
 
     @property
     def agent(self) -> str:
@@ -85,8 +94,9 @@ def mint_agent_token(
     issuer: str,
     now: int,
     keys: KeyRing,
+    jkt: str | None = None,
 ) -> tuple[str, AgentClaims]:
-    """A signed agent token and its claims."""
+    """A signed agent token and its claims; bound to the key `jkt` names when given."""
     claims = AgentClaims(
         iss=issuer,
         aud=issuer,
@@ -100,6 +110,7 @@ def mint_agent_token(
         act=actor,
         max_sts_s=max_sts_s,
         rate=rate,
+        cnf=Confirmation(jkt) if jkt is not None else None,
     )
     return mint(msgspec.to_builtins(claims), typ=AGENT_TYP, keys=keys), claims
 

@@ -56,6 +56,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     max_duration_s: int | None
     expires_at: int
     access: Access = "agent"
+    bound: bool = False
+    """The agent token is bound to the agent's key (cnf.jkt; its proof was checked)."""
 
     @classmethod
     def of_agent(cls, claims: AgentClaims) -> Principal:
@@ -68,6 +70,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
             models=claims.models,
             max_duration_s=claims.max_sts_s,
             expires_at=claims.exp,
+            bound=claims.cnf is not None,
         )
 
     @classmethod
@@ -148,7 +151,7 @@ class Authorizer:
             ceiling = self._own_use(principal.email, chosen)[1]
             default = ceiling  # see the module docstring: credential_process refreshes early
         else:
-            ceiling = self._org_ceiling(principal.email, principal.agent, chosen)
+            ceiling = self._org_ceiling(principal.email, principal.agent, chosen, principal.bound)
             default = self.min_duration_s
         if principal.max_duration_s:
             ceiling = min(ceiling, principal.max_duration_s)
@@ -193,10 +196,11 @@ class Authorizer:
         except PoliciesError as exc:
             raise from_policy(exc) from None
 
-    def _org_allows(self, email: str, agent: str, models: tuple[str, ...]) -> int:
-        """The longest credential the org policy allows now. Raises: PolicyDenied."""
+    def _org_allows(self, email: str, agent: str, models: tuple[str, ...], bound: bool) -> int:
+        """The longest credential the org policy allows now (an unbound token where it now
+        requires binding: none). Raises: PolicyDenied."""
         try:
-            return self.org.authorize(email, agent, list(models), 1).max_sts_s
+            return self.org.authorize(email, agent, list(models), 1, bound=bound).max_sts_s
         except PoliciesError as exc:
             raise from_policy(
                 exc, invalid=PolicyDenied, prefix="the org policy no longer allows this grant: "

@@ -293,6 +293,12 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         f"{args.file}: ok ({len(org.rules)} rules, {len(org.allowed_models)} models;"
         f" own use: {len(org.use_rules)} rules, {len(org.use_models)} models)"
     )
+    binding = sum(r.limits.require_key_binding for r in org.rules)
+    print(
+        f"key binding (DPoP): required by {binding} of {len(org.rules)} rules"
+        if binding
+        else "key binding (DPoP): optional (no rule requires it)"
+    )
     return 0
 
 

@@ -35,7 +35,7 @@ from broker.errors import (
 )
 from broker.grant import NONCE_BYTES, Grant, canonical_json, challenge_for
 from broker.identity import grant_agent
-from broker.keys import KeyRing
+from broker.keys import KID, KeyRing
 from broker.keytap import KeyTaps
 from broker.session import Person, amr_for
 from policies import Authorized, OrgPolicy
@@ -86,14 +86,23 @@ class Delegations:
         purpose: str = "",
         max_sts_s: int | None = None,
         rate: int | None = None,
+        jkt: str | None = None,
     ) -> Grant:
-        """The canonical grant, if the org policy lets this person delegate it.
+        """The canonical grant, if the org policy lets this person delegate it; bound to the
+        agent key `jkt` (an RFC 7638 thumbprint) when given.
 
         Raises:
-            GrantInvalid: malformed agent name, TTL or limits.
-            PolicyDenied: outside what the org policy allows this person.
+            GrantInvalid: malformed agent name, TTL, limits or thumbprint.
+            PolicyDenied: outside what the org policy allows this person (an unbound grant
+                where it requires key binding included).
         """
-        allowed = self._authorize(person.email, grant_agent(agent), models, ttl_s)
+        if jkt is not None and KID.fullmatch(jkt) is None:
+            raise GrantInvalid(
+                "bind_key must be a key's RFC 7638 SHA-256 thumbprint (43 characters)"
+            )
+        allowed = self._authorize(
+            person.email, grant_agent(agent), models, ttl_s, bound=jkt is not None
+        )
         for check in self.checks:
             check(tuple(sorted(allowed.models)), int(time.time()) + ttl_s)
         return Grant(
@@ -106,6 +115,7 @@ class Delegations:
             rate=_narrow(rate, allowed.exchanges_per_hour, "rate")
             if rate is not None
             else allowed.exchanges_per_hour,
+            jkt=jkt,
         )
 
     async def begin(
@@ -117,7 +127,9 @@ class Delegations:
             Conflict: the person already holds the maximum of active delegations.
             PolicyDenied, GrantInvalid: the org policy no longer allows the grant.
         """
-        limit = self._authorize(grant.email, grant.agent, list(grant.models), grant.ttl_s)
+        limit = self._authorize(
+            grant.email, grant.agent, list(grant.models), grant.ttl_s, bound=grant.jkt is not None
+        )
         active = await self.store.count_active(person.email, now=int(time.time()))
         if active >= limit.max_active_delegations:
             raise Conflict(
@@ -153,7 +165,9 @@ class Delegations:
         if not tap.user_verified:
             raise AssertionRejected("delegation needs user verification (PIN or biometric)")
         grant = msgspec.json.decode(state.grant, type=Grant)
-        limit = self._authorize(grant.email, grant.agent, list(grant.models), grant.ttl_s)
+        limit = self._authorize(
+            grant.email, grant.agent, list(grant.models), grant.ttl_s, bound=grant.jkt is not None
+        )
         actor = Actor(sub=grant.email, cid=tap.credential.cid, amr=amr_for(tap.user_verified))
         request = await self.requests.claim(state.request_id) if state.request_id else None
         record = None
@@ -168,6 +182,7 @@ class Delegations:
                 expires_at=record.expires_at,
                 cid=actor.cid,
                 purpose=record.purpose,
+                **({"jkt": record.jkt} if record.jkt else {}),
             )
             if request is not None:
                 await self.requests.approve(request, token, record.id)
@@ -195,6 +210,7 @@ class Delegations:
             purpose=grant.purpose,
             max_sts_s=grant.max_sts_s,
             rate=grant.rate,
+            jkt=grant.jkt,
         )
         held = await self.store.add(record, max_active=max_active)
         if held is not None:
@@ -213,6 +229,7 @@ class Delegations:
                 issuer=self.issuer,
                 now=now,
                 keys=self.keys,
+                jkt=grant.jkt,
             )
         except BaseException:
             await self._undo(record, None)
@@ -233,10 +250,12 @@ class Delegations:
             with contextlib.suppress(StoreUnavailable):
                 await self.requests.release(request.id)
 
-    def _authorize(self, email: str, agent: str, models: list[str], ttl_s: int) -> Authorized:
+    def _authorize(
+        self, email: str, agent: str, models: list[str], ttl_s: int, *, bound: bool
+    ) -> Authorized:
         """Raises: PolicyDenied or GrantInvalid (the org policy's answer as a problem)."""
         try:
-            return self.org.authorize(email, agent, models, ttl_s)
+            return self.org.authorize(email, agent, models, ttl_s, bound=bound)
         except PoliciesError as exc:
             raise from_policy(exc) from None
 

@@ -87,6 +87,8 @@ class DelegationRequest(msgspec.Struct, frozen=True, kw_only=True):
     seal_key: str
     """The X25519 public key derived from the poll secret: the token is sealed to it."""
     code: str
+    jkt: str | None = None
+    """The thumbprint of the public key the agent sent: its token will be bound to it."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,15 @@ class DelegationRequests:
         self._deliver = self.redis.register_script(_DELIVER)
 
     async def create(
-        self, *, email: str, agent: str, models: list[str], ttl_s: int, message: str, address: str
+        self,
+        *,
+        email: str,
+        agent: str,
+        models: list[str],
+        ttl_s: int,
+        message: str,
+        address: str,
+        jkt: str | None = None,
     ) -> Created:
         """Record a request once both its source and its person have a pending place.
 
@@ -204,6 +214,7 @@ class DelegationRequests:
             secret_hash=poll_secret.verifier(secret),
             seal_key=poll_secret.public_key(secret),
             code=new_user_code(),
+            jkt=jkt,
         )
         await self._reserve(req, now)
         async with guard("recording a delegation request"):

@@ -38,6 +38,8 @@ class Delegation(msgspec.Struct, frozen=True, kw_only=True):
     revoked_at: int | None = None
     revoked_by: str | None = None
     revoked_reason: str | None = None
+    jkt: str | None = None
+    """The thumbprint of the agent key its token is bound to (None: a bearer token)."""
 
 
 def _record(dlg_id: str) -> str:

@@ -7,6 +7,7 @@
     │   ├── TokenInvalid                401 token-invalid
     │   │   └── TokenExpired            401 token-expired
     │   ├── TokenRevoked                401 token-revoked
+    │   ├── DpopProofInvalid            401 invalid-dpop-proof (RFC 9449 invalid_dpop_proof)
     │   ├── AssertionRejected           401 assertion-rejected
     │   │   ├── ChallengeInvalid        401 challenge-invalid
     │   │   └── KeyFlagged              401 key-flagged
@@ -89,6 +90,21 @@ class TokenRevoked(Unauthenticated):
     slug, title = "token-revoked", "Token revoked"
 
 
+class DpopProofInvalid(Unauthenticated):
+    """A key-bound token without a valid DPoP proof of its key (RFC 9449).
+
+    The slug is RFC 9449's error code in the problem types' kebab-case, so one name is
+    searched for; the code itself is the problem's `error` member and the
+    ``WWW-Authenticate: DPoP error="invalid_dpop_proof"`` challenge.
+    """
+
+    slug, title = "invalid-dpop-proof", "Invalid DPoP proof"
+    code: ClassVar[str] = "invalid_dpop_proof"
+
+    def __init__(self, detail: str, **extra: object) -> None:
+        super().__init__(detail, error=self.code, **extra)
+
+
 class AssertionRejected(Unauthenticated):
     slug, title = "assertion-rejected", "Security key assertion rejected"
 
@@ -161,6 +177,7 @@ ALL_ERRORS: tuple[type[VouchError], ...] = (
     TokenInvalid,
     TokenExpired,
     TokenRevoked,
+    DpopProofInvalid,
     AssertionRejected,
     ChallengeInvalid,
     KeyFlagged,

@@ -1,8 +1,10 @@
 """Exchange: a token -> scoped, short-lived cloud credentials.
 
-verify the agent token -> revocation of its handles and of the key that signed it (one Redis
-round trip, fail closed) -> authorize (cloud-neutral grant) -> cached provider (single flight)
--> after a provider call, revocation again (one MGET) -> the credential document.
+verify the agent token (cached by its exact text, broker/verified_tokens.py) -> for a token
+bound to a key, its DPoP proof (broker/dpop.py) -> revocation of its handles and of the key
+that signed it, with the proof's jti recorded (one Redis round trip, fail closed) ->
+authorize (cloud-neutral grant) -> cached provider (single flight) -> after a provider call,
+revocation again (one MGET) -> the credential document.
 
 A person's own credentials (`exchange_person`) take the same steps from their session token:
 verified as a session (never an agent token), its person, key, logout and signing-key
@@ -15,15 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.agent_token import expectation, verify_agent_token
+from broker.agent_token import expectation
 from broker.authorize import Authorizer, CredentialGrant, Principal
 from broker.credential_cache import CachedProvider
+from broker.dpop import ProofVerifier
 from broker.errors import TokenRevoked
 from broker.keys import KeyRing
 from broker.providers import IssuedCredentials
 from broker.revocation import Revocations, signing_key_key
 from broker.session import session_expectation, verify_session
-from broker.tokens import signing_kid
+from broker.verified_tokens import VerifiedTokens
 
 
 @dataclass
@@ -35,22 +38,45 @@ class Exchange:
     authorizer: Authorizer
     provider: CachedProvider
     clock: Callable[[], float] = time.time  # injected by simulations of hours of refreshes
+    htu: str = ""
+    """This endpoint's public URL (the issuer's, so it holds behind a reverse proxy): what
+    a DPoP proof's htu must name."""
+    proof_max_age_s: int = 60
+    token_cache_entries: int = 10_000
 
     def __post_init__(self) -> None:
         self.expect = expectation(self.issuer, self.leeway_s)
         self.session_expect = session_expectation(self.issuer, self.leeway_s)
+        self.tokens = VerifiedTokens(self.keys, self.expect, max_entries=self.token_cache_entries)
+        self.proofs = ProofVerifier(max_age_s=self.proof_max_age_s, leeway_s=self.leeway_s)
 
     async def exchange(
-        self, token: str, *, models: list[str] | None = None, duration_s: int | None = None
+        self,
+        token: str,
+        *,
+        proof: str | None = None,
+        models: list[str] | None = None,
+        duration_s: int | None = None,
     ) -> IssuedCredentials:
-        """Raises: TokenInvalid, TokenExpired, TokenRevoked, GrantInvalid, PolicyDenied,
-        RateLimited, StoreUnavailable, StsRejected, StsUnavailable."""
+        """Credentials for an agent token; a bound token's `proof` (the DPoP header) is
+        checked, an unbound token's is ignored (it is a bearer token either way).
+
+        Raises: TokenInvalid, TokenExpired, TokenRevoked, DpopProofInvalid, GrantInvalid,
+        PolicyDenied, RateLimited, StoreUnavailable, StsRejected, StsUnavailable."""
         now = self.clock()
-        claims = verify_agent_token(token, self.expect, keys=self.keys, now=now)
+        verified = self.tokens.verify(token, now)
+        claims = verified.claims
+        replay = None
+        if claims.cnf is not None:
+            checked = self.proofs.verify(
+                proof, jkt=claims.cnf.jkt, token=token, method="POST", htu=self.htu, now=now
+            )
+            replay = (checked.replay_key, checked.remember_s)
         await self.revocations.check(
-            [*claims.handles(), signing_key_key(signing_kid(token))],
+            [*claims.handles(), signing_key_key(verified.kid)],
             issued_at=claims.iat,
             rate=(claims.dlg, claims.rate) if claims.rate else None,
+            proof=replay,
         )
         grant = self.authorizer.authorize(
             Principal.of_agent(claims), models=models, duration_s=duration_s, now=now

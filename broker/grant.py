@@ -24,6 +24,9 @@ class Grant(msgspec.Struct, frozen=True, kw_only=True):
     purpose: str = ""
     max_sts_s: int | None = None
     rate: int | None = None
+    jkt: str | None = None
+    """The agent key's RFC 7638 thumbprint when the token is bound to it (DPoP): the tap
+    approves that key, and no other, as the agent."""
 
 
 def canonical_json(grant: Grant) -> bytes:

@@ -129,6 +129,8 @@ class KeyRing:
     public_keys: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
     revoked: frozenset[str] = frozenset()
     """Kids revoked as compromised: never verified, never published, never signing."""
+    generation: int = 0
+    """Counts `update`s, so caches of what these keys verified know when to look again."""
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [public_jwk(k) for _, k in sorted(self.public_keys.items())]}
@@ -143,6 +145,7 @@ class KeyRing:
         self.public_keys = {k: v for k, v in public_keys.items() if k not in revoked}
         self.signer = RevokedSigner(signer.kid) if signer.kid in revoked else signer
         self.revoked = revoked
+        self.generation += 1
 
 
 class SigningKeyError(ValueError):

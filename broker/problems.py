@@ -12,7 +12,9 @@ from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from broker.auth import HttpRequest
+from broker.dpop import WWW_AUTHENTICATE as DPOP_CHALLENGE
 from broker.errors import (
+    DpopProofInvalid,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -39,7 +41,9 @@ def problem_response(request: HttpRequest, error: VouchError) -> Response[Any]:
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    if error.status == 401:
+    if isinstance(error, DpopProofInvalid):
+        headers["WWW-Authenticate"] = DPOP_CHALLENGE
+    elif error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="vouch"'
     services = getattr(request.app.state, "services", None)  # absent before start-up ends
     if services is not None:

@@ -13,6 +13,10 @@ Handles (docs/design.md section 3.5):
 - ``vouch:kid:<kid>``: a signing key revoked as compromised; every token it signed is dead.
   Kept for good: whoever holds the key can sign tokens of any lifetime
   (broker/signing_keys.py writes it).
+
+Beside the handles, the same round trip records a DPoP proof's jti (``vouch:dpop:<jkt>:<jti>``,
+SET NX for as long as the proof could pass, broker/dpop.py): a proof replayed to any replica
+finds it taken.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from broker.errors import RateLimited, TokenRevoked
+from broker.errors import DpopProofInvalid, RateLimited, TokenRevoked
 from broker.store import PREFIX, guard, set_replicated
 
 KINDS = ("agent", "user", "cred")
@@ -126,21 +130,28 @@ class Revocations:
             )
 
     async def check(
-        self, handles: Sequence[str], *, issued_at: int, rate: tuple[str, int] | None = None
+        self,
+        handles: Sequence[str],
+        *,
+        issued_at: int,
+        rate: tuple[str, int] | None = None,
+        proof: tuple[str, int] | None = None,
     ) -> None:
         """Raise if any handle kills a token issued at `issued_at`; count the use when capped.
 
-        `rate` = (delegation id, uses per hour) counts this use in the same round trip.
+        `rate` = (delegation id, uses per hour) counts this use in the same round trip;
+        `proof` = (replay key, seconds) records a DPoP proof's jti there too.
 
         Raises:
             TokenRevoked: a handle revokes the token.
+            DpopProofInvalid: the proof's jti was recorded already (a replayed proof).
             RateLimited: the delegation's hourly cap is used up.
             StoreUnavailable: Redis cannot answer (fail closed).
         """
         now = time.time()
         counter = f"{PREFIX}rate:{rate[0]}:{int(now // 3600)}" if rate is not None else None
         async with guard("checking revocation"):
-            values, used = await self._read(handles, counter)
+            values, used, fresh = await self._read(handles, counter, proof)
         for key, value in zip(handles, values, strict=True):
             if value is None:
                 continue
@@ -154,6 +165,11 @@ class Revocations:
                 kind = key.removeprefix(PREFIX).split(":")[1]
                 handle = {"cred": "credential"}.get(kind, kind)
                 raise TokenRevoked(f"token revoked: its {handle} was revoked", handle=handle)
+        if not fresh:
+            raise DpopProofInvalid(
+                "the DPoP proof was used already (its jti is taken): make a new proof for"
+                " every request"
+            )
         if rate is not None and used is not None and used > rate[1]:
             raise RateLimited(
                 f"this delegation allows {rate[1]} exchanges per hour",
@@ -166,21 +182,22 @@ class Revocations:
         Raises: StoreUnavailable.
         """
         async with guard("reading revocations"):
-            values, _ = await self._read(keys, None)
+            values, _, _ = await self._read(keys, None, None)
         return values
 
     async def _read(
-        self, handles: Sequence[str], counter: str | None
-    ) -> tuple[list[bytes | None], int | None]:
-        """The handles' values and, with a counter, the use it counted: one round trip.
+        self, handles: Sequence[str], counter: str | None, proof: tuple[str, int] | None
+    ) -> tuple[list[bytes | None], int | None, bool]:
+        """The handles' values, with a counter the use it counted, and whether a proof's
+        jti was new (True without a proof): one round trip.
 
         One MGET where Redis allows it: it costs the client half the CPU of a pipeline of
         GETs, and this runs on every request. A cluster spreads the keys over hash slots, so
         there they stay a pipeline of GETs (one round trip per node).
         """
-        if counter is None and not self._cluster:
+        if counter is None and proof is None and not self._cluster:
             values = await self.redis.mget(handles) if handles else []
-            return cast(list[bytes | None], values), None
+            return cast(list[bytes | None], values), None, True
         pipe = self.redis.pipeline(transaction=False)
         if self._cluster:
             for key in handles:
@@ -190,8 +207,11 @@ class Revocations:
         if counter is not None:
             pipe.incr(counter)
             pipe.expire(counter, 3700)
+        if proof is not None:
+            pipe.set(proof[0], b"1", nx=True, ex=proof[1])
         results = await pipe.execute()
         values = results[: len(handles)] if self._cluster else results[0]
-        return cast(list[bytes | None], list(values)), (
-            int(results[-2]) if counter is not None else None
-        )
+        at = len(handles) if self._cluster else 1
+        used = int(results[at]) if counter is not None else None
+        fresh = bool(results[-1]) if proof is not None else True
+        return cast(list[bytes | None], list(values)), used, fresh

@@ -24,6 +24,7 @@ from broker.decoys import LoginDecoys
 from broker.delegation import Delegations
 from broker.delegation_requests import DelegationRequests
 from broker.delegation_store import DelegationStore
+from broker.dpop import normalize_htu
 from broker.exchange import Exchange
 from broker.invites import Invites
 from broker.keys import KeyRing, SigningKeyError, kms_key_ring, load_key_ring
@@ -180,6 +181,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
             catalog=catalog,
             keys=keys,
             revocations=revocations,
+            path=f"/v1/credentials/{name}",
         )
         for name, factory in PROVIDERS.items()
     }
@@ -250,8 +252,10 @@ def exchange_for(
     catalog: Catalog,
     keys: KeyRing,
     revocations: Revocations,
+    path: str,
 ) -> Exchange:
-    """The exchange pipeline in front of one provider: verify, revocation, authorize, cache."""
+    """The exchange pipeline in front of one provider at `path`: verify, revocation,
+    authorize, cache."""
     return Exchange(
         keys=keys,
         issuer=settings.issuer,
@@ -259,6 +263,9 @@ def exchange_for(
         revocations=revocations,
         authorizer=Authorizer(catalog, org, min_duration_s=provider.min_duration_s),
         provider=CachedProvider(provider),
+        htu=normalize_htu(settings.issuer.rstrip("/") + path) or "",
+        proof_max_age_s=settings.dpop_proof_max_age_s,
+        token_cache_entries=settings.verified_token_cache_entries,
     )
 
 

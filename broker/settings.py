@@ -237,6 +237,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         int,
         Meta(ge=0, le=300, description="Clock skew tolerated when checking token times."),
     ] = 30
+    dpop_proof_max_age_s: Annotated[
+        int,
+        Meta(
+            ge=5,
+            le=600,
+            description="How old a DPoP proof (of a key-bound agent token) may be; its `jti` "
+            "is remembered in Redis this long, so no proof is accepted twice. A proof may be "
+            "`clock_leeway_s` in the future.",
+        ),
+    ] = 60
+    verified_token_cache_entries: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1_000_000,
+            description="Agent tokens whose signature each worker remembers as verified "
+            "(least recently used first out; 0 turns the cache off). Revocation and DPoP "
+            "proofs are still checked on every exchange.",
+        ),
+    ] = 10_000
     log_level: Annotated[str, Meta(description="Python logging level of the JSON logs.")] = "INFO"
     http_header_timeout_s: Annotated[
         float,

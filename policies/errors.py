@@ -99,7 +99,8 @@ class InvalidGrant(PoliciesError):
 class GrantDenied(PoliciesError):
     """The org policy does not let this person delegate this.
 
-    `check` names what failed: person-not-allowed, model-not-allowed or ttl-exceeded;
+    `check` names what failed: person-not-allowed, model-not-allowed, ttl-exceeded or
+    key-binding-required;
     `model` and `limit` (seconds) say which model and which limit where one applies.
     """
 

@@ -41,6 +41,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     """Delegations one person may have live at once (the broker counts them)."""
     exchanges_per_hour: int | None = None
     """Credential exchanges per delegation per hour; None is no cap."""
+    require_key_binding: bool = False
+    """Delegations must bind the agent token to the agent's key (DPoP, RFC 9449)."""
 
 
 class Authorized(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +57,8 @@ class Authorized(msgspec.Struct, frozen=True, kw_only=True):
     max_sts_s: int
     max_active_delegations: int
     exchanges_per_hour: int | None
+    require_key_binding: bool = False
+    """The agent token must be bound to the agent's key (any of its models requires it)."""
 
 
 @dataclass(frozen=True)
@@ -230,8 +234,18 @@ class OrgPolicy:
                 )
         return SelfUse(email=person, models=tuple(ids), max_duration_s=min(allowed[m] for m in ids))
 
-    def authorize(self, email: str, agent: str, models: Iterable[str], ttl_s: int) -> Authorized:
-        """Whether this person may delegate these models to this agent for ttl_s seconds.
+    def authorize(
+        self,
+        email: str,
+        agent: str,
+        models: Iterable[str],
+        ttl_s: int,
+        *,
+        bound: bool | None = None,
+    ) -> Authorized:
+        """Whether this person may delegate these models to this agent for ttl_s seconds;
+        `bound` False (an agent token not bound to a key) is refused where a rule requires
+        binding, None leaves that to the caller (`Authorized.require_key_binding`).
 
         Models may be ids, profile ids, application-profile ARNs or aliases.
 
@@ -252,6 +266,13 @@ class OrgPolicy:
         if not rules:
             raise GrantDenied("person-not-allowed", f"{person} may not delegate any model")
         limits = [self._limits(person, model, ttl_s, rules) for model in ids]
+        binding = any(x.require_key_binding for x in limits)
+        if binding and bound is False:
+            raise GrantDenied(
+                "key-binding-required",
+                "the org policy requires binding this delegation to the agent's key"
+                " (vouch delegate --bind-key, or an agent request from the SDK)",
+            )
         return Authorized(
             email=person,
             agent=agent,
@@ -260,6 +281,7 @@ class OrgPolicy:
             max_sts_s=min(x.max_sts_s for x in limits),
             max_active_delegations=min(x.max_active_delegations for x in limits),
             exchanges_per_hour=_strictest_rate(x.exchanges_per_hour for x in limits),
+            require_key_binding=binding,
         )
 
     def _rules_for(self, person: str) -> list[Rule]:
@@ -301,6 +323,8 @@ class OrgPolicy:
             max_sts_s=max(x.max_sts_s for x in fitting),
             max_active_delegations=max(x.max_active_delegations for x in fitting),
             exchanges_per_hour=_most_generous_rate(x.exchanges_per_hour for x in fitting),
+            # required only when every rule that allows the model requires it
+            require_key_binding=all(x.require_key_binding for x in fitting),
         )
 
 

@@ -20,6 +20,7 @@ Format in brief (durations are seconds or strings like "8h", "90m", "1d"):
     max_sts_duration = "1h"
     max_active_delegations = 10
     exchanges_per_hour = 120               # optional; absent means no cap
+    require_key_binding = false            # agent tokens bound to the agent's key (DPoP)
 
     [groups]
     ml-team = ["alice@example.com"]
@@ -65,7 +66,13 @@ _AWS = (
     "people_role_name",
     "people_role_max_session",
 )
-_LIMITS = ("max_ttl", "max_sts_duration", "max_active_delegations", "exchanges_per_hour")
+_LIMITS = (
+    "max_ttl",
+    "max_sts_duration",
+    "max_active_delegations",
+    "exchanges_per_hour",
+    "require_key_binding",
+)
 _DEFAULTS = ("ttl", *_LIMITS)
 _RULE = ("description", "people", "groups", "models", *_LIMITS)
 _USE = ("description", "people", "groups", "models", "max_duration")
@@ -186,6 +193,7 @@ def _limits(table: Table, inherited: Limits, role_max_session_s: int) -> Limits:
         max_active_delegations=table.integer("max_active_delegations", low=1, high=10_000)
         or inherited.max_active_delegations,
         exchanges_per_hour=rate if rate is not None else inherited.exchanges_per_hour,
+        require_key_binding=table.boolean("require_key_binding", inherited.require_key_binding),
     )
 
 

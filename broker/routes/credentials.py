@@ -4,6 +4,11 @@
 takes a person's session token for their own credentials. Each door verifies its own token
 type only, so a session never passes for an agent token or the reverse: the path, not the
 token, says which exchange is meant.
+
+An agent token bound to a key comes with a ``DPoP`` proof header (RFC 9449); it may be sent
+as ``Authorization: DPoP <token>`` (what the SDK does) or as a Bearer: the binding, not the
+scheme, decides that a proof is needed. A person's own exchange takes their session as a
+bearer token, never bound (it is the person's, signed in with a key tap).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 
 from broker.auth import HttpRequest, ServicesDep, bearer
+from broker.errors import DpopProofInvalid, Unauthenticated
 from broker.exchange import Exchange
 from broker.routes.delegations import ModelName
 
@@ -43,7 +49,10 @@ def exchange_route(provider: str) -> HTTPRouteHandler:
         body = data or ExchangeRequest()
         exchange = services.exchanges[provider]
         creds = await exchange.exchange(
-            bearer(request), models=body.models, duration_s=body.duration_s
+            agent_token(request),
+            proof=dpop_proof(request),
+            models=body.models,
+            duration_s=body.duration_s,
         )
         return Response(creds.process_document(), headers=_headers(exchange))
 
@@ -82,6 +91,28 @@ def own_route(provider: str) -> HTTPRouteHandler:
         description=f"Short-lived {provider} credentials for the signed-in person (the session"
         " as bearer): the models the org policy lets them use themselves, or a subset.",
     )(own_credentials)
+
+
+def agent_token(request: HttpRequest) -> str:
+    """The token of `Authorization: Bearer <token>` or `Authorization: DPoP <token>`.
+
+    Raises:
+        Unauthenticated: neither.
+    """
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() not in {"bearer", "dpop"} or not token.strip():
+        raise Unauthenticated(
+            "missing agent token (Authorization: Bearer <token>, or DPoP <token> with a proof)"
+        )
+    return token.strip()
+
+
+def dpop_proof(request: HttpRequest) -> str | None:
+    """The request's one DPoP header, or None. Raises: DpopProofInvalid for several."""
+    proofs = request.headers.getall("dpop", [])
+    if len(proofs) > 1:
+        raise DpopProofInvalid("send one DPoP header, not several")
+    return proofs[0] if proofs else None
 
 
 def _headers(exchange: Exchange) -> dict[str, str]:

@@ -51,6 +51,8 @@ class DelegationBegin(msgspec.Struct, forbid_unknown_fields=True):
     max_sts_s: Annotated[int, msgspec.Meta(ge=900, le=43200)] | None = None
     rate: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
     request_code: Annotated[str, msgspec.Meta(min_length=4, max_length=16)] | None = None
+    bind_key: Annotated[str, msgspec.Meta(min_length=43, max_length=43)] | None = None
+    """The agent key's RFC 7638 thumbprint: the token is bound to it (DPoP)."""
 
 
 class DelegationProposal(msgspec.Struct):
@@ -89,7 +91,12 @@ async def delegation_begin(
         )
         req = await services.requests.for_approval(person, data.request_code)
         grant = services.delegations.propose(
-            person, agent=req.agent, models=req.models, ttl_s=req.ttl_s, purpose=req.message
+            person,
+            agent=req.agent,
+            models=req.models,
+            ttl_s=req.ttl_s,
+            purpose=req.message,
+            jkt=req.jkt,
         )
         request_id = req.id
     else:
@@ -102,6 +109,7 @@ async def delegation_begin(
             purpose=data.purpose,
             max_sts_s=data.max_sts_s,
             rate=data.rate,
+            jkt=data.bind_key,
         )
     proposal = await services.delegations.begin(person, grant, request_id=request_id)
     return DelegationProposal(

@@ -11,7 +11,8 @@ from litestar.params import JSONBody, PathParameter
 
 from broker.auth import HttpRequest, PersonDep, ServicesDep, bearer, client_address
 from broker.delegation_requests import POLL_INTERVAL_S
-from broker.errors import from_policy
+from broker.dpop import agent_key_thumbprint
+from broker.errors import InvalidRequest, from_policy
 from broker.identity import grant_agent, limit_identity, person_email
 from broker.routes.delegations import ModelName, check_free_text
 from policies.errors import PoliciesError
@@ -23,6 +24,13 @@ class RequestCreate(msgspec.Struct, forbid_unknown_fields=True):
     models: Annotated[list[ModelName], msgspec.Meta(min_length=1, max_length=20)]
     ttl_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] = 7200
     message: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    jwk: (
+        Annotated[
+            dict[str, Annotated[str, msgspec.Meta(max_length=1024)]], msgspec.Meta(max_length=16)
+        ]
+        | None
+    ) = None
+    """The agent's public key (JWK): the token is bound to it (DPoP, RFC 9449)."""
 
 
 class RequestCreated(msgspec.Struct):
@@ -51,6 +59,7 @@ class PendingRequest(msgspec.Struct):
     address: str
     created_at: int
     expires_at: int
+    jkt: str | None = None
 
 
 class PendingRequests(msgspec.Struct):
@@ -75,11 +84,19 @@ async def create_request(
     await services.limits.hit("request", address=address, identity=limit_identity(data.email))
     grant_agent(data.agent)
     check_free_text(data.message, "message")
+    jkt = None
+    if data.jwk is not None:
+        try:
+            jkt = agent_key_thumbprint(data.jwk)
+        except ValueError as exc:
+            raise InvalidRequest(f"jwk: {exc}") from None
     try:  # refuse what could never be granted now, not when the person tries to approve it
         for name in data.models:
             services.catalog.resolve(name)
         email = person_email(data.email)
-        allowed = services.org.authorize(email, data.agent, data.models, data.ttl_s)
+        allowed = services.org.authorize(
+            email, data.agent, data.models, data.ttl_s, bound=jkt is not None
+        )
     except PoliciesError as exc:
         raise from_policy(exc) from None
     created = await services.requests.create(
@@ -89,6 +106,7 @@ async def create_request(
         ttl_s=data.ttl_s,
         message=data.message,
         address=address,
+        jkt=jkt,
     )
     return RequestCreated(
         created.id, created.user_code, created.poll_secret, created.expires_at, created.interval
@@ -102,7 +120,15 @@ async def list_requests(services: ServicesDep, person: PersonDep) -> PendingRequ
     return PendingRequests(
         [
             PendingRequest(
-                r.code, r.agent, r.models, r.ttl_s, r.message, r.address, r.created_at, r.expires_at
+                r.code,
+                r.agent,
+                r.models,
+                r.ttl_s,
+                r.message,
+                r.address,
+                r.created_at,
+                r.expires_at,
+                r.jkt,
             )
             for r in pending
         ]

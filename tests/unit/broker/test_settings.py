@@ -331,6 +331,8 @@ def test_ranges_come_from_the_field_metadata() -> None:
         "request_max_pending_per_person": (1, 100),
         "request_max_pending_per_address": (1, 1000),
         "clock_leeway_s": (0, 300),
+        "dpop_proof_max_age_s": (5, 600),
+        "verified_token_cache_entries": (0, 1_000_000),
         "http_header_timeout_s": (0.5, 300),
         "aws.sts_timeout_s": (0.05, 30),
         "aws.sts_assertion_ttl_s": (30, 300),
