@@ -10,6 +10,7 @@
 Everything public is exported here; modules starting with an underscore are private.
 """
 
+from ._agent_key import AgentKey
 from ._client import BrokerClient
 from ._credentials import AgentCredentials, AwsCredentials, PersonCredentials
 from ._delegation_request import request_delegation
@@ -21,6 +22,7 @@ from ._errors import (
     Conflict,
     DelegationDenied,
     DelegationExpired,
+    DpopProofInvalid,
     GrantInvalid,
     GrantMismatch,
     InvalidRequest,
@@ -49,6 +51,7 @@ from ._version import __version__
 
 __all__ = [
     "AgentCredentials",
+    "AgentKey",
     "AssertionRejected",
     "AwsCredentials",
     "BrokerClient",
@@ -58,6 +61,7 @@ __all__ = [
     "Conflict",
     "DelegationDenied",
     "DelegationExpired",
+    "DpopProofInvalid",
     "GrantInvalid",
     "GrantMismatch",
     "InvalidRequest",

@@ -8,12 +8,13 @@ the broker's own handler names, so `broker/routes/` and this file read side by s
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import msgspec
 
+from ._agent_key import AgentKey
 from ._messages import (
     ActionProposal,
     AgentToken,
@@ -135,8 +136,10 @@ class BrokerClient:
         max_sts_s: int | None = None,
         rate: int | None = None,
         request_code: str | None = None,
+        bind_key: str | None = None,
     ) -> DelegationProposal:
-        """A grant the broker would sign, or (`request_code` alone) an agent's request.
+        """A grant the broker would sign, or (`request_code` alone) an agent's request;
+        `bind_key` (an agent key's thumbprint) binds the token to that key.
 
         Check it with `verified_grant` before the key signs its options. Unset fields take
         the broker's defaults.
@@ -149,6 +152,7 @@ class BrokerClient:
             max_sts_s=max_sts_s,
             rate=rate,
             request_code=request_code,
+            bind_key=bind_key,
         )
         return self._call(
             "POST", "/v1/delegations/begin", DelegationProposal, body=body, token=self.session
@@ -182,10 +186,18 @@ class BrokerClient:
     # Agent requests --------------------------------------------------------------------
 
     def create_request(
-        self, *, email: str, agent: str, models: Sequence[str], ttl_s: int, message: str = ""
+        self,
+        *,
+        email: str,
+        agent: str,
+        models: Sequence[str],
+        ttl_s: int,
+        message: str = "",
+        jwk: Mapping[str, str] | None = None,
     ) -> RequestCreated:
-        """An agent asks `email` for a delegation (no bearer: the agent has nothing yet)."""
-        body = RequestCreate(email, agent, list(models), ttl_s, message)
+        """An agent asks `email` for a delegation (no bearer: the agent has nothing yet);
+        with its public `jwk`, the token will be bound to that key."""
+        body = RequestCreate(email, agent, list(models), ttl_s, message, dict(jwk) if jwk else None)
         return self._call("POST", "/v1/delegation-requests", RequestCreated, body=body)
 
     def list_requests(self) -> list[PendingRequest]:
@@ -213,8 +225,10 @@ class BrokerClient:
         *,
         models: Sequence[str] | None = None,
         duration_s: int | None = None,
+        key: AgentKey | None = None,
     ) -> CredentialDocument:
-        """AWS credentials for an agent token, optionally narrowed (idempotent: retried)."""
+        """AWS credentials for an agent token, optionally narrowed (idempotent: retried);
+        with the agent's `key`, each attempt carries a fresh DPoP proof (a bound token)."""
         narrowed = ExchangeRequest(list(models) if models else None, duration_s)
         body = narrowed if narrowed != ExchangeRequest() else None
         return self._call(
@@ -224,6 +238,7 @@ class BrokerClient:
             body=body,
             token=agent_token,
             retry=True,
+            proof=(lambda method, url: key.proof(method, url, agent_token)) if key else None,
         )
 
     def own_credentials_aws(
@@ -330,6 +345,7 @@ class BrokerClient:
         token: str | None = None,
         query: Mapping[str, str | int] | None = None,
         retry: bool | None = None,
+        proof: Callable[[str, str], str] | None = None,
     ) -> T:
         """One request through the transport, its answer decoded as `reply`."""
         answer = self.transport.request(
@@ -339,6 +355,7 @@ class BrokerClient:
             body=encode(body) if body is not None else None,
             query=query,
             retry=retry,
+            **({"proof": proof} if proof is not None else {}),
         )
         return decode(answer, reply, f"{method} {path}")
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ._agent_key import AgentKey, bound_thumbprint, key_for
 from ._client import BrokerClient
 from ._errors import (
     BrokerUnavailable,
@@ -138,6 +139,14 @@ def _token_end(token: str) -> float | None:
     return float(exp) if isinstance(exp, int) and not isinstance(exp, bool) else None
 
 
+def _readable_claims(token: str) -> dict[str, Any]:
+    """The token's claims, unverified; none when it is not a JWT (the broker judges it)."""
+    try:
+        return claims_of(token)
+    except ConfigError:
+        return {}
+
+
 def _local_expiry(fresh: AwsCredentials, asked: float, broker_date: float | None) -> float:
     """When `fresh` runs out by the clock that read `asked` (just before the exchange).
 
@@ -166,10 +175,14 @@ class AgentCredentials:
     The server is `server`, else VOUCH_SERVER, else the token's `iss`; the token is `token`,
     else `token_file` (reread at each refresh), else VOUCH_AGENT_TOKEN or
     VOUCH_AGENT_TOKEN_FILE. `models` narrows the grant, `duration_s` asks for a lifetime
-    (the broker clamps both). Thread-safe: at most one refresh runs at a time.
+    (the broker clamps both). A token bound to the agent's key (`cnf.jkt`) is exchanged with
+    a DPoP proof signed by `key`, else the key in `key_file` or VOUCH_AGENT_KEY_FILE, else
+    the key this process made for it (`request_delegation`). Thread-safe: at most one
+    refresh runs at a time.
 
     Raises:
-        ConfigError: no token or server, or an unsafe token file.
+        ConfigError: no token or server, an unsafe token or key file, or a bound token
+            without its key.
     """
 
     def __init__(
@@ -183,8 +196,14 @@ class AgentCredentials:
         duration_s: int | None = None,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
+        key: AgentKey | None = None,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         source = token_source(token, token_file, os.environ)
+        self._key_choice = (key, key_file)
+        self.key = key_for(
+            _readable_claims(source.read()), key=key, key_file=key_file, env=os.environ
+        )
         self._start(
             source,
             resolve_server(server, source.read(), os.environ),
@@ -218,8 +237,13 @@ class AgentCredentials:
         self._lock = threading.Lock()
 
     def _ask(self, broker: BrokerClient, token: str) -> CredentialDocument:
-        """One exchange of `token` at the broker."""
-        return broker.exchange_aws(token, models=self.models, duration_s=self.duration_s)
+        """One exchange of `token` at the broker (with a proof of its key when bound)."""
+        key, claims = self.key, _readable_claims(token)
+        if bound_thumbprint(claims) != (key.thumbprint if key else None):
+            # A token file may be replaced by a token bound to another key, or to none.
+            chosen, key_file = self._key_choice
+            key = self.key = key_for(claims, key=chosen, key_file=key_file, env=os.environ)
+        return broker.exchange_aws(token, models=self.models, duration_s=self.duration_s, key=key)
 
     def _ended(self, end: float) -> VouchError:
         """The error once the token has expired (by this host's clock)."""

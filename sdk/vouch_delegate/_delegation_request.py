@@ -3,14 +3,20 @@
 POST /v1/delegation-requests returns a user code for the person (`vouch delegate approve
 CODE`) and a poll secret for the agent; GET /v1/delegation-requests/{id} with that secret
 answers pending | approved (with the token, exactly once) | denied | expired.
+
+The request carries the agent's public key, so the token comes back bound to it (DPoP): a
+copy of the token alone exchanges for nothing. The key is made in memory for this process
+unless `key` or `key_file` (kept across restarts, 0600) names one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 
+from ._agent_key import AgentKey, remember
 from ._client import BrokerClient
 from ._errors import (
     BrokerUnavailable,
@@ -51,24 +57,39 @@ def request_delegation(
     transport: Transport | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    key: AgentKey | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+    bind: bool = True,
 ) -> str:
     """Ask `email` to delegate `models` to `agent` for `ttl`; the agent token once approved.
 
     `on_code(user_code, expires_at)` is called once with the code to relay to the person.
+    The token is bound to `key`, else the key in `key_file` (made there if missing), else a
+    new in-memory key; `AgentCredentials` and `boto3_session` in this process find it by
+    itself. `bind=False` asks for a bearer token (where the org policy allows one).
 
     Raises:
         DelegationDenied: the person refused. DelegationExpired: the request expired or
         `timeout_s` passed. GrantInvalid, ConfigError, NetworkError, ...: as named.
     """
+    if bind and key is None:
+        key = AgentKey.load_or_create(key_file) if key_file else AgentKey.generate()
     broker = BrokerClient(server, transport=transport)
     created = broker.create_request(
-        email=email, agent=agent, models=models, ttl_s=parse_duration(ttl), message=message
+        email=email,
+        agent=agent,
+        models=models,
+        ttl_s=parse_duration(ttl),
+        message=message,
+        jwk=key.public_jwk if bind and key is not None else None,
     )
     (on_code or _announce)(created.user_code, created.expires_at)
     poll = _Poll(broker, created)
     token = poll.until_answered(clock() + timeout_s, clock, sleep)
     if token is None:
         raise DelegationExpired(f"no answer from {email} within {timeout_s:g} s")
+    if bind and key is not None:
+        remember(key)  # a key passed in is found by its token's thumbprint too
     return token
 
 

@@ -116,6 +116,12 @@ class TokenRevoked(Unauthenticated):
     slug = "token-revoked"
 
 
+class DpopProofInvalid(Unauthenticated):
+    """RFC 9449 `invalid_dpop_proof`: a key-bound token without a valid proof of its key."""
+
+    slug = "invalid-dpop-proof"
+
+
 class AssertionRejected(Unauthenticated):
     slug = "assertion-rejected"
 
@@ -195,6 +201,7 @@ _BROKER_ERRORS: tuple[type[VouchError], ...] = (
     TokenInvalid,
     TokenExpired,
     TokenRevoked,
+    DpopProofInvalid,
     AssertionRejected,
     ChallengeInvalid,
     KeyFlagged,

@@ -76,14 +76,18 @@ class DelegationBegin(msgspec.Struct, omit_defaults=True):
     max_sts_s: int | None = None
     rate: int | None = None
     request_code: str | None = None
+    bind_key: str | None = None
+    """The agent key's thumbprint: the token is bound to it (DPoP)."""
 
 
-class RequestCreate(msgspec.Struct):
+class RequestCreate(msgspec.Struct, omit_defaults=True):
     email: str
     agent: str
     models: list[str]
     ttl_s: int
     message: str = ""
+    jwk: dict[str, str] | None = None
+    """The agent's public key: the token will be bound to it (DPoP)."""
 
 
 class RequestDeny(msgspec.Struct):
@@ -222,6 +226,8 @@ class Grant(msgspec.Struct, kw_only=True):
     purpose: str = ""
     max_sts_s: int | None = None
     rate: int | None = None
+    jkt: str | None = None
+    """The thumbprint of the agent key the token is bound to (None: a bearer token)."""
 
 
 class DelegationProposal(msgspec.Struct):
@@ -250,6 +256,7 @@ class Delegation(msgspec.Struct, kw_only=True):
     revoked_at: int | None = None
     revoked_by: str | None = None
     revoked_reason: str | None = None
+    jkt: str | None = None
     state: str | None = None
     """In a list: "active" or "revoked" (by the delegation, its agent, person or key)."""
     revoked_handle: str | None = None
@@ -306,6 +313,8 @@ class PendingRequest(msgspec.Struct):
     address: str
     created_at: int
     expires_at: int
+    jkt: str | None = None
+    """The thumbprint of the key the agent's token will be bound to (None: unbound)."""
 
 
 class PendingRequests(msgspec.Struct):

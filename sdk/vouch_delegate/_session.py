@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._agent_key import AgentKey
 from ._credentials import AgentCredentials, PersonCredentials
 from ._token import TOKEN_ENV, TOKEN_FILE_ENV
 from ._transport import Transport
@@ -25,6 +26,8 @@ def boto3_session(
     duration_s: int | None = None,
     refresh_margin_s: float = 300,
     transport: Transport | None = None,
+    key: AgentKey | None = None,
+    key_file: str | os.PathLike[str] | None = None,
 ) -> boto3.Session:
     """A boto3 Session backed by botocore refreshable credentials from `AgentCredentials`,
     or, with no token at all (no argument, no VOUCH_AGENT_TOKEN or VOUCH_AGENT_TOKEN_FILE),
@@ -33,7 +36,8 @@ def boto3_session(
 
     Clients made from it (`session.client("bedrock-runtime")`) keep working across
     refreshes; nothing is fetched until the first AWS call, or the first client made
-    without a region. Arguments as for `AgentCredentials`; `region_name` as for boto3
+    without a region. Arguments as for `AgentCredentials` (`key` / `key_file`: the agent
+    key of a bound token, which signs a DPoP proof per exchange); `region_name` as for boto3
     (default: the usual AWS config chain, else the broker's home region).
 
     Raises:
@@ -51,6 +55,8 @@ def boto3_session(
             models=models,
             duration_s=duration_s,
             transport=transport,
+            key=key,
+            key_file=key_file,
         )
     else:
         source = PersonCredentials(

@@ -198,10 +198,13 @@ class Transport:
         body: Mapping[str, Any] | None = None,
         query: Mapping[str, str | int] | None = None,
         retry: bool | None = None,
+        proof: Callable[[str, str], str] | None = None,
     ) -> dict[str, Any]:
         """The JSON object the broker answered.
 
         `retry` defaults to True for GET only; pass True for other idempotent requests.
+        `proof(method, url)` makes a DPoP proof for each attempt (a retry sends a new one):
+        the token then goes as `Authorization: DPoP`, the proof in the `DPoP` header.
 
         Raises:
             NetworkError: no answer after the allowed attempts.
@@ -215,7 +218,7 @@ class Transport:
         attempt = 1
         while True:
             try:
-                return self._send(method, target, token, body)
+                return self._send(method, target, token, body, proof)
             except (NetworkError, BrokerUnavailable) as exc:
                 wait = self._wait_before_retry(exc, attempt)
                 if not retryable or wait is None:
@@ -234,10 +237,18 @@ class Transport:
         return None if hinted > self.max_wait_s else max(hinted, backoff)
 
     def _send(
-        self, method: str, url: str, token: str | None, body: Mapping[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        token: str | None,
+        body: Mapping[str, Any] | None,
+        proof: Callable[[str, str], str] | None = None,
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json, application/problem+json"}
-        if token:
+        if token and proof is not None:
+            headers["Authorization"] = f"DPoP {token}"
+            headers["DPoP"] = proof(method, url)
+        elif token:
             headers["Authorization"] = f"Bearer {token}"
         payload = None
         if body is not None:

@@ -15,7 +15,7 @@ from typing import NoReturn, TextIO
 
 from vouch_delegate._errors import ConfigError, VouchError
 from vouch_delegate._version import __version__
-from vouch_delegate.cli import admin, aws, completion, delegate, models, signin
+from vouch_delegate.cli import admin, agent_key, aws, completion, delegate, models, signin
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import CONFIG, FAILED, exit_code
 from vouch_delegate.cli._problem import json_asked, write_problem
@@ -33,6 +33,8 @@ DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to 
   vouch credential aws --token-file F                   the agent's AWS credentials
   vouch aws-profile agent --token-file F                ... as profile "agent" for the
                                                         AWS CLI and SDKs
+  vouch agent-key create --out K                        an agent's key; delegate with
+                                                        --bind-key THUMBPRINT to bind to it
   vouch delegate revoke ID                              stop it now
 
 exit codes: 0 ok, 1 failed, 2 not signed in, 3 no key, 4 network, 5 denied or revoked,
@@ -50,7 +52,7 @@ EPILOG = """examples:
 
 `vouch COMMAND --help` shows each command's options and examples.
 environment: VOUCH_SERVER, VOUCH_AUTHENTICATOR, VOUCH_PIN, VOUCH_AGENT_TOKEN,
-VOUCH_AGENT_TOKEN_FILE"""
+VOUCH_AGENT_TOKEN_FILE, VOUCH_AGENT_KEY_FILE"""
 
 
 class UsageError(SystemExit):
@@ -107,7 +109,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"vouch {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     common = _common(inherit=True)
-    for module in (signin, models, delegate, aws, admin, completion):
+    for module in (signin, models, delegate, agent_key, aws, admin, completion):
         module.register(commands, common)
     return parser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TextIO, TypeVar
@@ -117,10 +117,11 @@ class _PersonClient(BrokerClient):
         token: str | None = None,
         query: Mapping[str, str | int] | None = None,
         retry: bool | None = None,
+        proof: Callable[[str, str], str] | None = None,
     ) -> T:
         try:
             return super()._call(
-                method, path, reply, body=body, token=token, query=query, retry=retry
+                method, path, reply, body=body, token=token, query=query, retry=retry, proof=proof
             )
         except Unauthenticated as exc:
             # Revoked people and rejected key taps are denials (exit 5), not a stale login.

@@ -33,6 +33,7 @@ from vouch_delegate.cli._own_credentials import OwnCredentialCache
 CREDENTIAL_EPILOG = """examples:
   vouch credential aws                              your own, after vouch login
   vouch credential aws --token-file ~/.config/vouch/agent.token
+  vouch credential aws --token-file agent.token --key-file agent.key   (a bound token)
   vouch credential aws --model us.claude-haiku-4-5 --duration 1h
 
 So that any AWS SDK or the aws CLI fetches credentials through vouch, write a profile:
@@ -41,7 +42,8 @@ So that any AWS SDK or the aws CLI fetches credentials through vouch, write a pr
   aws sts get-caller-identity --profile vouch
 
 An agent's token comes from --token-file, else $VOUCH_AGENT_TOKEN, else
-$VOUCH_AGENT_TOKEN_FILE; with none of them the credentials are your own: the models the
+$VOUCH_AGENT_TOKEN_FILE; a token bound to the agent's key needs that key: --key-file,
+else $VOUCH_AGENT_KEY_FILE. With none of them the credentials are your own: the models the
 org policy lets you use yourself (vouch models), ending with your session, kept (0600)
 under $XDG_CACHE_HOME/vouch until shortly before they expire so that a burst of AWS
 commands exchanges once; without a session this fails in one line, exit 2 (run vouch
@@ -65,10 +67,12 @@ PROFILE_EPILOG = """examples:
   vouch aws-profile                                     # profile "vouch": your own
   vouch aws-profile agent --token-file agent.jwt        # an agent's
   vouch aws-profile research --token-file agent.jwt --region us-west-2
+  vouch aws-profile bound --token-file agent.jwt --key-file agent.key   # a bound token
   aws sts get-caller-identity --profile vouch
 
 Writes into $AWS_CONFIG_FILE, else ~/.aws/config (created 0600), the profile's
-  credential_process = /absolute/path/of/this/vouch credential aws [--token-file /abs/path]
+  credential_process = /absolute/path/of/this/vouch credential aws [--token-file /abs/path
+    [--key-file /abs/path]]
   region = the broker's region (asked with one exchange), unless --region
   endpoint_url = URL, with --endpoint-url (a local AWS emulator)
 keeping every other profile, setting and comment; running it again changes nothing."""
@@ -76,6 +80,11 @@ keeping every other profile, setting and comment; running it again changes nothi
 
 def _agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-file", metavar="F", help="file holding the agent token (0600)")
+    parser.add_argument(
+        "--key-file",
+        metavar="K",
+        help="the agent key of a bound token (0600; signs a DPoP proof per exchange)",
+    )
     parser.add_argument(
         "--model", dest="models", action="append", metavar="M", help="narrow to a granted model"
     )
@@ -102,7 +111,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "exec",
         parents=[common],
         help="run a command with AWS credentials (an agent's, or your own) in its environment",
-        usage="vouch exec [--token-file F] [--model M] -- CMD [ARGS ...]",
+        usage="vouch exec [--token-file F [--key-file K]] [--model M] -- CMD [ARGS ...]",
         epilog=EXEC_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -114,7 +123,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="write an AWS config profile whose credential_process is this vouch (yours,"
         " or an agent's)",
-        usage="vouch aws-profile [NAME] [--token-file F] [--region R] [--endpoint-url URL]",
+        usage="vouch aws-profile [NAME] [--token-file F [--key-file K]] [--region R]"
+        " [--endpoint-url URL]",
         epilog=PROFILE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -122,6 +132,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     profile.add_argument(
         "--token-file", metavar="F", help="an agent's token file (0600); without it, your own"
     )
+    profile.add_argument("--key-file", metavar="K", help="the agent key of a bound token (0600)")
     profile.add_argument("--region", metavar="R", help="default: the broker's region")
     profile.add_argument(
         "--endpoint-url",
@@ -202,6 +213,7 @@ def _exchanged(ctx: Context) -> AgentCredentials:
         models=args.models,
         duration_s=parse_duration(args.duration) if args.duration else None,
         transport=ctx.http,
+        key_file=args.key_file,
     )
     source.refresh()
     return source
@@ -265,9 +277,14 @@ def run_aws_profile(ctx: Context) -> int:
     command = [*vouch_command(), "credential", "aws"]
     if name:  # an agent's profile
         token_file = Path(name).expanduser().absolute()
-        source = AgentCredentials(args.server or None, token_file=token_file, transport=ctx.http)
+        key_file = Path(args.key_file).expanduser().absolute() if args.key_file else None
+        source = AgentCredentials(
+            args.server or None, token_file=token_file, transport=ctx.http, key_file=key_file
+        )
         region = args.region or source.region  # one exchange: the token works, and the region
         command += ["--token-file", str(token_file)]
+        if key_file is not None:
+            command += ["--key-file", str(key_file)]
     else:  # the person's own: one exchange (then cached) shows the session and rules work
         region = args.region or _own(ctx)[1]
     if not region:

@@ -4,12 +4,14 @@ by a tap."""
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+from vouch_delegate._agent_key import thumbprint_from_file
 from vouch_delegate._client import BrokerClient
-from vouch_delegate._errors import ConfigError, InvalidResponse, VouchError
+from vouch_delegate._errors import ConfigError, GrantMismatch, InvalidResponse, VouchError
 from vouch_delegate._grant import (
     check_grant_matches,
     check_requested_grant,
@@ -26,13 +28,15 @@ from vouch_delegate.cli._token_out import TokenOut
 EPILOG = """examples:
   vouch delegate --agent researcher --model us.claude-haiku-4-5 --ttl 2h --out agent.token
   vouch delegate --agent coder --model us.claude-sonnet-4-5 --purpose "refactor PR 42"
+  vouch delegate --agent bot --model us.claude-haiku-4-5 --bind-key THUMBPRINT --out a.token
   vouch delegate approve BCDF-GHJK      (an agent asked with request_delegation)
   vouch delegate requests               (what agents asked you; deny what you do not know)
   vouch delegate list --all             (revoked ones too: what, by whom, why)
   vouch delegate revoke dlg_abc123
 
 The grant is shown before the key asks for a tap; the tap signs exactly that grant.
-Without --out the agent token is printed once on stdout."""
+Without --out the agent token is printed once on stdout. With --bind-key the token is bound
+to the agent's key (vouch agent-key create): useless without it."""
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -53,6 +57,12 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     delegate.add_argument("--max-sts", metavar="DURATION", help="cap each AWS credential's life")
     delegate.add_argument("--rate", type=int, metavar="N", help="cap exchanges per hour")
     delegate.add_argument("--out", metavar="FILE", help="write the token here (0600), not stdout")
+    delegate.add_argument(
+        "--bind-key",
+        metavar="THUMBPRINT|FILE",
+        help="bind the agent token to the agent's key (cnf.jkt; from vouch agent-key create):"
+        " its thumbprint, or a file with its public key (JWK or PEM)",
+    )
     delegate.set_defaults(handler=run_delegate)
     _register_actions(delegate, common)
 
@@ -105,6 +115,7 @@ def run_delegate(ctx: Context) -> int:
         )
     ttl_s = parse_duration(args.ttl)
     max_sts_s = parse_duration(args.max_sts) if args.max_sts else None
+    jkt = bind_key_thumbprint(args.bind_key) if args.bind_key else None
     session = ctx.session()
     # Before the tap, which cannot be taken back: a token with nowhere to go is a live
     # delegation nobody holds.
@@ -118,6 +129,7 @@ def run_delegate(ctx: Context) -> int:
             purpose=args.purpose,
             max_sts_s=max_sts_s,
             rate=args.rate,
+            bind_key=jkt,
         )
         grant = verified_grant(proposal)
         check_requested_grant(
@@ -130,6 +142,9 @@ def run_delegate(ctx: Context) -> int:
             max_sts_s=max_sts_s,
             rate=args.rate,
         )
+        check_grant_matches(grant, {"jkt": jkt})
+        if jkt is None and grant.jkt is not None:
+            raise GrantMismatch("the broker proposed a key binding that was not requested")
         key = ctx.key()
         show_grant(ctx, grant, "You are delegating (your key tap signs exactly this):")
         assertion = key.sign(proposal.options.public_key)
@@ -139,6 +154,25 @@ def run_delegate(ctx: Context) -> int:
         if out is not None:
             out.discard()
     return OK
+
+
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def bind_key_thumbprint(value: str) -> str:
+    """--bind-key: a thumbprint as given, or the thumbprint of the key in that file.
+
+    Raises:
+        ConfigError: neither a thumbprint nor a readable key file.
+    """
+    if _THUMBPRINT.fullmatch(value) and not Path(value).exists():
+        return value
+    if not Path(value).expanduser().exists():
+        raise ConfigError(
+            f"--bind-key {printable(value)}: not a key thumbprint (43 base64url characters)"
+            " nor a key file"
+        )
+    return thumbprint_from_file(value)
 
 
 def _deliver(ctx: Context, broker: BrokerClient, done: AgentToken, out: TokenOut | None) -> None:
@@ -197,6 +231,11 @@ def show_grant(ctx: Context, grant: Grant, heading: str, *, why: str = "purpose"
         lines.append(f"  AWS credentials live at most {format_duration(grant.max_sts_s)}")
     if grant.rate:
         lines.append(f"  at most {grant.rate} exchanges per hour")
+    if grant.jkt:
+        lines.append(f"  bound to the agent key {printable(grant.jkt)}")
+        lines.append("            (its token is useless without that key)")
+    else:
+        lines.append("  key:      not bound (whoever holds the token can use it)")
     ctx.info("\n".join(lines))
 
 
@@ -247,6 +286,7 @@ def _request_block(request: PendingRequest, now: int) -> str:
             f"  models:   {printable(models[0]) if models else '(none)'}",
             *(f"            {printable(m)}" for m in models[1:]),
             f"  lifetime: {format_duration(request.ttl_s)}",
+            f"  key:      {printable(request.jkt) if request.jkt else 'not bound'}",
             f"  message (the agent's words, not the broker's): {_quoted(request.message)}",
         ]
     )

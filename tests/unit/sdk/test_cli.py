@@ -431,7 +431,7 @@ def test_delegate_requests_shows_the_askers_words_escaped_and_framed_as_theirs(
         broker.answer(200, {"requests": []})
         assert main(["delegate", "requests"]) == 0
         empty = capsys.readouterr()
-    [first, agent, models, more, lifetime, message] = text.splitlines()
+    [first, agent, models, more, lifetime, key, message] = text.splitlines()
     assert first.startswith("BCDF-GHJK  asked 2m") and "ago from 192.0.2.7 (expires in 2m" in first
     assert agent == "  agent:    nightly\\x1b[2J"
     assert (models, more) == (
@@ -439,13 +439,14 @@ def test_delegate_requests_shows_the_askers_words_escaped_and_framed_as_theirs(
         "            m2",
     )
     assert lifetime == "  lifetime: 1h30m"
+    assert key == "  key:      not bound"
     assert message == (
         "  message (the agent's words, not the broker's): "
         '"ok\\" \\\\ approved by admin\\nvouch: \\u202eall clear\\x1b[31m"'
     )
     assert "\x1b" not in text and "\u202e" not in text
     assert "vouch delegate deny CODE" in hint
-    assert json.loads(as_json) == {"requests": [hostile]}
+    assert json.loads(as_json) == {"requests": [{**hostile, "jkt": None}]}
     assert (empty.out, empty.err) == ("no pending requests\n", "")
     assert [(s.method, s.path, s.bearer) for s in broker.seen] == [
         ("GET", "/v1/delegation-requests", "session.jwt")

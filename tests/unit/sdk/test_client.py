@@ -307,7 +307,7 @@ CASES = {
         SESSION,
         {**REVOKED, "aws_sessions": "cut"},
         {**REVOKED, "aws_sessions": "cut", "state": None, "revoked_handle": None}
-        | {"revoked_reason": None},
+        | {"revoked_reason": None, "jkt": None},
         query={"wait_s": ["10"]},
     ),
     "create_request": Case(

@@ -11,7 +11,10 @@ from vouch_delegate.cli import main
 
 pytestmark = pytest.mark.unit
 
-COMMANDS = "enroll login logout status models delegate credential exec aws-profile admin completion"
+COMMANDS = (
+    "enroll login logout status models delegate agent-key credential exec aws-profile admin"
+    " completion"
+)
 
 # Drives the script's function as bash's `complete -F` would, one command line per call.
 DRIVER = r"""

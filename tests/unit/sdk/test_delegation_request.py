@@ -15,6 +15,7 @@ from vouch_delegate import (
     NotFound,
     request_delegation,
 )
+from vouch_delegate._agent_key import remembered, thumbprint_of
 
 from tests.unit.sdk.fakes import Clock, FakeTransport
 
@@ -56,6 +57,7 @@ def test_approved_after_polling_returns_the_token() -> None:
     assert token == "agent.jwt"
     assert codes == [("BCDF-GHJK", 1_800_000_300)]
     create, *polls = http.requests
+    jwk = create["body"].pop("jwk")
     assert create["body"] == {
         "email": "alice@example.com",
         "agent": "researcher",
@@ -63,9 +65,22 @@ def test_approved_after_polling_returns_the_token() -> None:
         "ttl_s": 1800,
         "message": "hi",
     }
+    # The request carries a fresh public key (never a private member); this process keeps
+    # the key, so the bound token finds it by its thumbprint.
+    assert sorted(jwk) == ["crv", "kty", "x", "y"] and jwk["crv"] == "P-256"
+    key = remembered(thumbprint_of(jwk))
+    assert key is not None and key.public_jwk == jwk
     assert {p["url"] for p in polls} == {"https://vouch.example.com/v1/delegation-requests/dreq_1"}
     assert {p["token"] for p in polls} == {"s3cret"}
     assert {p["method"] for p in polls} == {"GET"}
+
+
+def test_an_unbound_request_sends_no_key() -> None:
+    clock = Clock()
+    http = FakeTransport(CREATED, {"status": "approved", "token": "agent.jwt"})
+    token, _ = ask(http, clock, bind=False)
+    assert token == "agent.jwt"
+    assert "jwk" not in http.requests[0]["body"]
 
 
 def test_polling_backs_off_gently_from_the_server_interval() -> None:

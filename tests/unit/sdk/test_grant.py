@@ -31,6 +31,7 @@ pytestmark = pytest.mark.unit
 GRANT = {
     "agent": "researcher",
     "email": "alice@example.com",
+    "jkt": None,
     "max_sts_s": None,
     "models": ["us.anthropic.claude-haiku-4-5-20251001-v1:0"],
     "purpose": "",
