@@ -123,7 +123,7 @@ def normalize_htu(url: str) -> str | None:
 
 def _upper_escapes(path: str) -> str:
     pieces = path.split("%")
-    return pieces[0] + "".join(p[:2].upper() + p[2:] for p in pieces[1:])
+    return pieces[0] + "".join("%" + p[:2].upper() + p[2:] for p in pieces[1:])
 
 
 def replay_key(jkt: str, jti: str) -> str:

@@ -43,9 +43,10 @@ def broker_settings(tmp: Path, redis_url: str, **overrides: Any) -> Settings:
 class BrokerServer:
     """uvicorn serving `create_app(settings)` in a thread; `url` is the issuer."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+        """`port`: where to listen when not the issuer's (another replica of one issuer)."""
         self.settings = settings
-        self.port = int(settings.issuer.rsplit(":", 1)[1])
+        self.port = port or int(settings.issuer.rsplit(":", 1)[1])
         self.app = create_app(settings)
         config = uvicorn.Config(
             self.app,
