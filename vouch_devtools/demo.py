@@ -3,8 +3,9 @@
 It starts its own dev stack on free ports (redis-server, the AWS emulator, the broker), then
 plays a person with a software key through the real `vouch` CLI: invite and enroll, login,
 use Bedrock themselves (their own credentials, through the people role), delegate two
-models, exchange, check one allowed and one denied model with the IAM evaluator, list,
-revoke, and show the next exchange refused. Commands are printed as they could be pasted
+models to an agent bound to the agent's own key (DPoP), exchange, show a copy of the token
+without the key refused, check one allowed and one denied model with the IAM evaluator,
+list, revoke, and show the next exchange refused. Commands are printed as they could be pasted
 into a shell. Any step that misbehaves ends the demo with a non-zero exit, so CI runs it
 as a smoke test.
 """
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -142,9 +145,13 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     narrator.say("Login: a fresh tap gives an 8 h human session")
     narrator.vouch("login")
     show_own_use(narrator, settings, org.aws, admin)
-    token_file = work / "agent.jwt"
+    token_file, key_file = work / "agent.jwt", work / "agent.key"
+    narrator.say("The agent makes its own key (0600); a token bound to it is useless without it")
+    thumbprint = narrator.vouch("agent-key", "create", "--out", str(key_file)).strip()
+    print(f"   {thumbprint}", flush=True)
     narrator.say(
-        "Delegate two models to an agent: the broker shows the exact grant, the tap signs it"
+        "Delegate two models to that agent, bound to its key: the broker shows the exact"
+        " grant, key included, and the tap signs it"
     )
     narrator.vouch(
         "delegate",
@@ -153,6 +160,8 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
         *[a for m in MODELS for a in ("--model", m)],
         "--ttl",
         "1h",
+        "--bind-key",
+        thumbprint,
         "--purpose",
         "vouch demo",
         "--out",
@@ -170,9 +179,15 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
         "The session policy STS will receive (only these models, until the delegation ends)",
         _indent(json.dumps(json.loads(policy), indent=2)),
     )
-    narrator.say("The agent exchanges its token for AWS credentials")
-    doc = json.loads(narrator.vouch("credential", "aws", "--token-file", str(token_file)))
+    if claims.get("cnf") != {"jkt": thumbprint}:
+        raise DemoFailed("the agent token is not bound to the agent's key")
+    narrator.say(
+        "The agent exchanges its token for AWS credentials (with a fresh proof of its key)"
+    )
+    agent = ("--token-file", str(token_file), "--key-file", str(key_file))
+    doc = json.loads(narrator.vouch("credential", "aws", *agent))
     print(f"   AccessKeyId {doc['AccessKeyId'][:4]}…  expires {doc['Expiration']}")
+    show_stolen_copy(narrator, settings, token_file)
     narrator.say("What those credentials may call (IAM evaluation: role ∩ session policy)")
     now, ended = time.time(), claims["exp"]
     for name, at, want in (
@@ -191,13 +206,36 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     narrator.say("The person revokes the delegation")
     narrator.vouch("delegate", "revoke", dlg)
     narrator.say("The next exchange is refused (exit code 5: revoked)")
-    narrator.vouch("credential", "aws", "--token-file", str(token_file), expect=5)
+    narrator.vouch("credential", "aws", *agent, expect=5)
     narrator.say("It is listed as revoked, by whom and when (--all: not only active ones)")
     listing = narrator.vouch("delegate", "list", "--all", show=True)
     _expect_row(listing, dlg, "revoked")
     if "revoked (this delegation)" not in listing:
         raise DemoFailed("the listing does not say what was revoked")
     show_aws_cut(narrator, settings, org.aws, dlg, claims)
+
+
+def show_stolen_copy(narrator: Narrator, settings: Settings, token_file: Path) -> None:
+    """A copy of the bound token (a log, a prompt-injected tool) gets nothing without the key."""
+    narrator.say("A copy of the token alone (leaked from a log, say) is refused: no key, no proof")
+    url = settings.issuer + "/v1/credentials/aws"
+    print(
+        f'$ curl -s -X POST -H "Authorization: Bearer $(cat {shlex.quote(str(token_file))})" {url}',
+        flush=True,
+    )
+    request = urllib.request.Request(  # noqa: S310 - the demo's own http broker
+        url,
+        method="POST",
+        headers={"Authorization": f"Bearer {token_file.read_text().strip()}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own broker
+            raise DemoFailed("the broker exchanged a bound token without a proof")
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, json.loads(exc.read())
+    print(f"   HTTP {status} {body['type']}: {body['detail']}", flush=True)
+    if (status, body["error"]) != (401, "invalid_dpop_proof"):
+        raise DemoFailed(f"a copy of the bound token got {status} {body}")
 
 
 def show_own_use(narrator: Narrator, settings: Settings, aws: AwsAccount, person: str) -> None:
