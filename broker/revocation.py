@@ -33,6 +33,15 @@ from broker.errors import DpopProofInvalid, RateLimited, TokenRevoked
 from broker.store import PREFIX, guard, set_replicated
 
 KINDS = ("agent", "user", "cred")
+# KEYS: the handles, then a DPoP proof's jti key; ARGV[1]: how long to keep that key. The
+# handles' values, then 1 when the jti was new (and is now recorded), else 0.
+_CHECK_WITH_JTI = """
+local n = #KEYS - 1
+local values = {}
+if n > 0 then values = redis.call('MGET', unpack(KEYS, 1, n)) end
+values[n + 1] = redis.call('SET', KEYS[n + 1], '1', 'NX', 'EX', ARGV[1]) and 1 or 0
+return values
+"""
 
 
 def delegation_key(dlg_id: str) -> str:
@@ -84,6 +93,7 @@ class Revocations:
         self.replicas = replicas
         self.wait_ms = wait_ms
         self._cluster = isinstance(redis, RedisCluster)
+        self._check_with_jti = redis.register_script(_CHECK_WITH_JTI)
 
     async def revoke_delegation(self, dlg_id: str, *, expires_at: int, now: float) -> None:
         ttl = max(1, int(expires_at - now) + 60)
@@ -192,12 +202,17 @@ class Revocations:
         jti was new (True without a proof): one round trip.
 
         One MGET where Redis allows it: it costs the client half the CPU of a pipeline of
-        GETs, and this runs on every request. A cluster spreads the keys over hash slots, so
-        there they stay a pipeline of GETs (one round trip per node).
+        GETs, and this runs on every request; with a proof's jti, one script that does the
+        MGET and the SET NX (a pipeline of the two costs the client twice as much). A
+        cluster spreads the keys over hash slots, so there they stay a pipeline of GETs (one
+        round trip per node) and the SET.
         """
         if counter is None and proof is None and not self._cluster:
             values = await self.redis.mget(handles) if handles else []
             return cast(list[bytes | None], values), None, True
+        if counter is None and proof is not None and not self._cluster:
+            answer = list(await self._check_with_jti(keys=[*handles, proof[0]], args=[proof[1]]))
+            return cast(list[bytes | None], answer[:-1]), None, int(answer[-1]) == 1
         pipe = self.redis.pipeline(transaction=False)
         if self._cluster:
             for key in handles:

@@ -148,6 +148,12 @@ class Run:
                 )
                 result[f"hit@{BUDGET_RATE:.0f}"] = extra[f"hit@{BUDGET_RATE:.0f}"]
             exchange_hit.report_setup(self.report, result, setup.name)
+            print(f"  [{setup.name} bound]", flush=True)
+            bound = exchange_hit.run_bound(
+                self.world, setup, self.seconds, expected_rps=result["hit"]["rps"]
+            )
+            exchange_hit.report_bound(self.report, bound, setup.name)
+            result["bound"] = bound["hit"]
             results[setup.name] = result
         self.data["hit"] = results
         if self.args.baseline:

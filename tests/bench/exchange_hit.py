@@ -173,3 +173,43 @@ def report_setup(report: Report, result: dict[str, Any], label: str) -> None:
                 "req/s",
             )
         )
+
+
+def run_bound(world: World, setup: Setup, seconds: float, expected_rps: float) -> dict[str, Any]:
+    """The cache-hit exchange of a token bound to the agent's key: each request carries a
+    fresh DPoP proof (one line of the proofs file each, made before the run), so the broker
+    verifies the proof's signature and records its jti; the token's own verification is the
+    cached one. `expected_rps` (the unbound rate, an upper bound) sizes the proofs file: a
+    proof used twice would be refused and fail the run."""
+    wrk = Wrk(world.root, cpus=setup.wrk_cpus)
+    conns = 16 * setup.workers
+    htu = world.issuer + EXCHANGE  # the public URL (wrk goes to 127.0.0.1: a proxy's view)
+
+    def proofs(name: str, run_s: float) -> Path:
+        count = int(expected_rps * max(1, round(run_s)) * 1.3) + 1000
+        return world.proofs(world.root / name, count, htu)
+
+    with Broker(world, setup.workers, setup.broker_cpus, setup.server, tree=setup.tree) as broker:
+        warm = proofs("bound-warm.txt", 1.5)
+        wrk.run(broker.url + EXCHANGE, connections=conns, seconds=1.5, method="POST", tokens=warm)
+        out: dict[str, Any] = {"setup": setup.__dict__ | {"tree": str(setup.tree or "")}}
+        run = proofs("bound.txt", seconds)
+        out["hit"] = measure(
+            wrk, broker, EXCHANGE, connections=conns, seconds=seconds, method="POST", tokens=run
+        )
+    return out
+
+
+def report_bound(report: Report, result: dict[str, Any], label: str) -> None:
+    hit = result["hit"]
+    report.add(
+        Row(
+            "hit",
+            f"{label}: bound (DPoP) exchange saturation req/s",
+            hit["rps"],
+            "req/s",
+            note=f"p50 {hit['p50_ms']:.2f} ms, p99 {hit['p99_ms']:.2f} ms; "
+            f"{hit['cpu_us_per_req']:.0f} us CPU each; "
+            f"other load {hit.get('other_load_cores', 0):.2f} cores",
+        )
+    )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from vouch_delegate import AgentKey
 
 from broker.invites import Invites
 from broker.keys import KeyRing, generate_key_dir, load_key_ring
@@ -222,6 +223,9 @@ class World:
     sts: FakeSts | None = None
     agent_token: str = ""
     agent_claims: dict[str, Any] = field(default_factory=dict)
+    bound_token: str = ""
+    """An agent token bound to `agent_key` (DPoP): each exchange needs a fresh proof."""
+    agent_key: AgentKey | None = None
 
     @property
     def issuer(self) -> str:
@@ -305,7 +309,20 @@ class World:
         answer = human.delegate("bench-agent", [MODEL], ttl_s=8 * 3600)
         self.agent_token = str(answer.token)
         self.agent_claims = jwt.decode(self.agent_token, options={"verify_signature": False})
+        self.agent_key = AgentKey.generate()
+        bound = human.delegate(
+            "bench-bound", [MODEL], ttl_s=8 * 3600, bind_key=self.agent_key.thumbprint
+        )
+        self.bound_token = str(bound.token)
         return self.agent_token
+
+    def proofs(self, path: Path, count: int, url: str) -> Path:
+        """`count` lines of "bound token<TAB>fresh DPoP proof" for wrk, one per request."""
+        assert self.agent_key is not None
+        key, token = self.agent_key, self.bound_token
+        return write_lines(
+            path, [f"{token}\t{key.proof('POST', url, token)}" for _ in range(count)]
+        )
 
     def agent_tokens(self, count: int) -> list[str]:
         """`count` agent tokens like the real one, each its own delegation and agent.

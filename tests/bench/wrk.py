@@ -20,7 +20,8 @@ from tests.bench.world import pinned
 
 LUA = r"""
 -- Vouch benchmark script for wrk: bearer tokens from a file (rotated per request), a body,
--- and an optional fixed rate per thread (LuaJIT ffi clock).
+-- and an optional fixed rate per thread (LuaJIT ffi clock). A line "token<TAB>proof" sends
+-- the token as `Authorization: DPoP` with that DPoP proof (each line is used once per pass).
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } vouch_timespec;
@@ -40,7 +41,11 @@ local bad = 0
 function init(args)
   method, path = args[1], args[2]
   if args[3] ~= "-" then
-    for line in io.lines(args[3]) do n = n + 1; tokens[n] = line end
+    for line in io.lines(args[3]) do
+      n = n + 1
+      local token, proof = line:match("^([^\t]+)\t(.+)$")
+      if token then tokens[n] = {token, proof} else tokens[n] = {line, nil} end
+    end
   end
   if args[4] == "@durations" then durations = true
   elseif args[4] ~= "-" then body = args[4] end
@@ -51,7 +56,13 @@ function request()
   local headers = {}
   if n > 0 then
     i = i % n + 1
-    headers["Authorization"] = "Bearer " .. tokens[i]
+    local entry = tokens[i]
+    if entry[2] then
+      headers["Authorization"] = "DPoP " .. entry[1]
+      headers["DPoP"] = entry[2]
+    else
+      headers["Authorization"] = "Bearer " .. entry[1]
+    end
   end
   if durations then
     -- a new (token, duration) pair per request, so every request misses the credential cache
