@@ -260,8 +260,13 @@ class Run:
 
     def peer(self) -> None:
         limits_data = self.data.get("limits", {})
-        hit = self.data.get("hit", {}).get("1w-pinned", {}).get("hit", {})
-        context = {"limits": limits_data, "hit_1w_pinned": hit.get("rps")}
+        pinned = self.data.get("hit", {}).get("1w-pinned", {})
+        hit, bound = pinned.get("hit", {}), pinned.get("bound", {})
+        context = {
+            "limits": limits_data,
+            "hit_1w_pinned": hit.get("rps"),
+            "bound_1w_pinned": bound.get("rps"),
+        }
         self.data["peer"] = peer.run(self.world, self.report, self.seconds, context)
 
     def servers(self) -> None:

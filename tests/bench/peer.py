@@ -98,6 +98,14 @@ def run(
             if result.errors:
                 raise RuntimeError(f"peer /{name}: {result.errors} errors")
             out[f"http_{name}"] = result.as_dict()
+        # Token + proof, as a bound exchange verifies them (jose keeps no jti: no refusals).
+        proofs = world.proofs(world.root / "peer-proofs.txt", 20_000, f"{url}/verify-bound")
+        bound = wrk.run(
+            f"{url}/verify-bound", method="POST", tokens=proofs, connections=16, seconds=seconds
+        )
+        if bound.errors:
+            raise RuntimeError(f"peer /verify-bound: {bound.errors} errors")
+        out["http_verify_bound"] = bound.as_dict()
     finally:
         stop_process(server)
     _rows(report, out, broker)
@@ -155,6 +163,27 @@ def _rows(report: Report, out: dict[str, Any], broker: dict[str, Any] | None) ->
                 f"jose HTTP /{name}, 1 core (p99 {run['p99_ms']:.2f} ms)",
                 run["rps"],
                 "req/s",
+            )
+        )
+    run = out["http_verify_bound"]
+    report.add(
+        Row(
+            "peer",
+            f"jose HTTP /verify-bound (token + DPoP proof), 1 core (p99 {run['p99_ms']:.2f} ms)",
+            run["rps"],
+            "req/s",
+        )
+    )
+    bound = (broker or {}).get("bound_1w_pinned")
+    if bound:
+        report.add(
+            Row(
+                "peer",
+                "broker bound exchange (proof + cached token + Redis), 1 core",
+                bound,
+                "req/s",
+                run["rps"],
+                "jose HTTP /verify-bound",
             )
         )
     hit = (broker or {}).get("hit_1w_pinned")
