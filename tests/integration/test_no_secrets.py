@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from vouch_delegate import AgentKey
 
 from tests.harness.broker import BrokerServer
 from tests.harness.people import Human, person_at
@@ -35,10 +36,21 @@ def test_a_whole_flow_writes_no_secret(
         doc = agent.post("/v1/credentials/aws").json()
         agent.post("/v1/credentials/aws", json={"models": ["us.claude-opus-4-5"]})  # refused
     mine = alice.broker.own_credentials_aws()  # a person's own: the session as bearer
+    key = AgentKey.generate()  # a bound token: its proof, accepted then replayed, is a secret
+    bound = alice.delegate("bound", ["us.claude-haiku-4-5"], bind_key=key.thumbprint).token
+    assert bound is not None
+    proof = key.proof("POST", broker.url + "/v1/credentials/aws", bound)
+    with broker.client() as agent:
+        for status in (200, 401):
+            sent = agent.post(
+                "/v1/credentials/aws", headers={"Authorization": f"DPoP {bound}", "DPoP": proof}
+            )
+            assert sent.status_code == status
     sts_gate.throttle_next(10)
     with broker.client(alice.delegate("writer", ["us.claude-haiku-4-5"]).token) as agent:
         assert agent.post("/v1/credentials/aws").status_code == 503
     secrets = [code, session, done.token, doc["SecretAccessKey"], doc["SessionToken"]]
+    secrets += [bound, proof]
     secrets += [mine.secret_access_key, mine.session_token]
     audit = redis.Redis.from_url(broker.settings.redis_url).xrange("vouch:audit")
     written = caplog.text + "\n".join(str(fields) for _, fields in audit)
