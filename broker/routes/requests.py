@@ -48,8 +48,9 @@ class RequestStatus(msgspec.Struct, omit_defaults=True):
     delegation_id: str | None = None
 
 
-class PendingRequest(msgspec.Struct):
-    """A request waiting for the person; `message` and `agent` are the agent's own words."""
+class PendingRequest(msgspec.Struct, omit_defaults=True):
+    """A request waiting for the person; `message` and `agent` are the agent's own words;
+    `jkt` (only when the agent sent a key) the thumbprint its token will be bound to."""
 
     user_code: str
     agent: str

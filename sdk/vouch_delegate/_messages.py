@@ -301,7 +301,7 @@ class RequestStatus(msgspec.Struct):
     __repr__ = masked_repr("token")
 
 
-class PendingRequest(msgspec.Struct):
+class PendingRequest(msgspec.Struct, omit_defaults=True):
     """An agent's request waiting for the person. `agent` and `message` are the asker's own
     words and `address` is where the broker saw the request come from: untrusted text."""
 
