@@ -175,9 +175,12 @@ def run_revoke(ctx: Context) -> int:
         reason=args.reason,
         wait_s=0 if args.no_wait else AWS_WAIT_S,
     )
-    ctx.info(
-        f"Revoked {printable(done.handle)} {printable(done.value)}; enforced from the next request."
-    )
+    what = f"{printable(done.handle)} {printable(done.value)}"
+    if done.already_revoked:
+        at = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(done.revoked_at))
+        ctx.info(f"{what} was already revoked at {at}; nothing changed.")
+    else:
+        ctx.info(f"Revoked {what}; enforced from the next request.")
     ctx.info(aws_line(done.aws_sessions))
     ctx.emit(done)
     return OK
