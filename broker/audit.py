@@ -32,6 +32,7 @@ FIELD_TYPES: Final[Mapping[str, Any]] = {
     "counter": int,
     "stored_counter": int,
     "models": list[str],
+    "denied": list[str],
     "cancelled_invites": list[str],
     "duration_s": int,
     "took_ms": float,

@@ -2,7 +2,8 @@
 
 verify the agent token -> revocation of its handles and of the key that signed it (one Redis
 round trip, fail closed) -> authorize (cloud-neutral grant) -> cached provider (single flight)
--> after a provider call, revocation again (one MGET) -> the credential document.
+-> after a provider call, revocation again (one MGET) -> the credential document. Every
+outcome, issued or refused, goes to the audit trail (`broker.exchange_audit`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from broker.agent_token import AgentClaims, expectation, verify_agent_token
 from broker.authorize import Authorizer, CredentialGrant, Principal
 from broker.credential_cache import CachedProvider
 from broker.errors import TokenRevoked
+from broker.exchange_audit import ExchangeAudit
 from broker.keys import KeyRing
 from broker.providers import IssuedCredentials
+from broker.request_context import note_principal
 from broker.revocation import Revocations, signing_key_key
 from broker.tokens import signing_kid
 
@@ -29,6 +32,7 @@ class Exchange:
     revocations: Revocations
     authorizer: Authorizer
     provider: CachedProvider
+    audit: ExchangeAudit
     clock: Callable[[], float] = time.time  # injected by simulations of hours of refreshes
 
     def __post_init__(self) -> None:
@@ -39,19 +43,23 @@ class Exchange:
     ) -> IssuedCredentials:
         """Raises: TokenInvalid, TokenExpired, TokenRevoked, GrantInvalid, PolicyDenied,
         RateLimited, StoreUnavailable, StsRejected, StsUnavailable."""
-        now = self.clock()
-        claims = verify_agent_token(token, self.expect, keys=self.keys, now=now)
-        await self.revocations.check(
-            [*claims.handles(), signing_key_key(signing_kid(token))],
-            issued_at=claims.iat,
-            rate=(claims.dlg, claims.rate) if claims.rate else None,
-        )
-        grant = self.authorizer.authorize(
-            Principal.of_agent(claims), models=models, duration_s=duration_s, now=now
-        )
-        served = await self.provider.issue(grant, now)
-        if served.fresh:
-            await self._still_unrevoked(claims, grant)
+        async with self.audit.outcome(models) as outcome:
+            now = self.clock()
+            claims = verify_agent_token(token, self.expect, keys=self.keys, now=now)
+            outcome.principal = Principal.of_agent(claims)
+            note_principal(claims.sub)
+            await self.revocations.check(
+                [*claims.handles(), signing_key_key(signing_kid(token))],
+                issued_at=claims.iat,
+                rate=(claims.dlg, claims.rate) if claims.rate else None,
+            )
+            grant = self.authorizer.authorize(
+                outcome.principal, models=models, duration_s=duration_s, now=now
+            )
+            served = await self.provider.issue(grant, now)
+            if served.fresh:
+                await self._still_unrevoked(claims, grant)
+            outcome.grant, outcome.fresh = grant, served.fresh
         return served.credentials
 
     async def _still_unrevoked(self, claims: AgentClaims, grant: CredentialGrant) -> None:

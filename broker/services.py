@@ -25,6 +25,7 @@ from broker.delegation import Delegations
 from broker.delegation_requests import DelegationRequests
 from broker.delegation_store import DelegationStore
 from broker.exchange import Exchange
+from broker.exchange_audit import ExchangeAudit
 from broker.invites import Invites
 from broker.keys import KeyRing, SigningKeyError, kms_key_ring, load_key_ring
 from broker.keytap import KeyTaps
@@ -70,9 +71,13 @@ class Services:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        """Start the background work: keeping the signing keys current, writing revocations
-        to AWS (when the broker has AWS credentials of its own)."""
+        """Start the background work: keeping the signing keys current, writing the counted
+        exchanges to the audit trail, writing revocations to AWS (when the broker has AWS
+        credentials of its own)."""
         self._tasks.append(asyncio.create_task(self.signing_keys.run()))
+        if self.settings.audit_exchange_interval_s > 0:
+            for exchange in self.exchanges.values():
+                self._tasks.append(asyncio.create_task(exchange.audit.run()))
         if self.aws_cut.enabled:
             self._tasks.append(asyncio.create_task(self.aws_cut.run(asyncio.Event())))
         else:
@@ -180,6 +185,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
             catalog=catalog,
             keys=keys,
             revocations=revocations,
+            audit=audit,
         )
         for name, factory in PROVIDERS.items()
     }
@@ -250,8 +256,10 @@ def exchange_for(
     catalog: Catalog,
     keys: KeyRing,
     revocations: Revocations,
+    audit: Audit,
 ) -> Exchange:
-    """The exchange pipeline in front of one provider: verify, revocation, authorize, cache."""
+    """The exchange pipeline in front of one provider: verify, revocation, authorize, cache,
+    audit."""
     return Exchange(
         keys=keys,
         issuer=settings.issuer,
@@ -259,6 +267,7 @@ def exchange_for(
         revocations=revocations,
         authorizer=Authorizer(catalog, org, min_duration_s=provider.min_duration_s),
         provider=CachedProvider(provider),
+        audit=ExchangeAudit(audit, provider.name, settings.audit_exchange_interval_s),
     )
 
 

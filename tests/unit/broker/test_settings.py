@@ -289,6 +289,7 @@ def test_ranges_come_from_the_field_metadata() -> None:
         "request_max_pending_per_address": (1, 1000),
         "clock_leeway_s": (0, 300),
         "http_header_timeout_s": (0.5, 300),
+        "audit_exchange_interval_s": (0, 3600),
         "aws.sts_timeout_s": (0.05, 30),
         "aws.sts_assertion_ttl_s": (30, 300),
     }

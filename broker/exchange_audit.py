@@ -1,0 +1,165 @@
+"""The audit of exchanges: every outcome in the trail, without letting volume flood it.
+
+- Credentials from a provider call: one `exchange_issued` event each (`source` "provider").
+- Credentials from the cache: counted per delegation and models, and written as one
+  `exchange_issued` event (`source` "cache", `count`) per interval: a busy agent refreshing
+  every few seconds would otherwise push everything else out of the capped stream.
+- Refusals: the first of a kind (per delegation, or per unverified caller, and problem) in
+  an interval is written at once as `exchange_refused`; repeats in that interval are counted
+  and written as one event with `count` when it ends.
+
+An event with `count` stands for that many exchanges from `since` to its `ts`. With
+`interval_s` 0 every exchange is its own event. Never a token or a credential: principals,
+models, problem slugs, durations. A failed write never fails the exchange: it is logged,
+and the log mirror (`vouch.audit`) holds the event all the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from broker.audit import Audit
+from broker.authorize import CredentialGrant, Principal
+from broker.errors import StoreUnavailable, VouchError
+from broker.request_context import current
+
+log = logging.getLogger("vouch.exchange")
+ISSUED, REFUSED = "exchange_issued", "exchange_refused"
+MAX_TALLIES = 10_000
+"""Counted kinds held at once; past it they are written early (memory stays bounded)."""
+# Problem data safe and useful in the trail, by the name it gets there.
+_PROBLEM_FIELDS = {
+    "handle": "handle",  # token-revoked: what was revoked
+    "aws_code": "aws_error",  # sts-rejected, sts-unavailable ("code" would be scrubbed)
+    "reason": "check",  # policy-denied: the org policy check that failed
+    "models": "denied",  # policy-denied: the models asked for beyond the grant
+}
+
+TallyKey = tuple[str, str | None, str | tuple[str, ...]]
+"""(event, principal id or None, problem slug or models)."""
+
+
+@dataclass
+class _Tally:
+    fields: dict[str, object]
+    since: float
+    count: int = 0
+
+
+@dataclass
+class Outcome:
+    """One exchange as it goes: the pipeline fills in what it learns."""
+
+    asked: Sequence[str] | None
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    grant: CredentialGrant | None = None
+    fresh: bool = False
+    """The credentials came from a provider call made for this request."""
+
+
+@dataclass
+class ExchangeAudit:
+    audit: Audit
+    provider: str
+    interval_s: float
+    _tallies: dict[TallyKey, _Tally] = field(default_factory=dict)
+    _written: set[TallyKey] = field(default_factory=set)
+    """Refusals written at once this interval: their repeats are counted."""
+
+    @asynccontextmanager
+    async def outcome(self, asked: Sequence[str] | None) -> AsyncIterator[Outcome]:
+        """Audit the exchange run inside: issued when it returns with a grant, refused
+        (with the problem's slug) when it raises."""
+        outcome = Outcome(asked)
+        try:
+            yield outcome
+        except VouchError as exc:
+            await self._refused(outcome, exc.slug, exc.extra)
+            raise
+        except Exception:
+            await self._refused(outcome, "internal", {})
+            raise
+        if outcome.grant is not None:
+            await self._issued(outcome, outcome.grant)
+
+    async def _issued(self, outcome: Outcome, grant: CredentialGrant) -> None:
+        fields = {
+            **_who(grant.principal),
+            "models": list(grant.models),
+            "duration_s": grant.duration_s,
+        }
+        if outcome.fresh or self.interval_s <= 0:
+            source = "provider" if outcome.fresh else "cache"
+            await self._write(ISSUED, {**fields, "source": source, **_timing(outcome)})
+            return
+        await self._count((ISSUED, grant.principal.id, grant.models), {**fields, "source": "cache"})
+
+    async def _refused(self, outcome: Outcome, slug: str, extra: dict[str, object]) -> None:
+        principal = outcome.principal
+        fields: dict[str, object] = {**(_who(principal) if principal else {}), "problem": slug}
+        fields |= {
+            name: extra[key]
+            for key, name in _PROBLEM_FIELDS.items()
+            if isinstance(extra.get(key), str | list)
+        }
+        if outcome.asked is not None:
+            fields["models"] = list(outcome.asked)
+        key: TallyKey = (REFUSED, principal.id if principal else None, slug)
+        if self.interval_s <= 0 or key not in self._written:
+            self._written.add(key)
+            await self._write(REFUSED, {**fields, **_timing(outcome)})
+            return
+        await self._count(key, fields)
+
+    async def _count(self, key: TallyKey, fields: dict[str, object]) -> None:
+        tally = self._tallies.get(key)
+        if tally is None:
+            if len(self._tallies) >= MAX_TALLIES:
+                await self.flush()
+            tally = self._tallies[key] = _Tally(fields, time.time())
+        tally.count += 1
+
+    async def flush(self) -> None:
+        """Write what was counted as one event per kind, and start a new interval."""
+        tallies, self._tallies, self._written = self._tallies, {}, set()
+        for (event, _, _), tally in tallies.items():
+            await self._write(
+                event, {**tally.fields, "count": tally.count, "since": round(tally.since, 3)}
+            )
+
+    async def run(self) -> None:
+        """Flush every `interval_s`, until cancelled (then once more)."""
+        try:
+            while True:
+                await asyncio.sleep(self.interval_s)
+                await self.flush()
+        finally:
+            await self.flush()
+
+    async def _write(self, event: str, fields: dict[str, object]) -> None:
+        try:
+            await self.audit.record(event, provider=self.provider, **fields)
+        except StoreUnavailable:
+            log.warning("exchange audit not written to the stream (in the log only): %s", event)
+
+
+def _who(principal: Principal) -> dict[str, object]:
+    return {
+        "dlg": principal.id,
+        "agent": principal.agent,
+        "sub": principal.sub,
+        "person": principal.email,
+        "cid": principal.key,
+    }
+
+
+def _timing(outcome: Outcome) -> dict[str, object]:
+    request = current()
+    took_ms = round((time.perf_counter() - outcome.started) * 1000, 2)
+    return {"took_ms": took_ms, "request": request.id if request else None}
