@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from broker.audit import Audit
@@ -53,14 +52,32 @@ class _Tally:
 
 @dataclass
 class Outcome:
-    """One exchange as it goes: the pipeline fills in what it learns."""
+    """One exchange as it goes: the pipeline fills in what it learns. As an async context
+    manager (`ExchangeAudit.outcome`), it audits the exchange run inside: issued when it
+    ends with a grant, refused (with the problem's slug) when it raises. A plain class, not
+    a generator: this runs on every cache hit."""
 
+    audit: ExchangeAudit
     asked: Sequence[str] | None
     started: float = field(default_factory=time.perf_counter)
     principal: Principal | None = None
     grant: CredentialGrant | None = None
     fresh: bool = False
     """The credentials came from a provider call made for this request."""
+
+    async def __aenter__(self) -> Outcome:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        if exc is None:
+            if self.grant is not None:
+                await self.audit.issued(self, self.grant)
+        elif isinstance(exc, VouchError):
+            await self.audit.refused(self, exc.slug, exc.extra)
+        elif isinstance(exc, Exception):  # a bug; not a cancelled request
+            await self.audit.refused(self, "internal", {})
 
 
 @dataclass
@@ -72,23 +89,11 @@ class ExchangeAudit:
     _written: set[TallyKey] = field(default_factory=set)
     """Refusals written at once this interval: their repeats are counted."""
 
-    @asynccontextmanager
-    async def outcome(self, asked: Sequence[str] | None) -> AsyncIterator[Outcome]:
-        """Audit the exchange run inside: issued when it returns with a grant, refused
-        (with the problem's slug) when it raises."""
-        outcome = Outcome(asked)
-        try:
-            yield outcome
-        except VouchError as exc:
-            await self._refused(outcome, exc.slug, exc.extra)
-            raise
-        except Exception:
-            await self._refused(outcome, "internal", {})
-            raise
-        if outcome.grant is not None:
-            await self._issued(outcome, outcome.grant)
+    def outcome(self, asked: Sequence[str] | None) -> Outcome:
+        """`async with` it around an exchange: its outcome is audited (see `Outcome`)."""
+        return Outcome(self, asked)
 
-    async def _issued(self, outcome: Outcome, grant: CredentialGrant) -> None:
+    async def issued(self, outcome: Outcome, grant: CredentialGrant) -> None:
         fields = {
             **_who(grant.principal),
             "models": list(grant.models),
@@ -100,7 +105,7 @@ class ExchangeAudit:
             return
         await self._count((ISSUED, grant.principal.id, grant.models), {**fields, "source": "cache"})
 
-    async def _refused(self, outcome: Outcome, slug: str, extra: dict[str, object]) -> None:
+    async def refused(self, outcome: Outcome, slug: str, extra: dict[str, object]) -> None:
         principal = outcome.principal
         fields: dict[str, object] = {**(_who(principal) if principal else {}), "problem": slug}
         fields |= {

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import time
 from typing import Any
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
-from broker.request_context import RequestInfo, opened
+from broker.request_context import RequestInfo, new_id, opened
 
 access = logging.getLogger("vouch.access")
 SECURITY_HEADERS = [
@@ -83,7 +82,7 @@ async def unrouted(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start" or scope.get("route_handler") is not None:
         return
     services: Any = getattr(scope["app"].state, "services", None)
-    info = RequestInfo(secrets.token_hex(8))
+    info = RequestInfo(new_id())
     message["headers"] = [*message.get("headers", []), (b"x-request-id", info.id.encode())]
     if services is not None and services.settings.access_log and scope["type"] == ScopeType.HTTP:
         _log_access(scope, None, message["status"], None, info)
