@@ -113,13 +113,23 @@ def _shared_metrics() -> Iterator[None]:
     from broker.metrics import SHARED_DIR_ENV, clear_shared_dir
 
     given = os.environ.get(SHARED_DIR_ENV)
-    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="vouch-metrics-"))
-    clear_shared_dir(directory)
+    try:
+        directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="vouch-metrics-"))
+        clear_shared_dir(directory)
+    except OSError as exc:
+        raise SettingsError(
+            [
+                f"{SHARED_DIR_ENV}: the workers' metrics need a writable directory "
+                f"({exc.strerror or exc}: {exc.filename or given}); set {SHARED_DIR_ENV} "
+                "(or TMPDIR) to one"
+            ]
+        ) from None
     os.environ[SHARED_DIR_ENV] = str(directory)  # the workers inherit it
     try:
         yield
     finally:
         if not given:
+            del os.environ[SHARED_DIR_ENV]
             shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -94,16 +94,16 @@ class ExchangeAudit:
         return Outcome(self, asked)
 
     async def issued(self, outcome: Outcome, grant: CredentialGrant) -> None:
-        fields = {
-            **_who(grant.principal),
-            "models": list(grant.models),
-            "duration_s": grant.duration_s,
-        }
-        if outcome.fresh or self.interval_s <= 0:
-            source = "provider" if outcome.fresh else "cache"
-            await self._write(ISSUED, {**fields, "source": source, **_timing(outcome)})
+        if not outcome.fresh and self.interval_s > 0:  # a cache hit, counted
+            key: TallyKey = (ISSUED, grant.principal.id, grant.models)
+            tally = self._tallies.get(key)
+            if tally is not None:  # the common case: nothing to build
+                tally.count += 1
+            else:
+                await self._count(key, _issued(grant, "cache"))
             return
-        await self._count((ISSUED, grant.principal.id, grant.models), {**fields, "source": "cache"})
+        source = "provider" if outcome.fresh else "cache"
+        await self._write([(ISSUED, {**_issued(grant, source), **_timing(outcome)})])
 
     async def refused(self, outcome: Outcome, slug: str, extra: dict[str, object]) -> None:
         principal = outcome.principal
@@ -118,7 +118,7 @@ class ExchangeAudit:
         key: TallyKey = (REFUSED, principal.id if principal else None, slug)
         if self.interval_s <= 0 or key not in self._written:
             self._written.add(key)
-            await self._write(REFUSED, {**fields, **_timing(outcome)})
+            await self._write([(REFUSED, {**fields, **_timing(outcome)})])
             return
         await self._count(key, fields)
 
@@ -131,11 +131,15 @@ class ExchangeAudit:
         tally.count += 1
 
     async def flush(self) -> None:
-        """Write what was counted as one event per kind, and start a new interval."""
+        """Write what was counted, one event per kind in one round trip, and start a new
+        interval."""
         tallies, self._tallies, self._written = self._tallies, {}, set()
-        for (event, _, _), tally in tallies.items():
+        if tallies:
             await self._write(
-                event, {**tally.fields, "count": tally.count, "since": round(tally.since, 3)}
+                [
+                    (event, {**t.fields, "count": t.count, "since": round(t.since, 3)})
+                    for (event, _, _), t in tallies.items()
+                ]
             )
 
     async def run(self) -> None:
@@ -147,11 +151,22 @@ class ExchangeAudit:
         finally:
             await self.flush()
 
-    async def _write(self, event: str, fields: dict[str, object]) -> None:
+    async def _write(self, events: list[tuple[str, dict[str, object]]]) -> None:
         try:
-            await self.audit.record(event, provider=self.provider, **fields)
+            await self.audit.record_many(
+                [(event, {"provider": self.provider, **fields}) for event, fields in events]
+            )
         except StoreUnavailable:
-            log.warning("exchange audit not written to the stream (in the log only): %s", event)
+            log.warning("exchange audit: %d event(s) in the log only, not the stream", len(events))
+
+
+def _issued(grant: CredentialGrant, source: str) -> dict[str, object]:
+    return {
+        **_who(grant.principal),
+        "models": list(grant.models),
+        "duration_s": grant.duration_s,
+        "source": source,
+    }
 
 
 def _who(principal: Principal) -> dict[str, object]:
