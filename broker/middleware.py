@@ -11,7 +11,7 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
-from broker.request_context import RequestInfo, new_id, opened
+from broker.request_context import RequestInfo, begin, end, new_id
 
 access = logging.getLogger("vouch.access")
 SECURITY_HEADERS = [
@@ -46,20 +46,21 @@ def observe(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         started, status = time.perf_counter(), 500
-        with opened() as info:
+        info, context = begin()
 
-            async def send_observed(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                    headers = list(message.get("headers", []))
-                    message["headers"] = [*headers, (b"x-request-id", info.id.encode())]
-                await send(message)
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                message["headers"] = [*headers, (b"x-request-id", info.id.encode())]
+            await send(message)
 
-            try:
-                await app(scope, receive, send_observed)
-            finally:
-                _record(scope, status, time.perf_counter() - started, info)
+        try:
+            await app(scope, receive, send_observed)
+        finally:
+            end(context)
+            _record(scope, status, time.perf_counter() - started, info)
 
     return middleware
 

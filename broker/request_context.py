@@ -7,9 +7,7 @@ principal, so the access log and the audit can say who it was without reading to
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 
@@ -29,17 +27,17 @@ def new_id() -> str:
 _current: ContextVar[RequestInfo | None] = ContextVar("vouch_request", default=None)
 
 
-@contextmanager
-def opened() -> Iterator[RequestInfo]:
-    """A request's context while it is served, with a fresh id. A client's own X-Request-Id
-    is not taken: whatever a client sends stays out of the log (a proxy that wants to match
-    its log lines to ours logs the id we answer with)."""
+def begin() -> tuple[RequestInfo, Token[RequestInfo | None]]:
+    """A request's context, with a fresh id, until `end`. A client's own X-Request-Id is not
+    taken: whatever a client sends stays out of the log (a proxy that wants to match its log
+    lines to ours logs the id we answer with). Not a context manager: this runs on every
+    request, and a generator-based one costs about a microsecond more."""
     info = RequestInfo(new_id())
-    token = _current.set(info)
-    try:
-        yield info
-    finally:
-        _current.reset(token)
+    return info, _current.set(info)
+
+
+def end(token: Token[RequestInfo | None]) -> None:
+    _current.reset(token)
 
 
 def current() -> RequestInfo | None:
