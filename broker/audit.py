@@ -172,6 +172,10 @@ class Audit:
                 pipe.xadd(STREAM, entry, maxlen=self.max_len, approximate=True)  # type: ignore[arg-type]
             await pipe.execute()
 
+    def mirror(self, event: str, fields: Mapping[str, object]) -> None:
+        """The event in the log only (`vouch.audit`): for when the stream cannot be waited on."""
+        self._entry(event, fields)
+
     @staticmethod
     def _entry(event: str, fields: Mapping[str, object]) -> dict[str, str]:
         entry = {"event": event, "ts": f"{time.time():.3f}", **scrub(fields)}

@@ -6,10 +6,12 @@
   every few seconds would otherwise push everything else out of the capped stream.
 - Refusals: the first of a kind (per delegation, or per unverified caller, and problem) in
   an interval is written at once as `exchange_refused`; repeats in that interval are counted
-  and written as one event with `count` when it ends.
+  and written as one event with `count` when it ends. A refusal because Redis did not
+  answer is always counted: writing it at once would wait on Redis again.
 
 An event with `count` stands for that many exchanges from `since` to its `ts`. With
-`interval_s` 0 every exchange is its own event. Never a token or a credential: principals,
+`interval_s` 0 every exchange is its own event (those refused because Redis did not answer
+only in the log). Never a token or a credential: principals,
 models, problem slugs, durations. A failed write never fails the exchange: it is logged,
 and the log mirror (`vouch.audit`) holds the event all the same.
 """
@@ -116,6 +118,15 @@ class ExchangeAudit:
         if outcome.asked is not None:
             fields["models"] = list(outcome.asked)
         key: TallyKey = (REFUSED, principal.id if principal else None, slug)
+        if slug == StoreUnavailable.slug:
+            # Redis just failed to answer: writing now would wait on it again and slow the
+            # refusal down. Counted and written when the interval ends; with no interval,
+            # in the log only.
+            if self.interval_s > 0:
+                await self._count(key, fields)
+            else:
+                self.audit.mirror(REFUSED, {"provider": self.provider, **fields})
+            return
         if self.interval_s <= 0 or key not in self._written:
             self._written.add(key)
             await self._write([(REFUSED, {**fields, **_timing(outcome)})])
@@ -143,12 +154,9 @@ class ExchangeAudit:
             )
 
     async def run(self) -> None:
-        """Flush every `interval_s`, until cancelled (then once more)."""
-        try:
-            while True:
-                await asyncio.sleep(self.interval_s)
-                await self.flush()
-        finally:
+        """Flush every `interval_s`, until cancelled (the owner flushes once more at stop)."""
+        while True:
+            await asyncio.sleep(self.interval_s)
             await self.flush()
 
     async def _write(self, events: list[tuple[str, dict[str, object]]]) -> None:

@@ -91,6 +91,8 @@ class Services:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for exchange in self.exchanges.values():  # what was counted, before Redis goes
+            await exchange.audit.flush()
         await self.redis.aclose()
         for exchange in self.exchanges.values():
             exchange.provider.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,10 @@ import redis
 
 from tests.harness.broker import BrokerServer, broker_settings
 from tests.harness.people import Human, signed_in
-from tests.harness.services import wait_for
+from tests.harness.services import RedisServer, wait_for
 from tests.harness.sts_gate import StsGate
 from tests.integration.conftest import wire_aws
+from tests.integration.test_faults import wait_until_asleep
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +254,43 @@ def test_the_access_log_can_be_turned_off(
     finally:
         server.stop()
     assert [r for r in caplog.records if r.name == "vouch.access"] == []
+
+
+def test_refusals_while_redis_is_down_are_counted_not_waited_on_and_written_once_it_is_back(
+    tmp_path: Path, aof_redis: RedisServer, sts_gate: StsGate
+) -> None:
+    timeout_s = 0.25
+    settings = broker_settings(
+        tmp_path,
+        aof_redis.url,
+        aws={"endpoint_url": sts_gate.url},
+        audit_exchange_interval_s=3600,
+        redis_timeout_s=timeout_s,
+    )
+    server = BrokerServer(settings).start()
+    try:
+        wire_aws(server, sts_gate)
+        alice = signed_in(server, "alice@example.com", tmp_path / "alice.key.json")
+        token = alice.delegate("researcher", [HAIKU]).token
+        sleeper = threading.Thread(
+            target=lambda: redis.Redis.from_url(aof_redis.url).execute_command(
+                "DEBUG", "SLEEP", "4"
+            )
+        )
+        sleeper.start()
+        wait_until_asleep(aof_redis.url)
+        took = []
+        for _ in range(3):
+            started = time.monotonic()
+            answer = post(server, token)
+            took.append(time.monotonic() - started)
+            assert answer.json()["type"] == "urn:vouch:problem:store-unavailable"
+        sleeper.join()
+    finally:
+        server.stop()
+    # One attempt and one reconnecting retry, each bounded by the timeout (~0.5 s); writing
+    # the refusal to the sleeping Redis too would add as much again (room for a loaded
+    # machine: the count below tells for sure that no write was tried).
+    assert max(took) < 4 * timeout_s + 0.5, took
+    [refused] = [e for e in exchange_events(server) if e["event"] == "exchange_refused"]
+    assert (refused["problem"], refused["count"]) == ("store-unavailable", 3)
