@@ -10,7 +10,7 @@ from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
 
 from broker.auth import provide_person, provide_services
-from broker.middleware import observe, security_headers
+from broker.middleware import observe, security_headers, unrouted
 from broker.problems import EXCEPTION_HANDLERS
 from broker.routes import (
     admin,
@@ -61,7 +61,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         lifespan=[lifespan],
         openapi_config=openapi_config("Vouch broker", "0.1.0") if settings.expose_schema else None,
         middleware=[observe],
-        before_send=[security_headers],  # unlike middleware, also on the router's 404/405
+        before_send=[security_headers, unrouted],  # unlike middleware: the router's 404/405 too
         request_max_body_size=MAX_BODY_BYTES,
         response_cache_config=ResponseCacheConfig(),
         logging_config=None,  # logs are configured once by the process (broker.logs: JSON)

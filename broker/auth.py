@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from broker.errors import PermissionDenied, Unauthenticated
+from broker.request_context import note_principal
 from broker.services import Services
 from broker.session import Person, verify_session
 
@@ -48,6 +49,7 @@ async def provide_person(request: HttpRequest, services: NamedDependency[Service
     person = verify_session(
         bearer(request), services.session_expect, keys=services.keys, now=time.time()
     )
+    note_principal(person.email)
     await services.revocations.check(person.handles(), issued_at=person.issued_at)
     return person
 

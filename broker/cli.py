@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -107,9 +111,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="broker.http_server:HeaderTimeoutProtocol",
         server_header=False,
     )
-    if args.workers > 1 and hasattr(socket, "SO_REUSEPORT"):
-        return _serve_workers(config)
-    return _serve(config, uvicorn.Server(config))
+    if args.workers == 1:
+        return _serve(config, uvicorn.Server(config))
+    with _shared_metrics():
+        if hasattr(socket, "SO_REUSEPORT"):
+            return _serve_workers(config)
+        return _serve(config, uvicorn.Server(config))
+
+
+@contextmanager
+def _shared_metrics() -> Iterator[None]:
+    """One set of metrics for all workers (`broker.metrics`): a directory of this server's
+    own, made empty at start and removed at the end; or the operator's
+    PROMETHEUS_MULTIPROC_DIR, emptied of an earlier run's figures."""
+    from broker.metrics import SHARED_DIR_ENV, clear_shared_dir
+
+    given = os.environ.get(SHARED_DIR_ENV)
+    try:
+        directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="vouch-metrics-"))
+        clear_shared_dir(directory)
+    except OSError as exc:
+        raise SettingsError(
+            [
+                f"{SHARED_DIR_ENV}: the workers' metrics need a writable directory "
+                f"({exc.strerror or exc}: {exc.filename or given}); set {SHARED_DIR_ENV} "
+                "(or TMPDIR) to one"
+            ]
+        ) from None
+    os.environ[SHARED_DIR_ENV] = str(directory)  # the workers inherit it
+    try:
+        yield
+    finally:
+        if not given:
+            del os.environ[SHARED_DIR_ENV]
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _serve(config: uvicorn.Config, server: uvicorn.Server) -> int:

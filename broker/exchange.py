@@ -4,7 +4,8 @@ verify the agent token (cached by its exact text, broker/verified_tokens.py) -> 
 bound to a key, its DPoP proof (broker/dpop.py) -> revocation of its handles and of the key
 that signed it, with the proof's jti recorded (one Redis round trip, fail closed) ->
 authorize (cloud-neutral grant) -> cached provider (single flight) -> after a provider call,
-revocation again (one MGET) -> the credential document.
+revocation again (one MGET) -> the credential document. Every outcome, issued or refused,
+goes to the audit trail (`broker.exchange_audit`).
 
 A person's own credentials (`exchange_person`) take the same steps from their session token:
 verified as a session (never an agent token), its person, key, logout and signing-key
@@ -22,8 +23,10 @@ from broker.authorize import Authorizer, CredentialGrant, Principal
 from broker.credential_cache import CachedProvider
 from broker.dpop import ProofVerifier
 from broker.errors import TokenRevoked
+from broker.exchange_audit import ExchangeAudit
 from broker.keys import KeyRing
 from broker.providers import IssuedCredentials
+from broker.request_context import note_principal
 from broker.revocation import Revocations, signing_key_key
 from broker.session import session_expectation, verify_session
 from broker.verified_tokens import VerifiedTokens
@@ -37,6 +40,7 @@ class Exchange:
     revocations: Revocations
     authorizer: Authorizer
     provider: CachedProvider
+    audit: ExchangeAudit
     clock: Callable[[], float] = time.time  # injected by simulations of hours of refreshes
     htu: str = ""
     """This endpoint's public URL (the issuer's, so it holds behind a reverse proxy): what
@@ -63,27 +67,31 @@ class Exchange:
 
         Raises: TokenInvalid, TokenExpired, TokenRevoked, DpopProofInvalid, GrantInvalid,
         PolicyDenied, RateLimited, StoreUnavailable, StsRejected, StsUnavailable."""
-        now = self.clock()
-        verified = self.tokens.verify(token, now)
-        claims = verified.claims
-        replay = None
-        if claims.cnf is not None:
-            checked = self.proofs.verify(
-                proof, jkt=claims.cnf.jkt, token=token, method="POST", htu=self.htu, now=now
+        async with self.audit.outcome(models) as outcome:
+            now = self.clock()
+            verified = self.tokens.verify(token, now)
+            claims = verified.claims
+            outcome.principal = Principal.of_agent(claims)
+            note_principal(claims.sub)
+            replay = None
+            if claims.cnf is not None:
+                checked = self.proofs.verify(
+                    proof, jkt=claims.cnf.jkt, token=token, method="POST", htu=self.htu, now=now
+                )
+                replay = (checked.replay_key, checked.remember_s)
+            await self.revocations.check(
+                [*claims.handles(), signing_key_key(verified.kid)],
+                issued_at=claims.iat,
+                rate=(claims.dlg, claims.rate) if claims.rate else None,
+                proof=replay,
             )
-            replay = (checked.replay_key, checked.remember_s)
-        await self.revocations.check(
-            [*claims.handles(), signing_key_key(verified.kid)],
-            issued_at=claims.iat,
-            rate=(claims.dlg, claims.rate) if claims.rate else None,
-            proof=replay,
-        )
-        grant = self.authorizer.authorize(
-            Principal.of_agent(claims), models=models, duration_s=duration_s, now=now
-        )
-        served = await self.provider.issue(grant, now)
-        if served.fresh:
-            await self._still_unrevoked(claims.handles(), claims.iat, grant)
+            grant = self.authorizer.authorize(
+                outcome.principal, models=models, duration_s=duration_s, now=now
+            )
+            served = await self.provider.issue(grant, now)
+            if served.fresh:
+                await self._still_unrevoked(claims.handles(), claims.iat, grant)
+            outcome.grant, outcome.fresh = grant, served.fresh
         return served.credentials
 
     async def exchange_person(
@@ -94,16 +102,20 @@ class Exchange:
         Raises: TokenInvalid (an agent token included: its type is not a session's),
         TokenExpired, TokenRevoked, GrantInvalid, PolicyDenied (no own use, or a model
         outside it), StoreUnavailable, StsRejected, StsUnavailable."""
-        now = self.clock()
-        person = verify_session(token, self.session_expect, keys=self.keys, now=now)
-        handles = person.handles()
-        await self.revocations.check(handles, issued_at=person.issued_at)
-        grant = self.authorizer.authorize_person(
-            person, models=models, duration_s=duration_s, now=now
-        )
-        served = await self.provider.issue(grant, now)
-        if served.fresh:
-            await self._still_unrevoked(handles, person.issued_at, grant)
+        async with self.audit.outcome(models) as outcome:
+            now = self.clock()
+            person = verify_session(token, self.session_expect, keys=self.keys, now=now)
+            note_principal(person.email)
+            handles = person.handles()
+            await self.revocations.check(handles, issued_at=person.issued_at)
+            grant = self.authorizer.authorize_person(
+                person, models=models, duration_s=duration_s, now=now
+            )
+            outcome.principal = grant.principal
+            served = await self.provider.issue(grant, now)
+            if served.fresh:
+                await self._still_unrevoked(handles, person.issued_at, grant)
+            outcome.grant, outcome.fresh = grant, served.fresh
         return served.credentials
 
     async def _still_unrevoked(

@@ -1,13 +1,42 @@
-"""Prometheus metrics, one registry per app (no process globals, so tests stay independent)."""
+"""Prometheus metrics, one registry per app (no process globals, so tests stay independent).
+
+Several worker processes (`vouch-broker serve --workers N`) share one set of figures:
+`serve` points `PROMETHEUS_MULTIPROC_DIR` at a directory of its own before it starts them,
+prometheus-client then keeps each worker's values in a file there, and whichever worker
+answers `/metrics` adds up every worker's files. So each scrape shows the totals, and
+counters never go backwards when the next scrape reaches another worker.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+STS_OUTCOMES = ("ok", "retryable", "rejected", "unreachable")
+
+
+def shared_dir() -> Path | None:
+    """Where the workers of this server keep their figures, when there are several."""
+    value = os.environ.get(SHARED_DIR_ENV)
+    return Path(value) if value else None
+
+
+def clear_shared_dir(directory: Path) -> None:
+    """Forget the figures of an earlier run (prometheus-client's files, nothing else)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Read once: prometheus-client chose per-process or shared values at import.
+        self.shared = shared_dir()
         self.requests = Counter(
             "vouch_http_requests_total",
             "HTTP requests by route and status",
@@ -33,22 +62,28 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        for outcome in STS_OUTCOMES:  # shown as 0 before the first call, not missing
+            self.sts_calls.labels(outcome)
 
+        # Every worker computes these from Redis: the latest value written is the answer.
         self.aws_cut_pending = Gauge(
             "vouch_aws_cut_pending",
             "Revocations recorded but not yet written to the agents role in AWS",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.aws_cut_oldest_pending = Gauge(
             "vouch_aws_cut_oldest_pending_seconds",
             "Age of the oldest revocation not yet written to AWS (0: none pending)",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.aws_cut_coarse = Gauge(
             "vouch_aws_cut_coarse_before_seconds",
             "When revocations overflowed the role's policy budget: the Unix time before which"
             " every session is denied (0: every revocation is written exactly)",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.aws_cut_writes = Counter(
             "vouch_aws_cut_writes_total",
@@ -58,4 +93,9 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition: this process's figures, or every worker's added up."""
+        if self.shared is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.shared))  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

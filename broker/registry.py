@@ -148,6 +148,12 @@ class Registry:
         async with guard("reading a person"):
             return bool(await self.redis.hexists(f"{PREFIX}user:{email}", "disabled"))
 
+    async def disabled_since(self, email: str) -> int | None:
+        """When the person was revoked (Unix time), or None while they may sign in."""
+        async with guard("reading a person"):
+            value = await self.redis.hget(f"{PREFIX}user:{email}", "disabled")
+        return int(value) if value is not None else None
+
     async def advance_counter(self, cid: str, counter: int) -> bool:
         """Store a strictly larger counter; a regression flags the key and returns False."""
         async with guard("updating the signature counter"):

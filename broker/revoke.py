@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
@@ -25,7 +25,7 @@ from broker.errors import NotFound, PermissionDenied
 from broker.identity import agent_handle, person_email
 from broker.invites import Invites
 from broker.registry import Registry
-from broker.revocation import Reason, Revocations
+from broker.revocation import Reason, Revocations, not_before_key, reason_key
 from broker.session import Person
 from policies import OrgPolicy
 
@@ -47,6 +47,15 @@ class Revoked(msgspec.Struct, frozen=True):
     """The AWS cut's version that denies it (`AwsCut.status`)."""
     delegation: Delegation | None = None
     """The revoked delegation's record, when the target was one."""
+    already_revoked: bool = False
+    """The target was revoked before: nothing changed, `revoked_at` is that revocation's."""
+
+
+class Standing(NamedTuple):
+    """A revocation already in force: when, and by whom."""
+
+    revoked_at: float
+    by: str | None
 
 
 @dataclass
@@ -73,21 +82,71 @@ class Revoker:
             return await self._delegation(actor, target, reason=reason, now=now)
         if not self.org.is_admin(actor.email):
             raise PermissionDenied("this needs an admin named in the org policy")
-        cancelled: list[str] = []
         if target.kind == "user":
             target = Target("user", person_email(target.value))
-            await self.registry.disable_user(target.value)
-            cancelled = await self.invites.cancel_for(target.value)
         elif target.kind == "agent":
             target = Target("agent", agent_handle(target.value))
-        elif not await self.registry.set_state(target.value, "revoked"):
+        standing = await self._standing(target)
+        if standing is not None:
+            return await self._again(actor, target, reason, standing)
+        cancelled: list[str] = []
+        if target.kind == "user":
+            await self.registry.disable_user(target.value)
+            cancelled = await self.invites.cancel_for(target.value)
+        elif target.kind == "credential" and not await self.registry.set_state(
+            target.value, "revoked"
+        ):
             raise NotFound(f"no registered security key {target.value!r}")
-        kind = {"agent": "agent", "user": "user", "credential": "cred"}[target.kind]
+        kind = _KINDS[target.kind]
         why = Reason(actor.email, reason)
         await self.revocations.revoke_not_before(kind, target.value, now=now, why=why)
         version = await self.aws.record(target.kind, target.value, now)
         await self._recorded(actor, target, reason, _names(target), invites=cancelled or None)
         return Revoked(target, now, version)
+
+    async def _standing(self, target: Target) -> Standing | None:
+        """The revocation of a person or a key still in force, if any.
+
+        An agent has none: revoking it again also ends the tokens issued to it since.
+        A person stays revoked until reinstated, a key for good; their "not before" says
+        when and by whom while it lives (as long as the longest token could).
+        """
+        if target.kind == "agent":
+            return None
+        kind = _KINDS[target.kind]
+        if target.kind == "user":
+            since = await self.registry.disabled_since(target.value)
+            if since is None:
+                return None
+        else:
+            cred = await self.registry.get(target.value)
+            if cred is None or cred.state != "revoked":
+                return None
+            since = None
+        at, why = await self.revocations.read(
+            [not_before_key(kind, target.value), reason_key(kind, target.value)]
+        )
+        if at is None and since is None:  # a key revoked with its person, not by itself
+            return None
+        reason = msgspec.json.decode(why, type=Reason) if why is not None else None
+        by = reason.by if reason is not None else None
+        return Standing(float(at) if at is not None else float(since or 0), by)
+
+    async def _again(
+        self, actor: Person, target: Target, reason: str, standing: Standing
+    ) -> Revoked:
+        """Revoking what is already revoked changes nothing: the first revocation's time,
+        actor and reason stand; the attempt is audited as `already_revoked`."""
+        await self.audit.record(
+            "already_revoked",
+            actor=actor.email,
+            handle=target.kind,
+            subject=target.value,
+            reason=reason,
+            revoked_by=standing.by,
+            revoked_at=int(standing.revoked_at),
+        )
+        return Revoked(target, standing.revoked_at, await self.aws.latest(), already_revoked=True)
 
     async def _delegation(
         self, actor: Person, target: Target, *, reason: str, now: float
@@ -95,6 +154,11 @@ class Revoker:
         record = await self.delegations.get(target.value)
         if record is None or (record.email != actor.email and not self.org.is_admin(actor.email)):
             raise NotFound(f"no active delegation {target.value!r}")
+        if record.revoked_at is not None:
+            again = await self._again(
+                actor, target, reason, Standing(record.revoked_at, record.revoked_by)
+            )
+            return msgspec.structs.replace(again, delegation=record)
         await self.revocations.revoke_delegation(record.id, expires_at=record.expires_at, now=now)
         revoked = msgspec.structs.replace(
             record, revoked_at=int(now), revoked_by=actor.email, revoked_reason=reason
@@ -123,6 +187,10 @@ class Revoker:
             reason=reason,
             cancelled_invites=invites,
         )
+
+
+_KINDS = {"agent": "agent", "user": "user", "credential": "cred"}
+"""A target's kind as revocation handles name it."""
 
 
 def _names(target: Target) -> Callable[[Principal], bool]:

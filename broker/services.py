@@ -26,6 +26,7 @@ from broker.delegation_requests import DelegationRequests
 from broker.delegation_store import DelegationStore
 from broker.dpop import normalize_htu
 from broker.exchange import Exchange
+from broker.exchange_audit import ExchangeAudit
 from broker.invites import Invites
 from broker.keys import KeyRing, SigningKeyError, kms_key_ring, load_key_ring
 from broker.keytap import KeyTaps
@@ -71,9 +72,13 @@ class Services:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        """Start the background work: keeping the signing keys current, writing revocations
-        to AWS (when the broker has AWS credentials of its own)."""
+        """Start the background work: keeping the signing keys current, writing the counted
+        exchanges to the audit trail, writing revocations to AWS (when the broker has AWS
+        credentials of its own)."""
         self._tasks.append(asyncio.create_task(self.signing_keys.run()))
+        if self.settings.audit_exchange_interval_s > 0:
+            for exchange in self.exchanges.values():
+                self._tasks.append(asyncio.create_task(exchange.audit.run()))
         if self.aws_cut.enabled:
             self._tasks.append(asyncio.create_task(self.aws_cut.run(asyncio.Event())))
         else:
@@ -87,6 +92,8 @@ class Services:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for exchange in self.exchanges.values():  # what was counted, before Redis goes
+            await exchange.audit.flush()
         await self.redis.aclose()
         for exchange in self.exchanges.values():
             exchange.provider.close()
@@ -182,6 +189,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
             keys=keys,
             revocations=revocations,
             path=f"/v1/credentials/{name}",
+            audit=audit,
         )
         for name, factory in PROVIDERS.items()
     }
@@ -253,9 +261,10 @@ def exchange_for(
     keys: KeyRing,
     revocations: Revocations,
     path: str,
+    audit: Audit,
 ) -> Exchange:
     """The exchange pipeline in front of one provider at `path`: verify, revocation,
-    authorize, cache."""
+    authorize, cache, audit."""
     return Exchange(
         keys=keys,
         issuer=settings.issuer,
@@ -266,6 +275,7 @@ def exchange_for(
         htu=normalize_htu(settings.issuer.rstrip("/") + path) or "",
         proof_max_age_s=settings.dpop_proof_max_age_s,
         token_cache_entries=settings.verified_token_cache_entries,
+        audit=ExchangeAudit(audit, provider.name, settings.audit_exchange_interval_s),
     )
 
 

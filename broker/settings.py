@@ -282,6 +282,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     audit_max_len: Annotated[
         int, Meta(description="Approximate cap on the audit stream length.")
     ] = 100_000
+    audit_exchange_interval_s: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=3600,
+            description="Exchanges answered from the cache, and repeats of a refusal (same "
+            "delegation, same problem), are counted and written to the audit trail as one "
+            "event per this many seconds (per worker); credentials from a provider call and "
+            "the first refusal of each kind are written at once. 0 writes every exchange.",
+        ),
+    ] = 60.0
+    access_log: Annotated[
+        bool,
+        Meta(
+            description="Log each request (logger `vouch.access`, at INFO): method, route, "
+            "status, duration, request id and who asked; never a token or header value.",
+        ),
+    ] = True
     rate_login_per_min: Annotated[
         int,
         Meta(description="Login and enroll attempts per minute, per client address and per email."),

@@ -17,15 +17,18 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from broker.actions import Action
 from broker.assertion import WebAuthnJson
+from broker.audit import AuditFilter, AuditPage
 from broker.auth import ServicesDep, provide_admin
 from broker.aws_cut import Status as AwsStatus
-from broker.errors import Conflict, InvalidRequest, NotFound
-from broker.identity import person_email
+from broker.errors import Conflict, InvalidRequest, NotFound, from_policy
+from broker.identity import agent_handle, person_email
 from broker.invites import Invite
 from broker.revoke import Kind, Target
 from broker.routes.delegations import check_free_text
 from broker.routes.signin import Approval, CeremonyComplete
 from broker.session import Person
+from policies.errors import PoliciesError
+from policies.identity import AGENT_PREFIX, check_agent_name
 
 ADMIN = {"admin": Provide(provide_admin)}
 AdminDep = NamedDependency[Person]
@@ -153,15 +156,39 @@ async def reinstate_complete(
 
 @get("/v1/admin/audit", dependencies=ADMIN, tags=["admin"])
 async def read_audit(
+    *,
     services: ServicesDep,
     admin: AdminDep,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     before: Annotated[str, QueryParameter(max_length=40, pattern=r"^(\+|\d+(-\d+)?)$")] = "+",
-) -> dict[str, object]:
-    """Audit events, newest first."""
+    since: Annotated[float | None, QueryParameter(ge=0, le=2**42)] = None,
+    # `person` is also the app's dependency (the caller): the parameter takes another name.
+    of_person: Annotated[str | None, QueryParameter(name="person", max_length=254)] = None,
+    agent: Annotated[str | None, QueryParameter(max_length=128)] = None,
+) -> AuditPage:
+    """Audit events, newest first; `next` is the `before` of the following page (null: no
+    more). Filters: `since` (Unix time), `person` (an email), `agent` (a sub or a name)."""
     if before != "+" and any(int(part) >= 2**64 for part in before.split("-")):
         raise InvalidRequest("before: a stream id is <ms>[-<seq>], each below 2**64")
-    return {"events": await services.audit.read(count=limit, before=before)}
+    where = AuditFilter(
+        since=since,
+        person=person_email(of_person) if of_person is not None else None,
+        agent=audit_agent(agent) if agent is not None else None,
+    )
+    return await services.audit.read(count=limit, before=before, where=where)
+
+
+def audit_agent(value: str) -> str:
+    """An agent sub in its one spelling, or a bare agent name.
+
+    Raises: InvalidRequest.
+    """
+    if value.startswith(AGENT_PREFIX):
+        return agent_handle(value)
+    try:
+        return check_agent_name(value)
+    except PoliciesError as exc:
+        raise from_policy(exc, invalid=InvalidRequest) from None
 
 
 class RevocationCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -181,6 +208,8 @@ class RevocationDone(msgspec.Struct):
     value: str
     revoked_at: float
     aws_sessions: AwsStatus
+    already_revoked: bool
+    """It was revoked before: nothing changed; `revoked_at` is when it was."""
 
 
 @post("/v1/admin/revocations", dependencies=ADMIN, status_code=201, tags=["admin"])
@@ -192,7 +221,9 @@ async def create_revocation(
     check_free_text(data.reason, "reason", InvalidRequest)
     done = await services.revoker.revoke(admin, target, reason=data.reason, now=time.time())
     aws = await services.aws_cut.wait(done.aws_version, data.wait_s)
-    return RevocationDone(done.target.kind, done.target.value, done.revoked_at, aws)
+    return RevocationDone(
+        done.target.kind, done.target.value, done.revoked_at, aws, done.already_revoked
+    )
 
 
 def single_target(data: RevocationCreate) -> Target:

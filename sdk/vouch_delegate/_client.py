@@ -19,6 +19,7 @@ from ._messages import (
     ActionProposal,
     AgentToken,
     AuditPage,
+    AuditValue,
     Ceremony,
     CeremonyComplete,
     CredentialDocument,
@@ -320,18 +321,41 @@ class BrokerClient:
         )
 
     def read_audit(
-        self, *, limit: int | None = None, before: str | None = None
-    ) -> list[dict[str, str]]:
+        self,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+        since: float | None = None,
+        person: str | None = None,
+        agent: str | None = None,
+    ) -> list[dict[str, AuditValue]]:
         """Audit events, newest first: at most `limit`, from stream id `before` back."""
-        query: dict[str, str | int] = {}
-        if limit is not None:
-            query["limit"] = limit
-        if before is not None:
-            query["before"] = before
-        page = self._call(
+        return self.audit_page(
+            limit=limit, before=before, since=since, person=person, agent=agent
+        ).events
+
+    def audit_page(
+        self,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+        since: float | None = None,
+        person: str | None = None,
+        agent: str | None = None,
+    ) -> AuditPage:
+        """One page of audit events, newest first, and the `before` of the next (`next`).
+
+        `since` (Unix time), `person` (an email) and `agent` (a sub or a name) filter; a
+        filtered page may hold fewer than `limit` events while `next` is not None."""
+        given = {"limit": limit, "before": before, "since": since, "person": person}
+        query: dict[str, str | int] = {
+            name: f"{value:.3f}" if isinstance(value, float) else value
+            for name, value in {**given, "agent": agent}.items()
+            if value is not None
+        }
+        return self._call(
             "GET", "/v1/admin/audit", AuditPage, query=query or None, token=self.session
         )
-        return page.events
 
     # -----------------------------------------------------------------------------------
 

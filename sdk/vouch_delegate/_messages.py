@@ -370,7 +370,16 @@ class RevocationDone(msgspec.Struct):
     revoked_at: float
     aws_sessions: str | None = None
     """"cut" once AWS denies the sessions it names, "pending" until then, "disabled" without."""
+    already_revoked: bool = False
+    """It was revoked before: nothing changed, and `revoked_at` is when it was."""
+
+
+AuditValue = str | int | float | bool | list[str]
+"""What an audit field holds: text, a number (`ts`, `expires_at`, ...), a flag, a list."""
 
 
 class AuditPage(msgspec.Struct):
-    events: list[dict[str, str]]  # newest first; every value is a string in the stream
+    events: list[dict[str, AuditValue]]
+    """Newest first."""
+    next: str | None = None
+    """The `before` of the following page; None: nothing older matches."""

@@ -19,10 +19,12 @@ from typing import Any
 
 import uvloop
 
+from broker.audit import Audit
 from broker.authorize import Authorizer
 from broker.credential_cache import CachedProvider
 from broker.errors import TokenRevoked
 from broker.exchange import Exchange
+from broker.exchange_audit import ExchangeAudit
 from broker.providers.aws_sts import AwsStsProvider
 from broker.revocation import Revocations, delegation_key
 from broker.services import load_policy
@@ -89,6 +91,7 @@ async def _simulate(world: World, duration_s: int | None, interval_s: int) -> di
         revocations=Revocations(redis, max_token_lifetime_s=8 * HOUR),
         authorizer=Authorizer(catalog, org, min_duration_s=provider.min_duration_s),
         provider=CachedProvider(provider),
+        audit=ExchangeAudit(Audit(redis, max_len=100_000), provider.name, interval_s=60),
         clock=clock,
     )
     token, start = world.agent_token, clock.now

@@ -11,10 +11,10 @@ import pytest
 import redis
 from vouch_delegate import AgentKey
 
-from tests.harness.broker import BrokerServer
-from tests.harness.people import Human, person_at
+from tests.harness.broker import BrokerServer, broker_settings
+from tests.harness.people import Human, person_at, signed_in
 from tests.harness.sts_gate import StsGate
-from tests.integration.conftest import make_invite
+from tests.integration.conftest import make_invite, wire_aws
 
 pytestmark = pytest.mark.integration
 JWT = re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]{5,}")
@@ -55,6 +55,9 @@ def test_a_whole_flow_writes_no_secret(
     audit = redis.Redis.from_url(broker.settings.redis_url).xrange("vouch:audit")
     written = caplog.text + "\n".join(str(fields) for _, fields in audit)
     assert len(audit) >= 4  # enrolled, login, delegated x2 at least: the check looked at something
+    events = {fields[b"event"] for _, fields in audit}
+    assert {b"exchange_issued", b"exchange_refused"} <= events  # exchanges are in it too
+    assert "POST /v1/credentials/aws 200" in caplog.text  # and so is the access log
     for secret in secrets:
         assert secret not in written
     assert JWT.search(written) is None  # not even the STS assertion, which we never see here
@@ -62,3 +65,34 @@ def test_a_whole_flow_writes_no_secret(
 
 def broker_key(broker: BrokerServer) -> Path:
     return Path(broker.settings.signing_keys or "").parent / "alice.key.json"
+
+
+def test_counted_exchanges_and_refusals_write_no_secret(
+    tmp_path: Path, redis_url: str, sts_gate: StsGate, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = broker_settings(
+        tmp_path, redis_url, aws={"endpoint_url": sts_gate.url}, audit_exchange_interval_s=3600
+    )
+    server = BrokerServer(settings).start()
+    try:
+        wire_aws(server, sts_gate)
+        alice = signed_in(server, "alice@example.com", tmp_path / "alice.key.json")
+        done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
+        with server.client(done.token) as agent:
+            docs = [agent.post("/v1/credentials/aws").json() for _ in range(3)]
+            alice.revoke(done.delegation.id)
+            for _ in range(3):
+                assert agent.post("/v1/credentials/aws").status_code == 401
+        with server.client(done.token[:-3] + "abc") as forger:
+            for _ in range(3):
+                assert forger.post("/v1/credentials/aws").status_code == 401
+    finally:
+        server.stop()  # what was counted is written now
+    audit = redis.Redis.from_url(redis_url).xrange("vouch:audit")
+    assert sum(b"count" in fields for _, fields in audit) == 3  # hits, revoked, forged
+    written = caplog.text + "\n".join(str(fields) for _, fields in audit)
+    secrets = [done.token, str(alice.session), docs[0]["SecretAccessKey"], docs[0]["SessionToken"]]
+    for secret in secrets:
+        assert secret not in written
+    assert JWT.search(written) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def test_two_workers_serve_exchanges_and_spread_connections(
     broker: BrokerServer, human_factory: Callable[..., Human], tmp_path: Path
 ) -> None:
     token = human_factory().delegate("researcher", ["us.claude-haiku-4-5"]).token
-    served = BrokerProcess(broker.settings, tmp_path / "serve.log", workers=2).start()
+    log = tmp_path / "serve.log"
+    env = {"VOUCH_LOG_LEVEL": "INFO"}  # the access log names the worker (pid) of each request
+    served = BrokerProcess(broker.settings, log, workers=2, extra_env=env).start()
     try:
         for _ in range(40):  # a new connection each time: the kernel picks a worker
             answer = httpx.post(
@@ -32,21 +35,76 @@ def test_two_workers_serve_exchanges_and_spread_connections(
                 timeout=10,
             )
             assert answer.status_code == 200, answer.text
-        # Each worker keeps its own metrics registry. Had one worker taken every connection
-        # it would report all 40 exchanges; any worker reporting between 1 and 39 shows the
-        # 40 were split.
-        counts = set()
-        for _ in range(20):
-            text = httpx.get(f"{served.base_url}/metrics", timeout=10).text
-            prefix = 'vouch_http_requests_total{route="/v1/credentials/aws"'
-            line = next((x for x in text.splitlines() if x.startswith(prefix)), "none 0")
-            counts.add(float(line.rsplit(" ", 1)[1]))
-        assert any(0 < count < 40 for count in counts), counts
-        assert 40.0 not in counts, counts
     finally:
         served.stop()
-    log = (tmp_path / "serve.log").read_text()
-    assert "Traceback" not in log, log
+    # Had one worker taken every connection it would have served all 40 exchanges; both
+    # serving between 1 and 39 shows the 40 were split.
+    served_by = Counter(
+        entry["pid"]
+        for entry in (json.loads(line) for line in log.read_text().splitlines() if "{" in line)
+        if entry.get("logger") == "vouch.access" and entry.get("route") == "/v1/credentials/aws"
+    )
+    assert sum(served_by.values()) == 40, served_by
+    assert len(served_by) == 2 and all(0 < n < 40 for n in served_by.values()), served_by
+    assert "Traceback" not in log.read_text()
+
+
+def metric(text: str, line_prefix: str) -> float:
+    """The value of the one sample whose line starts with `line_prefix` (0 if absent)."""
+    line = next((x for x in text.splitlines() if x.startswith(line_prefix)), "none 0")
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_two_workers_metrics_add_up_and_never_go_backwards(
+    broker: BrokerServer, human_factory: Callable[..., Human], tmp_path: Path
+) -> None:
+    """Each scrape reaches whichever worker the kernel picks; every scrape must still show
+    the total over both workers, so counters only ever grow."""
+    token = human_factory().delegate("researcher", ["us.claude-haiku-4-5"]).token
+    served = BrokerProcess(broker.settings, tmp_path / "serve.log", workers=2).start()
+    exchanged = 'vouch_http_requests_total{route="/v1/credentials/aws",status="200"}'
+    sts_ok = 'vouch_sts_calls_total{outcome="ok"}'
+    seen: list[tuple[float, float]] = []
+    try:
+        for n in range(1, 13):
+            # A new duration each time: a new grant, so every exchange is one STS call,
+            # made by whichever worker took the connection.
+            answer = httpx.post(
+                f"{served.base_url}/v1/credentials/aws",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"duration_s": 900 + 60 * n},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+            for _ in range(3):
+                text = httpx.get(f"{served.base_url}/metrics", timeout=10).text
+                seen.append((metric(text, exchanged), metric(text, sts_ok)))
+                assert seen[-1] == (n, n), (n, seen)
+    finally:
+        served.stop()
+    assert seen == sorted(seen)
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_serve_empties_an_operators_metrics_directory_of_an_earlier_run_and_keeps_it(
+    broker: BrokerServer, tmp_path: Path
+) -> None:
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    (shared / "counter_999999.db").write_bytes(b"left by an earlier run")
+    (shared / "notes.txt").write_text("not prometheus-client's")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    served = BrokerProcess(broker.settings, tmp_path / "serve.log", workers=2, extra_env=env)
+    served.start()
+    try:
+        text = httpx.get(f"{served.base_url}/metrics", timeout=10).text
+        assert metric(text, 'vouch_sts_calls_total{outcome="ok"}') == 0
+        assert 'vouch_sts_calls_total{outcome="ok"} 0.0' in text  # there, before any call
+    finally:
+        served.stop()
+    assert not (shared / "counter_999999.db").exists()
+    assert (shared / "notes.txt").exists()
+    assert sorted(p.name.split("_")[0] for p in shared.glob("*.db"))  # the workers' own
 
 
 def test_serve_logs_each_deprecated_setting_once_for_all_workers(

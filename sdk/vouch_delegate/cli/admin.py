@@ -12,7 +12,8 @@ from typing import Any
 
 from vouch_delegate._action import describe, verified_action
 from vouch_delegate._errors import ConfigError
-from vouch_delegate._messages import ActionProposal, Invite
+from vouch_delegate._grant import parse_duration
+from vouch_delegate._messages import ActionProposal, AuditValue, Invite
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
 from vouch_delegate.cli._text import AWS_WAIT_S, aws_line, printable
@@ -23,7 +24,21 @@ REVOKE_EPILOG = """examples:
   vouch admin revoke --user mallory@example.com       (and disables their keys)
   vouch admin revoke --credential 3f9a...               (one security key)
 
-Revocations are enforced on the next request, on every broker replica."""
+Revocations are enforced on the next request, on every broker replica. Revoking a
+delegation, person or key that is already revoked changes nothing: the answer says when it
+was revoked, and the audit trail records the attempt as `already_revoked`."""
+
+AUDIT_EPILOG = """examples:
+  vouch admin audit                                  the 50 newest events
+  vouch admin audit --since 1h                       the last hour
+  vouch admin audit --person alice@example.com       by, about or for alice
+  vouch admin audit --agent researcher --since 1d    one agent name, any person's
+  vouch admin audit --agent agent.researcher.alice@example.com
+  vouch admin audit --limit 200 --before 1795665437366-0    an older page
+  vouch admin audit --json | jq '.events[] | select(.event == "exchange_refused")'
+
+Newest first. When more events match than were shown, the last line says how to get the
+next page (--before, or `next` in the JSON)."""
 
 
 INVITE_EPILOG = """examples:
@@ -87,8 +102,18 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help="answer at once, without waiting (up to 10 s) for AWS to deny live sessions",
     )
     revoke.set_defaults(handler=run_revoke)
-    audit = actions.add_parser("audit", parents=[common], help="recent audit events")
+    audit = actions.add_parser(
+        "audit",
+        parents=[common],
+        help="recent audit events",
+        epilog=AUDIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     audit.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (1-1000)")
+    audit.add_argument("--since", metavar="DURATION", help="only this recent: 30m, 2h, 1d")
+    audit.add_argument("--person", metavar="EMAIL", help="events by, about or for this person")
+    audit.add_argument("--agent", metavar="SUB|NAME", help="events of an agent (sub or name)")
+    audit.add_argument("--before", metavar="ID", help="from this event id back (a later page)")
     audit.set_defaults(handler=run_audit)
 
 
@@ -185,26 +210,52 @@ def run_revoke(ctx: Context) -> int:
         reason=args.reason,
         wait_s=0 if args.no_wait else AWS_WAIT_S,
     )
-    ctx.info(
-        f"Revoked {printable(done.handle)} {printable(done.value)}; enforced from the next request."
-    )
+    what = f"{printable(done.handle)} {printable(done.value)}"
+    if done.already_revoked:
+        at = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(done.revoked_at))
+        ctx.info(f"{what} was already revoked at {at}; nothing changed.")
+    else:
+        ctx.info(f"Revoked {what}; enforced from the next request.")
     ctx.info(aws_line(done.aws_sessions))
     ctx.emit(done)
     return OK
 
 
 def run_audit(ctx: Context) -> int:
-    events = ctx.client().read_audit(limit=ctx.args.limit)
-    ctx.emit({"events": events}, "\n".join(_line(e) for e in events) or "no audit events")
+    args = ctx.args
+    page = ctx.client().audit_page(
+        limit=args.limit,
+        before=args.before,
+        since=time.time() - parse_duration(args.since) if args.since else None,
+        person=args.person,
+        agent=args.agent,
+    )
+    lines = [_line(e) for e in page.events] or ["no audit events"]
+    if page.next is not None:
+        lines.append(f"(more: add --before {page.next})")
+    ctx.emit(page, "\n".join(lines))
     return OK
 
 
-def _line(event: dict[str, str]) -> str:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(event.get("ts", 0))))
+def _line(event: dict[str, AuditValue]) -> str:
+    ts = event.get("ts", 0)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(_number(ts)))
     rest = {k: v for k, v in event.items() if k not in {"id", "ts", "event", "actor"}}
-    detail = " ".join(
-        f"{printable(k)}={json.dumps(v) if ' ' in str(v) else printable(v)}"
-        for k, v in rest.items()
-    )
+    detail = " ".join(f"{printable(k)}={_shown(v)}" for k, v in rest.items())
     kind, actor = printable(event.get("event", "?")), printable(event.get("actor", "-"))
     return f"{stamp}  {kind:<16} {actor:<28} {detail}"
+
+
+def _number(value: AuditValue) -> float:
+    """A time as a number (older brokers sent it as text)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _shown(value: AuditValue) -> str:
+    """Text as is (quoted when it has spaces); numbers, flags and lists as JSON."""
+    if isinstance(value, str):
+        return json.dumps(value) if " " in value else printable(value)
+    return printable(json.dumps(value))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from broker.cli import build_parser, main
+from broker.cli import _shared_metrics, build_parser, main
+from broker.settings import SettingsError
 
 pytestmark = pytest.mark.unit
 
@@ -280,3 +282,29 @@ def test_help_shows_examples_that_parse_as_written(capsys: pytest.CaptureFixture
         args = parser.parse_args(shlex.split(example)[1:])  # exits 6 on a stale example
         assert callable(args.func), example
     assert "docs/configuration.md" in text and text.rstrip().endswith("settings, policy or input")
+
+
+def test_serve_gives_its_workers_a_metrics_directory_of_their_own_and_removes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with _shared_metrics():
+        shared = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        assert shared.is_dir() and list(shared.iterdir()) == []
+        (shared / "counter_1.db").write_bytes(b"")
+    assert not shared.exists()
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+def test_a_metrics_directory_that_cannot_be_used_is_a_settings_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(taken))
+    with pytest.raises(SettingsError) as caught, _shared_metrics():
+        pass
+    assert caught.value.problems == [
+        f"PROMETHEUS_MULTIPROC_DIR: the workers' metrics need a writable directory (File "
+        f"exists: {taken}); set PROMETHEUS_MULTIPROC_DIR (or TMPDIR) to one"
+    ]

@@ -583,3 +583,71 @@ def test_help_shows_examples_that_parse_as_written() -> None:
     assert (
         "vouch admin invite --email bob@example.com --json" in with_examples["vouch admin invite"]
     )
+
+
+def test_admin_audit_sends_its_filters_and_shows_typed_values_and_the_next_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = {
+        "id": "1800000000000-0",
+        "event": "exchange_issued",
+        "ts": 1_800_000_000.5,
+        "actor": "alice@example.com",
+        "models": [HAIKU],
+        "count": 3,
+        "uv": True,
+        "purpose": "two words",
+    }
+    with FakeBroker() as broker:
+        saved_for(broker, tmp_path, monkeypatch)
+        broker.answer(200, {"events": [event], "next": "1799999999999-18446744073709551615"})
+        argv = ["admin", "audit", "--since", "2h", "--person", "alice@example.com"]
+        assert main([*argv, "--agent", "researcher", "--limit", "1"]) == 0
+        started = time.time()
+        out = capsys.readouterr().out.splitlines()
+        broker.answer(200, {"events": [event], "next": None})
+        assert main(["admin", "audit", "--before", "5-0", "--json"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+    [seen, second] = broker.seen
+    since = float(seen.query.pop("since")[0])
+    assert started - 7200 - 5 < since <= started - 7200
+    assert seen.query == {
+        "limit": ["1"],
+        "person": ["alice@example.com"],
+        "agent": ["researcher"],
+    }
+    assert second.query == {"limit": ["50"], "before": ["5-0"]}
+    assert out[0].endswith(
+        f'exchange_issued  alice@example.com            models=["{HAIKU}"] count=3 uv=true'
+        ' purpose="two words"'
+    )
+    assert out[1] == "(more: add --before 1799999999999-18446744073709551615)"
+    assert printed == {"events": [event], "next": None}
+
+
+def test_admin_audit_refuses_a_since_that_is_no_duration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeBroker() as broker:
+        saved_for(broker, tmp_path, monkeypatch)
+        assert main(["admin", "audit", "--since", "yesterday"]) == 6
+    assert capsys.readouterr().err == (
+        "vouch: not a duration: 'yesterday' (use e.g. 2h, 90m, 1h30m or 3600)\n"
+    )
+    assert broker.seen == []
+
+
+def test_admin_revoke_of_what_is_already_revoked_says_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = {"handle": "delegation", "value": "dlg_1", "revoked_at": 1_800_000_000.0}
+    with FakeBroker() as broker:
+        saved_for(broker, tmp_path, monkeypatch)
+        broker.answer(200, {**done, "aws_sessions": "disabled", "already_revoked": True})
+        assert main(["admin", "revoke", "--delegation", "dlg_1", "--no-wait"]) == 0
+        broker.answer(200, {**done, "aws_sessions": "disabled", "already_revoked": False})
+        assert main(["admin", "revoke", "--delegation", "dlg_1", "--no-wait"]) == 0
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(1_800_000_000.0))
+    first, second = capsys.readouterr().err.split("Revoked")
+    assert first.startswith(f"delegation dlg_1 was already revoked at {stamp}; nothing changed.\n")
+    assert second.startswith(" delegation dlg_1; enforced from the next request.\n")

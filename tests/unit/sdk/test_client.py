@@ -23,6 +23,7 @@ from vouch_delegate._messages import (
     ActionApproval,
     ActionProposal,
     AgentToken,
+    AuditPage,
     Ceremony,
     CredentialDocument,
     Delegation,
@@ -447,6 +448,29 @@ CASES = {
         [{"id": "1-0", "event": "invited", "ts": "1800000000.000"}],
         query={"limit": ["5"], "before": ["1-0"]},
     ),
+    "audit_page filtered": Case(
+        lambda c: c.audit_page(
+            limit=2, since=1_800_000_000.25, person="alice@example.com", agent="researcher"
+        ),
+        "GET",
+        "/v1/admin/audit",
+        None,
+        SESSION,
+        {
+            "events": [{"id": "2-0", "event": "login", "ts": 1_800_000_001.5, "uv": True}],
+            "next": "1-18446744073709551615",
+        },
+        AuditPage(
+            [{"id": "2-0", "event": "login", "ts": 1_800_000_001.5, "uv": True}],
+            "1-18446744073709551615",
+        ),
+        query={
+            "limit": ["2"],
+            "since": ["1800000000.250"],
+            "person": ["alice@example.com"],
+            "agent": ["researcher"],
+        },
+    ),
 }
 
 
@@ -488,7 +512,8 @@ MALFORMED = {
     "logout": ("signed_out_at", ("email", None), "str"),
     "list_keys": ("keys", ("keys", [{"cid": "x"}]), None),
     "create_revocation": ("value", ("revoked_at", "now"), "float"),
-    "read_audit": ("events", ("events", [{"id": 1}]), "str"),
+    "read_audit": ("events", ("events", [{"models": [1]}]), "str"),
+    "audit_page filtered": ("events", ("next", 5), "str | null"),
 }
 
 
