@@ -106,6 +106,8 @@ class Exchange:
             now = self.clock()
             person = verify_session(token, self.session_expect, keys=self.keys, now=now)
             note_principal(person.email)
+            # Who asked, for the audit of a refusal by the policy (the models come with the grant).
+            outcome.principal = Principal.of_person(person, ())
             handles = person.handles()
             await self.revocations.check(handles, issued_at=person.issued_at)
             grant = self.authorizer.authorize_person(

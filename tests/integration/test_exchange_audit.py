@@ -294,3 +294,40 @@ def test_refusals_while_redis_is_down_are_counted_not_waited_on_and_written_once
     assert max(took) < 4 * timeout_s + 0.5, took
     [refused] = [e for e in exchange_events(server) if e["event"] == "exchange_refused"]
     assert (refused["problem"], refused["count"]) == ("store-unavailable", 3)
+
+
+def test_a_persons_own_exchange_is_audited_as_human_access_without_a_delegation(
+    broker: BrokerServer, human_factory: Callable[..., Human], sts_gate: StsGate
+) -> None:
+    alice = human_factory()
+    [key] = alice.broker.list_keys()
+    with broker.client(alice.session or "") as person:
+        issued = person.post("/v1/credentials/aws/self", json={"models": [HAIKU]})
+        assert issued.status_code == 200, issued.text
+        wider = person.post("/v1/credentials/aws/self", json={"models": ["us.claude-opus-4-5"]})
+        assert wider.status_code == 403
+    who = {
+        "provider": "aws",
+        "access": "human",
+        "sub": f"user.{alice.email}",
+        "person": alice.email,
+        "cid": key.cid,
+    }
+    own, denied = exchange_events(broker)
+    assert own["request"] == issued.headers["x-request-id"]
+    assert without_times(own) == {
+        "event": "exchange_issued",
+        **who,
+        "models": [HAIKU_ID],
+        "duration_s": 3600,
+        "source": "provider",
+    }
+    assert without_times(denied) == {
+        "event": "exchange_refused",
+        **who,
+        "problem": "policy-denied",
+        "check": "model-not-allowed",
+        "models": ["us.claude-opus-4-5"],
+        "denied": ["us.anthropic.claude-opus-4-5-20251101-v1:0"],
+    }
+    assert sts_gate.calls == 1
