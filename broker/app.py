@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 
 from broker.auth import provide_person, provide_services
 from broker.middleware import observe, security_headers, unrouted
@@ -19,6 +22,7 @@ from broker.routes import (
     discovery,
     keys,
     models,
+    pages,
     requests,
     signin,
 )
@@ -27,6 +31,7 @@ from broker.services import Services, build_services
 from broker.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
+TEMPLATES = Path(__file__).parent / "templates"  # the pages' (broker.routes.pages)
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> Litestar:
@@ -52,6 +57,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
             *requests.ROUTES,
             *credentials.routes(built.exchanges),
             *admin.ROUTES,
+            *pages.ROUTES,
         ],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
@@ -60,6 +66,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=openapi_config("Vouch broker", "0.1.0") if settings.expose_schema else None,
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         middleware=[observe],
         before_send=[security_headers, unrouted],  # unlike middleware: the router's 404/405 too
         request_max_body_size=MAX_BODY_BYTES,

@@ -147,10 +147,19 @@ class Delegations:
         challenge_id = await self.challenges.put("delegate", state)
         return Proposal(challenge_id, grant, canonical.decode(), options)
 
-    async def complete(self, person: Person, challenge_id: str, response: WebAuthnJson) -> Approved:
+    async def complete(
+        self,
+        person: Person,
+        challenge_id: str,
+        response: WebAuthnJson,
+        *,
+        shown: str | None = None,
+    ) -> Approved:
         """The agent token and its record, once a user-verified tap signed the grant.
 
         For an agent's request the token is sealed into the request for the polling agent.
+        `shown` (the approval page's) is the canonical grant the person was shown: it must be
+        the one the challenge commits to, or nothing is approved (the challenge is spent).
 
         Raises:
             ChallengeInvalid, AssertionRejected, KeyFlagged, PermissionDenied.
@@ -161,6 +170,8 @@ class Delegations:
         state = await self.challenges.take("delegate", challenge_id, DelegateState)
         if state.email != person.email:
             raise ChallengeInvalid("this challenge belongs to another person's delegation")
+        if shown is not None and shown != state.grant:
+            raise GrantInvalid("the grant shown is not the grant this tap was asked to sign")
         tap = await self.taps.verify(state.fido, response, person.email)
         if not tap.user_verified:
             raise AssertionRejected("delegation needs user verification (PIN or biometric)")

@@ -396,6 +396,11 @@ Next, in another terminal (software key: for demos only, not hardware; its PIN i
   {vouch} credential aws --token-file agent.jwt
   {vouch} aws-profile agent --token-file agent.jwt{endpoint}
   {aws_cli} sts get-caller-identity --profile agent
+
+In a browser (a real security key; Chromium, Firefox or Safari on this machine):
+  {issuer}/enroll?code={code}    register the key with the invite
+  {issuer}/signin                sign in, then approve the link an agent prints
+                                 (request_delegation logs {issuer}/approve/CODE)
 Ctrl-C stops the broker and its redis-server and AWS emulator.
 """,
         file=sys.stderr,

@@ -13,12 +13,15 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from broker.assertion import WebAuthnJson
 from broker.auth import HttpRequest, PersonDep, ServicesDep, client_address
 from broker.aws_cut import Status as AwsStatus
+from broker.delegation_requests import DelegationRequest
 from broker.delegation_states import ListedDelegation, with_states
 from broker.delegation_store import Delegation
 from broker.errors import GrantInvalid, InvalidRequest
 from broker.grant import Grant
 from broker.revoke import Target
 from broker.routes.signin import ChallengeId
+from broker.services import Services
+from broker.session import Person
 
 ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 # Control (but tab), format (zero-width, bidi overrides) and line or paragraph separators:
@@ -73,6 +76,28 @@ class AgentToken(msgspec.Struct):
     request_id: str | None = None
 
 
+async def request_grant(
+    services: Services, person: Person, code: str, request: HttpRequest
+) -> tuple[DelegationRequest, Grant]:
+    """An agent's pending request (by user code) and the grant approving it would make: what
+    `vouch delegate approve` and the approval page both show and have the tap sign.
+
+    Raises: RateLimited, NotFound (unknown, decided or expired code), PermissionDenied
+        (another person's request), PolicyDenied, GrantInvalid.
+    """
+    await services.limits.hit("approval", address=client_address(request), identity=person.email)
+    req = await services.requests.for_approval(person, code)
+    grant = services.delegations.propose(
+        person,
+        agent=req.agent,
+        models=req.models,
+        ttl_s=req.ttl_s,
+        purpose=req.message,
+        jkt=req.jkt,
+    )
+    return req, grant
+
+
 @post("/v1/delegations/begin", status_code=200, tags=["delegation"])
 async def delegation_begin(
     data: JSONBody[DelegationBegin],
@@ -86,18 +111,7 @@ async def delegation_begin(
     """
     request_id = None
     if data.request_code:
-        await services.limits.hit(
-            "approval", address=client_address(request), identity=person.email
-        )
-        req = await services.requests.for_approval(person, data.request_code)
-        grant = services.delegations.propose(
-            person,
-            agent=req.agent,
-            models=req.models,
-            ttl_s=req.ttl_s,
-            purpose=req.message,
-            jkt=req.jkt,
-        )
+        req, grant = await request_grant(services, person, data.request_code, request)
         request_id = req.id
     else:
         check_free_text(data.purpose, "purpose")

@@ -15,6 +15,8 @@ from broker.dpop import agent_key_thumbprint
 from broker.errors import InvalidRequest, from_policy
 from broker.identity import grant_agent, limit_identity, person_email
 from broker.routes.delegations import ModelName, check_free_text
+from broker.services import Services
+from broker.session import Person
 from policies.errors import PoliciesError
 
 
@@ -39,6 +41,10 @@ class RequestCreated(msgspec.Struct):
     poll_secret: str
     expires_at: int
     interval: int
+    verification_uri: str
+    """Where the person approves: the broker's sign-in page (RFC 8628)."""
+    verification_uri_complete: str
+    """The approval page of this request (`/approve/<user code>`): the link to relay."""
 
 
 class RequestStatus(msgspec.Struct, omit_defaults=True):
@@ -109,8 +115,15 @@ async def create_request(
         address=address,
         jkt=jkt,
     )
+    public = services.settings.issuer.rstrip("/")
     return RequestCreated(
-        created.id, created.user_code, created.poll_secret, created.expires_at, created.interval
+        created.id,
+        created.user_code,
+        created.poll_secret,
+        created.expires_at,
+        created.interval,
+        verification_uri=f"{public}/signin",
+        verification_uri_complete=f"{public}/approve/{created.user_code}",
     )
 
 
@@ -158,12 +171,20 @@ async def deny_request(
     request: HttpRequest,
 ) -> RequestStatus:
     """The person refuses an agent's request."""
+    await deny(services, person, data.user_code, request)
+    return RequestStatus("denied", POLL_INTERVAL_S)
+
+
+async def deny(services: Services, person: Person, code: str, request: HttpRequest) -> None:
+    """Refuse the request behind `code` (the API's and the approval page's one way).
+
+    Raises: RateLimited, NotFound, PermissionDenied.
+    """
     await services.limits.hit("approval", address=client_address(request), identity=person.email)
-    req = await services.requests.deny(person, data.user_code)
+    req = await services.requests.deny(person, code)
     await services.audit.record(
         "request_denied", actor=person.email, agent=req.agent, subject=req.id
     )
-    return RequestStatus("denied", POLL_INTERVAL_S)
 
 
 ROUTES = [create_request, list_requests, poll_request, deny_request]

@@ -37,11 +37,21 @@ BACKOFF = 1.2  # gentle: approvals take a human a minute, not an hour
 MAX_INTERVAL_S = 10.0
 
 
-def _announce(user_code: str, expires_at: int) -> None:
+def _announce(created: RequestCreated) -> None:
     # Through logging rather than print: a library does not own stderr, but an unconfigured
     # logger still shows warnings there, so the code is not lost when on_code is omitted.
-    left = max(0, int(expires_at - time.time()))
-    log.warning("vouch: ask your human to run `vouch delegate approve %s` (%ss)", user_code, left)
+    left = max(0, int(created.expires_at - time.time()))
+    if created.verification_uri_complete:
+        log.warning(
+            "vouch: ask your human to open %s (or run `vouch delegate approve %s`) (%ss)",
+            created.verification_uri_complete,
+            created.user_code,
+            left,
+        )
+        return
+    log.warning(
+        "vouch: ask your human to run `vouch delegate approve %s` (%ss)", created.user_code, left
+    )
 
 
 def request_delegation(
@@ -63,7 +73,8 @@ def request_delegation(
 ) -> str:
     """Ask `email` to delegate `models` to `agent` for `ttl`; the agent token once approved.
 
-    `on_code(user_code, expires_at)` is called once with the code to relay to the person.
+    `on_code(user_code, expires_at)` is called once with the code to relay to the person;
+    without it the approval link (the broker's `/approve/CODE` page) and the code are logged.
     The token is bound to `key`, else the key in `key_file` (made there if missing), else a
     new in-memory key; `AgentCredentials` and `boto3_session` in this process find it by
     itself. `bind=False` asks for a bearer token (where the org policy allows one).
@@ -83,7 +94,10 @@ def request_delegation(
         message=message,
         jwk=key.public_jwk if bind and key is not None else None,
     )
-    (on_code or _announce)(created.user_code, created.expires_at)
+    if on_code is None:
+        _announce(created)
+    else:
+        on_code(created.user_code, created.expires_at)
     poll = _Poll(broker, created)
     token = poll.until_answered(clock() + timeout_s, clock, sleep)
     if token is None:

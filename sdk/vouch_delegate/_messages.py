@@ -286,6 +286,7 @@ class RequestCreated(msgspec.Struct):
     poll_secret: str  # for the agent only: the bearer of its polls
     expires_at: int
     interval: float = 2.0
+    verification_uri_complete: str | None = None  # the approval page: `/approve/CODE`
 
     __repr__ = masked_repr("poll_secret")
 

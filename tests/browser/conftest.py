@@ -42,7 +42,16 @@ def browser_broker(
 ) -> Iterator[BrokerServer]:
     """A broker on http://localhost:PORT (Chromium allows WebAuthn on localhost, not on an
     IP address) with a redis-server of its own."""
-    with private_broker(tmp_path_factory.mktemp("browser"), moto_server.url) as server:
+    # Every page test comes from 127.0.0.1 and leaves requests pending: the per-address
+    # bounds (tested on the API, which the pages share) would refuse the later tests.
+    with private_broker(
+        tmp_path_factory.mktemp("browser"),
+        moto_server.url,
+        rate_approvals_per_min=1000,
+        rate_login_per_min=1000,
+        rate_requests_per_min=1000,
+        request_max_pending_per_address=100,
+    ) as server:
         yield server
 
 
