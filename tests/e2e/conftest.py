@@ -91,7 +91,14 @@ class Cli:
 def e2e_broker(
     tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
 ) -> Iterator[BrokerServer]:
-    with private_broker(tmp_path_factory.mktemp("e2e"), moto_server.url) as server:
+    # One broker for the package, every test from 127.0.0.1: the per-address caps on pending
+    # requests would count other tests' requests (their limits are tested in integration/).
+    with private_broker(
+        tmp_path_factory.mktemp("e2e"),
+        moto_server.url,
+        rate_requests_per_min=1000,
+        request_max_pending_per_address=100,
+    ) as server:
         yield server
 
 

@@ -62,7 +62,9 @@ def no_ambient_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_botocore_credential_process_profile_calls_vouch(
     person: Person, tmp_path: Path, no_ambient_aws: Path, moto_server: MotoServer
 ) -> None:
-    token = person().delegate(tmp_path / "agent.token", "us.claude-haiku-4-5", agent="profiled")
+    token = person("profiled@example.com").delegate(
+        tmp_path / "agent.token", "us.claude-haiku-4-5", agent="profiled"
+    )
     (no_ambient_aws / ".aws").mkdir()
     (no_ambient_aws / ".aws" / "config").write_text(
         "[profile agent]\n"
@@ -71,7 +73,9 @@ def test_botocore_credential_process_profile_calls_vouch(
     )
     session = boto3.Session(profile_name="agent")
     identity = session.client("sts", endpoint_url=moto_server.url).get_caller_identity()
-    assert identity["Arn"].endswith(":assumed-role/vouch-agents/agent.profiled.alice@example.com")
+    assert identity["Arn"].endswith(
+        ":assumed-role/vouch-agents/agent.profiled.profiled@example.com"
+    )
     credentials = session.get_credentials()
     assert credentials is not None and credentials.method == "custom-process"
 
@@ -83,7 +87,7 @@ def test_boto3_session_exchanges_once_per_refresh_until_revoked(
     models = ("us.claude-haiku-4-5", "us.claude-sonnet-4-5")
     token = alice.delegate(tmp_path / "agent.token", *models, agent="refresher")
     counting = CountingTransport()
-    # 900 s credentials, refreshed 899 s before expiry: due one second after each exchange.
+    # 900 s credentials, refreshed 899 s before expiry: due about a second after each exchange.
     session = boto3_session(
         token_file=token,
         region_name="us-east-1",
@@ -98,8 +102,12 @@ def test_boto3_session_exchanges_once_per_refresh_until_revoked(
         assert "agent.refresher" in sts.get_caller_identity()["Arn"]
         calls += 1
         time.sleep(0.05)
-    assert 2 <= counting.exchanges <= 4, counting.exchanges
-    assert calls > 5 * counting.exchanges
+    # Refreshes follow the credentials' lifetime as Expiration less the broker's Date header
+    # counts it, both in whole seconds: each is due 0-2 s after its exchange, and the broker's
+    # own cache may hand back credentials already inside the margin (the SDK then pauses).
+    # Exchanging per call would be one per call (dozens here).
+    assert 2 <= counting.exchanges <= 6, counting.exchanges
+    assert calls >= 3 * counting.exchanges, (calls, counting.exchanges)
     dlg = jwt.decode(token.read_text().strip(), options={"verify_signature": False})["dlg"]
     alice.run("delegate", "revoke", dlg)
     with pytest.raises(TokenRevoked):
@@ -114,7 +122,9 @@ def call_until_it_fails(call: Callable[[], object], seconds: float = 15) -> None
 
 
 def test_models_narrowing_passes_through_and_cannot_widen(person: Person, tmp_path: Path) -> None:
-    token = person().delegate(tmp_path / "t", "us.claude-haiku-4-5", agent="narrow")
+    token = person("narrow@example.com").delegate(
+        tmp_path / "t", "us.claude-haiku-4-5", agent="narrow"
+    )
     narrowed = AgentCredentials(token_file=token, models=["us.claude-haiku-4-5"])
     assert narrowed.get().expiration.timestamp() > time.time() + 800
     assert narrowed.claims["models"] == [HAIKU]
@@ -171,13 +181,13 @@ def ask(
 def test_request_delegation_approved_from_another_process(
     e2e_broker: BrokerServer, person: Person
 ) -> None:
-    alice = person()
+    alice = person("asks@example.com")
     token, started = ask(
         e2e_broker, alice, "approve", ttl="30m", message="nightly report", timeout_s=30
     )
     assert isinstance(token, str), token
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert claims["sub"] == "agent.requester.alice@example.com"
+    assert claims["sub"] == "agent.requester.asks@example.com"
     assert claims["models"] == [HAIKU]
     assert claims["exp"] - claims["iat"] == 1800
     shown = started["result"]["proc"].stderr
@@ -187,7 +197,7 @@ def test_request_delegation_approved_from_another_process(
 
 
 def test_request_delegation_denied_and_timed_out(e2e_broker: BrokerServer, person: Person) -> None:
-    alice = person()
+    alice = person("denies@example.com")
     denied, _ = ask(e2e_broker, alice, "deny", timeout_s=30)
     assert isinstance(denied, DelegationDenied), denied
     started = time.monotonic()
@@ -203,7 +213,9 @@ def test_an_agents_message_cannot_pass_for_cli_output_on_an_80_column_terminal(
     # looking like vouch's own "Approved" line.
     spoof = "Approved: delegation dlg_spoof; the agent receives its token directly."
     message = "weekly report" + " " * (240 - 13 - len(spoof)) + spoof
-    token, started = ask(e2e_broker, person(), "approve", message=message, timeout_s=30)
+    token, started = ask(
+        e2e_broker, person("spoofed@example.com"), "approve", message=message, timeout_s=30
+    )
     assert isinstance(token, str), token
     shown = started["result"]["proc"].stderr
     grant = shown[shown.index("Agent request") : shown.index("Touch your security key")]
