@@ -83,7 +83,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from broker.http_server import ServeConfig
+    from broker.http_server import ServeConfig, stop_on_sigterm
 
     # Fail fast, before forking workers, with every problem; workers read the settings again
     # but only this process reports deprecated spellings, once.
@@ -111,6 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="broker.http_server:HeaderTimeoutProtocol",
         server_header=False,
     )
+    stop_on_sigterm()
     if args.workers == 1:
         return _serve(config, uvicorn.Server(config))
     with _shared_metrics():

@@ -37,6 +37,7 @@ import uvicorn
 
 from broker import aws_setup
 from broker.app import create_app
+from broker.http_server import stop_on_sigterm
 from broker.invites import invite_from_host
 from broker.keys import generate_key_dir
 from broker.logs import configure
@@ -345,6 +346,7 @@ def run_dev(opts: DevOptions) -> int:
     """Run the stack until Ctrl-C. Raises: DevError, SettingsError."""
     if opts.real_aws:
         check_real_aws_issuer(opts)
+    stop_on_sigterm()
     with dev_stack(opts) as overrides:
         settings, deprecations = dev_settings(opts, overrides)
         admin = sorted(load_policy(settings)[1].admins)[0]

@@ -66,6 +66,34 @@ def test_dev_serves_logs_a_deprecated_setting_once_and_stops_its_children(
         wait_for(lambda p=child_port: _closed(p), 10, f"port {child_port} closed")
 
 
+def test_sigterm_stops_the_dev_stack_and_its_children_as_ctrl_c_does(tmp_path: Path) -> None:
+    """`kill PID` (systemd, docker, a supervisor) used to leave the AWS emulator running:
+    uvicorn re-raises the signal after its graceful shutdown, which killed the process before
+    it stopped its children."""
+    port, redis_port, aws_port = free_port(), free_port(), free_port()
+    args = ["--port", port, "--redis-port", redis_port, "--aws-port", aws_port]
+    log = tmp_path / "dev.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*BROKER, "dev", "--state-dir", str(tmp_path / "state"), *map(str, args)],
+            env=clean_env(tmp_path),
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        ready = f"http://127.0.0.1:{port}/readyz"
+        wait_for(lambda: urllib.request.urlopen(ready, timeout=1).status == 200, 90, "vouch dev")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    text = log.read_text()
+    assert code == 0, text
+    assert text.rstrip().endswith("vouch dev stack stopped.")
+    for child_port in (redis_port, aws_port):
+        wait_for(lambda p=child_port: _closed(p), 10, f"port {child_port} closed")
+
+
 def test_dev_real_aws_refuses_an_issuer_aws_cannot_fetch_and_says_how_to_set_one(
     tmp_path: Path,
 ) -> None:
