@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -67,6 +68,7 @@ class Revocation:
     ended: float
     status: int
     slug: str
+    detail: str
 
     @property
     def acknowledged(self) -> bool:
@@ -82,6 +84,8 @@ class RoundFigures:
     revocations: int = 0
     acknowledged: int = 0
     unacknowledged: dict[str, int] = field(default_factory=dict)
+    details: dict[str, int] = field(default_factory=dict)
+    """The unacknowledged answers' details (digits blanked), counted."""
     retries_until_acknowledged: int = 0
     lost: list[str] = field(default_factory=list)
     stale_reads: list[str] = field(default_factory=list)
@@ -126,13 +130,15 @@ class FailoverRounds:
         try:
             answer = client.post(via + REVOKE, json={"agent": sub}, headers=self.admin)
             status = answer.status_code
-            slug = "" if status == 201 else str(answer.json().get("type", "")).rsplit(":", 1)[-1]
+            problem = {} if status == 201 else answer.json()
+            slug = str(problem.get("type", "")).rsplit(":", 1)[-1]
+            detail = str(problem.get("detail", ""))
         except httpx.HTTPError as exc:
-            status, slug = 0, type(exc).__name__
-        return Revocation(sub, token, via, started, time.monotonic(), status, slug)
+            status, slug, detail = 0, type(exc).__name__, str(exc)
+        return Revocation(sub, token, via, started, time.monotonic(), status, slug, detail)
 
     def run(
-        self, fault: Fault, *, interval_s: float = 0.12, heal_timeout_s: float = 60
+        self, fault: Fault, *, interval_s: float = 0.25, heal_timeout_s: float = 60
     ) -> RoundFigures:
         """One round: revocations start, the fault strikes 1 s in, revocations go on until
         the topology has healed, then everything is checked."""
@@ -206,6 +212,9 @@ class FailoverRounds:
         figures.revocations = len(done)
         figures.acknowledged = len(acked)
         figures.unacknowledged = tally_revocations(r for r in done if not r.acknowledged)
+        figures.details = dict(
+            Counter(re.sub(r"\d+", "N", r.detail) for r in done if not r.acknowledged)
+        )
         figures.longest_unacknowledged_s = round(longest_gap(done), 2)
         figures.exchanges = tally(traffic.samples)
         figures.probes_after_ack = probes["after_ack"]
