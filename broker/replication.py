@@ -326,9 +326,13 @@ class Replication:
     async def _inspect_cluster(self) -> Topology:
         cluster = cast(RedisCluster, self.redis)
         await cluster.initialize()
-        nodes = parse_cluster_nodes(
-            text(await cluster.execute_command("CLUSTER", "NODES", target_nodes=cluster.RANDOM))
-        )
+        kwargs = cluster.get_connection_kwargs()
+        some = cluster.get_random_node()
+        asked = self._node(some.host, int(some.port), kwargs)
+        try:
+            nodes = parse_cluster_nodes(text(await command(asked, "CLUSTER", "NODES")))
+        finally:
+            await asked.aclose()
         primaries = [n for n in nodes if "master" in n.flags and n.slots]
         per_primary = {p.id: [n for n in nodes if n.master == p.id] for p in primaries}
         most = max((len(r) for r in per_primary.values()), default=0)
@@ -344,7 +348,6 @@ class Replication:
                 " cluster primary: a promoted replica would confirm revocations alone while"
                 " the old primary may still answer for its slots"
             )
-        kwargs = cluster.get_connection_kwargs()
         for node in nodes:
             if node.address not in found.down:
                 host, _, port = node.address.rpartition(":")

@@ -38,6 +38,7 @@ def totals(rounds: list[RoundFigures]) -> dict[str, Any]:
             unacked[what] = unacked.get(what, 0) + count
     return {
         "rounds": len(rounds),
+        "failed_over": sum(r.failed_over for r in rounds),
         "revocations": sum(r.revocations for r in rounds),
         "acknowledged": sum(r.acknowledged for r in rounds),
         "unacknowledged": unacked,
@@ -79,7 +80,11 @@ def soak(args: argparse.Namespace, moto: MotoServer) -> dict[str, dict[str, Any]
             with tempfile.TemporaryDirectory(prefix=f"vouch-soak-{kind}-") as tmp:
                 workdir = Path(tmp)
                 topology = build(kind, workdir)
-                overrides = {} if args.replicas is None else {"revocation_replicas": args.replicas}
+                # A cluster must be told its replicas per primary (the broker checks it).
+                replicas = args.replicas
+                if replicas is None and isinstance(topology, LocalCluster):
+                    replicas = topology.replicas
+                overrides = {} if replicas is None else {"revocation_replicas": replicas}
                 try:
                     with two_brokers(workdir, topology, gate, **overrides) as bench:
                         bench.rng.seed(args.seed)

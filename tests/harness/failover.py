@@ -52,6 +52,13 @@ class Topology(Protocol):
     def wait_promoted(self, victim: Node, timeout: float = 30) -> None: ...
 
 
+def primaries(topology: LocalSentinel | LocalCluster) -> set[int]:
+    """The ports of the nodes that are primaries now."""
+    if isinstance(topology, LocalSentinel):
+        return {topology.master_port()}
+    return {n.port for n in topology.owners()}
+
+
 def victim_of(topology: LocalSentinel | LocalCluster, rng: random.Random) -> Node:
     """The primary to hurt: Sentinel's, or one of the cluster's at random."""
     if isinstance(topology, LocalSentinel):
@@ -81,6 +88,8 @@ class RoundFigures:
     victim: str
     fault_s: float
     seconds: float
+    failed_over: bool = False
+    """Another node is primary after the round (a pause shorter than the failover is not)."""
     revocations: int = 0
     acknowledged: int = 0
     unacknowledged: dict[str, int] = field(default_factory=dict)
@@ -138,13 +147,25 @@ class FailoverRounds:
         return Revocation(sub, token, via, started, time.monotonic(), status, slug, detail)
 
     def run(
-        self, fault: Fault, *, interval_s: float = 0.25, heal_timeout_s: float = 60
+        self,
+        fault: Fault,
+        *,
+        fault_s: float | None = None,
+        interval_s: float = 0.25,
+        heal_timeout_s: float = 60,
     ) -> RoundFigures:
         """One round: revocations start, the fault strikes 1 s in, revocations go on until
-        the topology has healed, then everything is checked."""
+        the topology has healed, then everything is checked. `fault_s`: how long a pause
+        lasts, or how long a killed node stays down after the failover (random if None:
+        1.5-4 s, 0.5-3 s)."""
         wait_healed(self.topology, heal_timeout_s)
         victim = victim_of(self.topology, self.rng)
-        fault_s = self.rng.uniform(1.5, 4.0) if fault == "pause" else self.rng.uniform(0.5, 3.0)
+        if fault_s is None:  # a cluster takes longer to fail over than Sentinel
+            longest = 4.0 if isinstance(self.topology, LocalSentinel) else 6.0
+            fault_s = (
+                self.rng.uniform(1.5, longest) if fault == "pause" else self.rng.uniform(0.5, 3.0)
+            )
+        before = primaries(self.topology)
         done: list[Revocation] = []
         acked: dict[str, tuple[float, str]] = {}  # sub -> (acknowledged at, token)
         stale: list[str] = []
@@ -209,6 +230,7 @@ class FailoverRounds:
                     worker.join(timeout=30)
         seconds = time.monotonic() - begun
         figures = RoundFigures(fault, repr(victim), round(fault_s, 2), round(seconds, 1))
+        figures.failed_over = primaries(self.topology) != before
         figures.revocations = len(done)
         figures.acknowledged = len(acked)
         figures.unacknowledged = tally_revocations(r for r in done if not r.acknowledged)
@@ -278,11 +300,16 @@ class FailoverRounds:
 
 
 def key_on(client: redis.Redis, key: str) -> Any:
-    """The key's value on this node itself (a cluster node answers MOVED for other slots)."""
+    """The key's value on this node itself (a cluster node answers MOVED for other shards'
+    slots; a cluster replica reads its own data only after READONLY)."""
     try:
-        return client.get(key)
-    except redis.ResponseError:  # MOVED: another shard's key
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("READONLY")
+        pipe.get(key)
+        value = pipe.execute(raise_on_error=False)[1]
+    except redis.ResponseError:
         return None
+    return None if isinstance(value, Exception) else value
 
 
 def inject(
