@@ -90,7 +90,7 @@ class _Target:
     node: aioredis.Redis
     where: str
     replicas: int
-    """How many must confirm the write."""
+    """How many must confirm the write (-1: the node is not a primary)."""
 
 
 class Replication:
@@ -142,13 +142,18 @@ class Replication:
         for attempt in range(2):
             async with guard(what):  # only reads so far: nothing is changed if this fails
                 target = await self._target(key)
+            if target.replicas < 0:  # a cluster node that is no longer the slot's primary
+                if attempt == 1:
+                    raise unconfirmed(f"{target.where} is not a primary")
+                await self._refresh_slots(what)
+                continue
             try:
                 await self._set_and_wait(target, key, value, ttl_s)
             except ResponseError as exc:
                 # A cluster slot that moved since the map was read: once more, asked afresh.
                 if self.mode != "cluster" or attempt == 1 or not str(exc).startswith("MOVED"):
                     raise unconfirmed(f"Redis refused it ({exc})") from exc
-                await cast(RedisCluster, self.redis).nodes_manager.initialize()
+                await self._refresh_slots(what)
                 continue
             except RedisError as exc:
                 raise unconfirmed(
@@ -165,6 +170,14 @@ class Replication:
                 raise unconfirmed("the sentinels could not confirm the primary after it") from exc
             if still[0] != target.where:
                 raise unconfirmed(f"the primary changed from {target.where} while it was written")
+
+    async def _refresh_slots(self, what: str) -> None:
+        """Ask the cluster again which node serves which slots.
+
+        Raises: StoreUnavailable.
+        """
+        async with guard(what):
+            await cast(RedisCluster, self.redis).nodes_manager.initialize()
 
     async def _target(self, key: str) -> _Target:
         """The primary to write `key` on and how many replicas must confirm it.
@@ -198,6 +211,8 @@ class Replication:
         if text(role[0]) != "master":
             if node is not self.redis:
                 await node.aclose()
+            if self.mode == "cluster":  # the slot map is stale: the caller asks again
+                return _Target(self.redis, where, -1)
             raise unconfirmed(f"{where} is not a primary")
         return _Target(node, where, max(self.floor, listed, len(role[2])))
 

@@ -107,8 +107,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     revocation_replicas: Annotated[
         int,
         Meta(
-            ge=0,
-            le=100,
             description="The fewest replicas that must hold a revocation (Redis WAIT) before "
             "the API acknowledges it; the broker also waits for every replica the topology "
             "lists. A Redis Cluster needs its replicas per primary here.",
@@ -117,8 +115,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     revocation_wait_ms: Annotated[
         int,
         Meta(
-            ge=1,
-            le=60_000,
             description="How long to wait for those replicas before answering 503 "
             "revocation-unconfirmed (the client retries).",
         ),
