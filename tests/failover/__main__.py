@@ -46,6 +46,10 @@ def totals(rounds: list[RoundFigures]) -> dict[str, Any]:
         "lost": sum(len(r.lost) for r in rounds),
         "stale_reads": sum(len(r.stale_reads) for r in rounds),
         "probes_after_ack": sum(r.probes_after_ack for r in rounds),
+        "exchanges": sum(sum(r.exchanges.values()) for r in rounds),
+        "exchanges_refused": sum(
+            n for r in rounds for what, n in r.exchanges.items() if not what.startswith("200")
+        ),
         "longest_unacknowledged_s": max((r.longest_unacknowledged_s for r in rounds), default=0),
         "mean_unacknowledged_s": round(
             sum(r.longest_unacknowledged_s for r in rounds) / max(1, len(rounds)), 2
