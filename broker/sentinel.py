@@ -13,8 +13,9 @@ acknowledged on the new primary would be missing from those reads. So here:
 - a new connection asks the node its `ROLE` and is refused unless it is a primary;
 - `SentinelWatch` subscribes to `+switch-master` on every sentinel and asks them again
   every `POLL_S`; on a switch (or a primary other than the pool's) it closes every pooled
-  connection, in use or idle, and bumps `epoch`, so a read that began before the switch is
-  refused (`Revocations` compares the epoch around each read).
+  connection (idle ones at once, busy ones when released) and bumps `epoch`, so a read
+  that began before the switch is refused (`Revocations` compares the epoch around each
+  read).
 """
 
 from __future__ import annotations
@@ -151,12 +152,15 @@ class PrimaryPool(SentinelConnectionPool):
         self.epoch = 0
 
     async def drop(self, why: str) -> None:
-        """Close every connection, in use or idle; reads in flight fail (503)."""
+        """Close every connection: idle ones now, those in use when they are released
+        (closing them under a command can break redis-py mid-connect). Reads in flight
+        are refused all the same: `epoch` changes under them."""
         self.epoch += 1
         self.master_address = None
         log.warning("closing every connection to the Redis primary: %s", why)
+        await self.update_active_connections_for_reconnect()  # type: ignore[no-untyped-call]
         with contextlib.suppress(RedisError, OSError):
-            await self.disconnect(inuse_connections=True)
+            await self.disconnect(inuse_connections=False)
 
 
 def sentinel_client(

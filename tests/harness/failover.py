@@ -395,4 +395,7 @@ def two_brokers(
     finally:
         if process is not None:
             process.stop()
+            log = (workdir / "broker2.log").read_text(errors="replace")
+            if "Traceback" in log:  # the process's errors would vanish with its workdir
+                print("broker process log:\n" + log[log.index("Traceback") - 200 :][:6000])
         server.stop()
