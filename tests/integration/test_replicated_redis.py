@@ -137,7 +137,7 @@ def test_sentinel_revocation_waits_for_every_replica_the_sentinels_list(
     the answer says it may not be recorded. Once the replica is back, it is."""
     topology = LocalSentinel(tmp_path / "sentinel", replicas=2).start()
     settings = broker_settings(
-        tmp_path, topology.url, aws={"endpoint_url": sts_gate.url}, revocation_wait_ms=300
+        tmp_path, topology.url, aws={"endpoint_url": sts_gate.url}, revocation_wait_ms=1000
     )
     server = BrokerServer(settings).start()
     try:
@@ -157,7 +157,7 @@ def test_sentinel_revocation_waits_for_every_replica_the_sentinels_list(
             alice.revoke(second.delegation.id)
         assert refused.value.status == 503
         assert refused.value.detail == (
-            "not confirmed: written on the primary but acknowledged by 1 of 2 replicas in 300"
+            "not confirmed: written on the primary but acknowledged by 1 of 2 replicas in 1000"
             " ms, so a failover could lose it. It may not have been recorded: send the same"
             " request again until it is confirmed (repeating it is safe)"
         )
