@@ -40,7 +40,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from broker.errors import RevocationUnconfirmed, StoreUnavailable
-from broker.sentinel import MajoritySentinel, PrimaryPool, SentinelWatch
+from broker.sentinel import MajoritySentinel, PrimaryPool, SentinelWatch, lost_connection
 from broker.settings import Settings
 from broker.store import connect, guard, text
 
@@ -155,7 +155,9 @@ class Replication:
                     raise unconfirmed(f"Redis refused it ({exc})") from exc
                 await self._refresh_slots(what)
                 continue
-            except RedisError as exc:
+            except (RedisError, RuntimeError) as exc:
+                if isinstance(exc, RuntimeError) and not lost_connection(exc):
+                    raise
                 raise unconfirmed(
                     f"Redis failed while recording it ({type(exc).__name__})"
                 ) from exc
@@ -164,12 +166,18 @@ class Replication:
                     await target.node.aclose()
             break
         if self.mode == "sentinel":
-            try:
-                still = await self._sentinel_primary()
-            except RedisError as exc:
-                raise unconfirmed("the sentinels could not confirm the primary after it") from exc
-            if still[0] != target.where:
-                raise unconfirmed(f"the primary changed from {target.where} while it was written")
+            await self._still_primary(target.where)
+
+    async def _still_primary(self, where: str) -> None:
+        """Raises: RevocationUnconfirmed: the sentinels no longer agree on `where`."""
+        try:
+            still, _ = await self._sentinel_primary()
+        except (RedisError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not lost_connection(exc):
+                raise
+            raise unconfirmed("the sentinels could not confirm the primary after it") from exc
+        if still != where:
+            raise unconfirmed(f"the primary changed from {where} while it was written")
 
     async def _refresh_slots(self, what: str) -> None:
         """Ask the cluster again which node serves which slots.

@@ -47,6 +47,14 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def lost_connection(exc: BaseException) -> bool:
+    """A connection lost under redis-py that it does not report as a RedisError: uvloop
+    (what `vouch-broker serve` runs) refuses a write on a transport already closed with
+    RuntimeError "... the handler is closed" (asyncio raises an OSError there). Seen when
+    a Redis node dies mid-request; unhandled, it was a 500 and killed background loops."""
+    return isinstance(exc, RuntimeError) and "handler is closed" in str(exc)
+
+
 POLL_S = 2.0
 """How often the watch asks the sentinels, besides listening for `+switch-master`."""
 
@@ -89,7 +97,9 @@ async def _view(sentinel: aioredis.Redis, service: str) -> SentinelView | None:
     try:
         state = cast(dict[str, Any], await sentinel.sentinel_master(service))
         replicas = await sentinel.sentinel_slaves(service)
-    except RedisError:
+    except (RedisError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not lost_connection(exc):
+            raise
         return None
     up = state["is_master"] and not (state["is_sdown"] or state["is_odown"])
     listed = tuple(
@@ -258,7 +268,9 @@ class SentinelWatch:
                         fields = text(message["data"]).split()
                         if fields and fields[0] == self.service:
                             await self.pool.drop("+switch-master " + " ".join(fields[1:]))
-                except (RedisError, OSError):
+                except (RedisError, OSError, RuntimeError) as exc:
+                    if isinstance(exc, RuntimeError) and not lost_connection(exc):
+                        raise
                     await asyncio.sleep(1.0)  # the poll covers what this one did not say
                 finally:
                     with contextlib.suppress(RedisError, OSError):

@@ -1,11 +1,16 @@
-"""How many replicas a revocation waits for, read from what Sentinel and Cluster report."""
+"""How many replicas a revocation waits for, read from what Sentinel and Cluster report;
+what counts as a lost Redis connection."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from broker.errors import StoreUnavailable
 from broker.replication import parse_cluster_nodes, replicas_listed
-from broker.sentinel import GONE_AFTER_S, Replica, SentinelView
+from broker.sentinel import GONE_AFTER_S, Replica, SentinelView, lost_connection
+from broker.store import guard
 
 pytestmark = pytest.mark.unit
 
@@ -47,3 +52,22 @@ def test_sentinel_waits_for_replicas_down_until_they_are_gone() -> None:
         ),
     )
     assert view.waited == 2
+
+
+async def _fail_inside_guard(exc: BaseException) -> None:
+    async with guard("checking revocation"):
+        raise exc
+
+
+def test_a_write_on_a_transport_uvloop_closed_is_a_store_failure_not_a_crash() -> None:
+    # What uvloop raised from redis-py when a cluster node died under `vouch-broker serve`
+    # (the soak's 500s, and a dead signing-key refresher): the connection is lost.
+    closed = RuntimeError(
+        "unable to perform operation on <TCPTransport closed=True reading=False 0x55>;"
+        " the handler is closed"
+    )
+    assert lost_connection(closed)
+    with pytest.raises(StoreUnavailable, match="while checking revocation; nothing was"):
+        asyncio.run(_fail_inside_guard(closed))
+    with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError stays a bug
+        asyncio.run(_fail_inside_guard(RuntimeError("a bug")))
