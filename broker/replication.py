@@ -5,7 +5,8 @@ The rule (docs/operating.md, "Replication and failover"): the write is on the pr
 node a majority of the sentinels name; the cluster node serving the key's slot; the one
 Redis), and `WAIT` confirms it on every replica that could ever be promoted in its place:
 - Sentinel: every replica the sentinels list, reachable or not (a sentinel forgets none
-  until `SENTINEL RESET`), and every replica the primary reports;
+  until `SENTINEL RESET`; one seen down for `GONE_AFTER_S` excepted, see
+  `SentinelView.waited`), and every replica the primary reports;
 - Cluster: every replica the primary reports or the cluster lists for it, and at least
   `revocation_replicas` (which the check requires to be the replicas per primary);
 - one Redis: the replicas connected to it, and at least `revocation_replicas`.
