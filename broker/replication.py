@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from broker.errors import RevocationUnconfirmed, StoreUnavailable
-from broker.sentinel import MajoritySentinel, PrimaryPool, SentinelWatch, lost_connection
+from broker.sentinel import LOST, MajoritySentinel, PrimaryPool, SentinelWatch, lost_connection
 from broker.settings import Settings
 from broker.store import connect, guard, text
 
@@ -156,8 +156,8 @@ class Replication:
                     raise unconfirmed(f"Redis refused it ({exc})") from exc
                 await self._refresh_slots(what)
                 continue
-            except (RedisError, RuntimeError) as exc:
-                if isinstance(exc, RuntimeError) and not lost_connection(exc):
+            except (RedisError, *LOST) as exc:
+                if not isinstance(exc, RedisError) and not lost_connection(exc):
                     raise
                 raise unconfirmed(
                     f"Redis failed while recording it ({type(exc).__name__})"
@@ -173,8 +173,8 @@ class Replication:
         """Raises: RevocationUnconfirmed: the sentinels no longer agree on `where`."""
         try:
             still, _ = await self._sentinel_primary()
-        except (RedisError, RuntimeError) as exc:
-            if isinstance(exc, RuntimeError) and not lost_connection(exc):
+        except (RedisError, *LOST) as exc:
+            if not isinstance(exc, RedisError) and not lost_connection(exc):
                 raise
             raise unconfirmed("the sentinels could not confirm the primary after it") from exc
         if still != where:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -48,11 +49,28 @@ def text(value: bytes | str) -> str:
 
 
 def lost_connection(exc: BaseException) -> bool:
-    """A connection lost under redis-py that it does not report as a RedisError: uvloop
-    (what `vouch-broker serve` runs) refuses a write on a transport already closed with
-    RuntimeError "... the handler is closed" (asyncio raises an OSError there). Seen when
-    a Redis node dies mid-request; unhandled, it was a 500 and killed background loops."""
-    return isinstance(exc, RuntimeError) and "handler is closed" in str(exc)
+    """A connection lost under redis-py that it does not report as a RedisError (each seen
+    when a node died under load in the failover soak; unhandled, they were 500s and they
+    killed background loops):
+    - uvloop (what `vouch-broker serve` runs) refuses a write on a closed transport with
+      RuntimeError "... the handler is closed" (asyncio raises an OSError there);
+    - redis-py's own connection code fails with AttributeError ("'NoneType' object has no
+      attribute 'writelines'") when another task closed the connection under a command,
+      as its cluster client does when it refreshes its slot map.
+    """
+    if isinstance(exc, RuntimeError):
+        return "handler is closed" in str(exc)
+    if isinstance(exc, AttributeError):
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = frame.tb_frame.f_code.co_filename if frame is not None else ""
+        return where.endswith(os.path.join("redis", "asyncio", "connection.py"))
+    return False
+
+
+LOST = (RuntimeError, AttributeError)
+"""The exception types `lost_connection` may recognise."""
 
 
 POLL_S = 2.0
@@ -97,8 +115,8 @@ async def _view(sentinel: aioredis.Redis, service: str) -> SentinelView | None:
     try:
         state = cast(dict[str, Any], await sentinel.sentinel_master(service))
         replicas = await sentinel.sentinel_slaves(service)
-    except (RedisError, RuntimeError) as exc:
-        if isinstance(exc, RuntimeError) and not lost_connection(exc):
+    except (RedisError, *LOST) as exc:
+        if not isinstance(exc, RedisError) and not lost_connection(exc):
             raise
         return None
     up = state["is_master"] and not (state["is_sdown"] or state["is_odown"])
@@ -268,8 +286,8 @@ class SentinelWatch:
                         fields = text(message["data"]).split()
                         if fields and fields[0] == self.service:
                             await self.pool.drop("+switch-master " + " ".join(fields[1:]))
-                except (RedisError, OSError, RuntimeError) as exc:
-                    if isinstance(exc, RuntimeError) and not lost_connection(exc):
+                except (RedisError, OSError, *LOST) as exc:
+                    if isinstance(exc, LOST) and not lost_connection(exc):
                         raise
                     await asyncio.sleep(1.0)  # the poll covers what this one did not say
                 finally:

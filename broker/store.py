@@ -27,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from broker.errors import StoreUnavailable
-from broker.sentinel import lost_connection, sentinel_client
+from broker.sentinel import LOST, lost_connection, sentinel_client
 
 PREFIX = "vouch:"
 
@@ -110,8 +110,8 @@ async def guard(what: str) -> AsyncIterator[None]:
     """
     try:
         yield
-    except (RedisError, RuntimeError) as exc:
-        if isinstance(exc, RuntimeError) and not lost_connection(exc):
+    except (RedisError, *LOST) as exc:
+        if not isinstance(exc, RedisError) and not lost_connection(exc):
             raise
         raise StoreUnavailable(
             f"state store unavailable while {what}; nothing was changed or issued",

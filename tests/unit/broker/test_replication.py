@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.asyncio.connection import Connection
 
 from broker.errors import StoreUnavailable
 from broker.replication import parse_cluster_nodes, replicas_listed
@@ -71,3 +72,19 @@ def test_a_write_on_a_transport_uvloop_closed_is_a_store_failure_not_a_crash() -
         asyncio.run(_fail_inside_guard(closed))
     with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError stays a bug
         asyncio.run(_fail_inside_guard(RuntimeError("a bug")))
+
+
+def test_a_connection_closed_under_its_command_is_a_store_failure_not_a_crash() -> None:
+    """redis-py's own code on a connection another task closed (its cluster client does it
+    when it refreshes the slot map): the AttributeError is a lost connection, one raised
+    anywhere else stays a bug."""
+
+    async def closed_under_command() -> None:
+        connection = Connection(host="127.0.0.1", port=1)  # never connected: no writer
+        async with guard("checking revocation"):
+            await connection._send_packed_command([b"PING"])
+
+    with pytest.raises(StoreUnavailable, match="while checking revocation"):
+        asyncio.run(closed_under_command())
+    with pytest.raises(AttributeError):
+        asyncio.run(_fail_inside_guard(AttributeError("'NoneType' object has no attribute")))
