@@ -97,6 +97,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure(settings.log_level)
     log_deprecations(deprecations)
+    from broker.replication import check_at_start
+
+    refused = check_at_start(settings)
+    if refused:
+        print(f"vouch-broker serve: {refused}", file=sys.stderr)
+        return EXIT_CONFIG
     config = ServeConfig(
         "broker.cli:app_from_env",
         header_timeout_s=settings.http_header_timeout_s,

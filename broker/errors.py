@@ -21,6 +21,7 @@
     ├── StsRejected                     502 sts-rejected
     └── Unavailable                     503 unavailable
         ├── StoreUnavailable            503 store-unavailable
+        │   └── RevocationUnconfirmed   503 revocation-unconfirmed
         └── StsUnavailable              503 sts-unavailable
 
 Each class has a stable `slug`; the problem `type` is ``urn:vouch:problem:<slug>`` and the
@@ -165,6 +166,13 @@ class StoreUnavailable(Unavailable):
     slug, title = "store-unavailable", "State store unavailable"
 
 
+class RevocationUnconfirmed(StoreUnavailable):
+    """A revocation (or sign-out) that may not have been recorded: the client must retry
+    the same request until it is acknowledged (docs/operating.md, "Replication and failover")."""
+
+    slug, title = "revocation-unconfirmed", "Revocation not confirmed"
+
+
 class StsUnavailable(Unavailable):
     slug, title = "sts-unavailable", "AWS STS unavailable"
 
@@ -191,6 +199,7 @@ ALL_ERRORS: tuple[type[VouchError], ...] = (
     StsRejected,
     Unavailable,
     StoreUnavailable,
+    RevocationUnconfirmed,
     StsUnavailable,
 )
 

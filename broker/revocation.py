@@ -29,8 +29,9 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from broker.errors import DpopProofInvalid, RateLimited, TokenRevoked
-from broker.store import PREFIX, guard, set_replicated
+from broker.errors import DpopProofInvalid, RateLimited, StoreUnavailable, TokenRevoked
+from broker.replication import Replication
+from broker.store import PREFIX, guard
 
 KINDS = ("agent", "user", "cred")
 # KEYS: the handles, then a DPoP proof's jti key; ARGV[1]: how long to keep that key. The
@@ -85,59 +86,44 @@ class Revocations:
         max_token_lifetime_s: int,
         replicas: int = 0,
         wait_ms: int = 500,
+        replication: Replication | None = None,
     ) -> None:
         self.redis = redis
         self.max_token_lifetime_s = max_token_lifetime_s
-        # Acknowledge a revocation only once this many replicas hold it (Redis WAIT), so a
-        # failover cannot drop it.
-        self.replicas = replicas
-        self.wait_ms = wait_ms
+        # A revocation is acknowledged only once no failover can lose it: on the primary
+        # and every replica (broker.replication), at least `replicas` of them.
+        self.replication = replication or Replication(redis, replicas=replicas, wait_ms=wait_ms)
         self._cluster = isinstance(redis, RedisCluster)
         self._check_with_jti = redis.register_script(_CHECK_WITH_JTI)
 
     async def revoke_delegation(self, dlg_id: str, *, expires_at: int, now: float) -> None:
+        """Raises: StoreUnavailable (nothing written), RevocationUnconfirmed (retry it)."""
         ttl = max(1, int(expires_at - now) + 60)
-        async with guard("recording a revocation"):
-            await set_replicated(
-                self.redis,
-                delegation_key(dlg_id),
-                b"1",
-                ttl_s=ttl,
-                replicas=self.replicas,
-                timeout_ms=self.wait_ms,
-            )
+        await self.replication.write(delegation_key(dlg_id), b"1", ttl_s=ttl)
 
     async def revoke_session(self, jti: str, *, expires_at: int, now: float) -> None:
-        """Kill one human session (logout)."""
-        async with guard("signing out"):
-            await set_replicated(
-                self.redis,
-                session_key(jti),
-                b"1",
-                ttl_s=max(1, int(expires_at - now) + 60),
-                replicas=self.replicas,
-                timeout_ms=self.wait_ms,
-            )
+        """Kill one human session (logout).
+
+        Raises: StoreUnavailable (nothing written), RevocationUnconfirmed (retry it).
+        """
+        ttl = max(1, int(expires_at - now) + 60)
+        await self.replication.write(session_key(jti), b"1", ttl_s=ttl, what="signing out")
 
     async def revoke_not_before(
         self, kind: str, value: str, *, now: float, why: Reason | None = None
     ) -> None:
         """Kill every token issued to or approved by `value` before `now`; `why` is kept
-        beside it for people listing their delegations."""
+        beside it for people listing their delegations.
+
+        Raises: StoreUnavailable, RevocationUnconfirmed (retry it).
+        """
         if kind not in KINDS:
             raise ValueError(f"unknown revocation kind {kind!r}")
         ttl = self.max_token_lifetime_s + 300
-        async with guard("recording a revocation"):
-            if why is not None:  # first: a reason without its handle changes nothing
+        if why is not None:  # first: a reason without its handle changes nothing
+            async with guard("recording a revocation"):
                 await self.redis.set(reason_key(kind, value), msgspec.json.encode(why), ex=ttl)
-            await set_replicated(
-                self.redis,
-                not_before_key(kind, value),
-                repr(now),
-                ttl_s=ttl,
-                replicas=self.replicas,
-                timeout_ms=self.wait_ms,
-            )
+        await self.replication.write(not_before_key(kind, value), repr(now), ttl_s=ttl)
 
     async def check(
         self,
@@ -160,8 +146,14 @@ class Revocations:
         """
         now = time.time()
         counter = f"{PREFIX}rate:{rate[0]}:{int(now // 3600)}" if rate is not None else None
+        epoch = self.replication.epoch
         async with guard("checking revocation"):
             values, used, fresh = await self._read(handles, counter, proof)
+        if self.replication.epoch != epoch:  # the primary switched meanwhile: maybe stale
+            raise StoreUnavailable(
+                "state store primary changed while checking revocation; nothing was issued",
+                retry_after=1,
+            )
         for key, value in zip(handles, values, strict=True):
             if value is None:
                 continue

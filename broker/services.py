@@ -34,6 +34,7 @@ from broker.metrics import Metrics
 from broker.providers import PROVIDERS, CredentialProvider
 from broker.ratelimit import RateLimits
 from broker.registry import Registry
+from broker.replication import Replication
 from broker.revocation import Revocations
 from broker.revoke import Revoker
 from broker.session import session_expectation
@@ -74,11 +75,15 @@ class Services:
     def start(self) -> None:
         """Start the background work: keeping the signing keys current, writing the counted
         exchanges to the audit trail, writing revocations to AWS (when the broker has AWS
-        credentials of its own)."""
+        credentials of its own), dropping connections to a Redis primary the sentinels
+        replaced."""
         self._tasks.append(asyncio.create_task(self.signing_keys.run()))
         if self.settings.audit_exchange_interval_s > 0:
             for exchange in self.exchanges.values():
                 self._tasks.append(asyncio.create_task(exchange.audit.run()))
+        watch = self.revocations.replication.watch()
+        if watch is not None:
+            self._tasks.append(asyncio.create_task(watch.run()))
         if self.aws_cut.enabled:
             self._tasks.append(asyncio.create_task(self.aws_cut.run(asyncio.Event())))
         else:
@@ -144,8 +149,12 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
     revocations = Revocations(
         redis,
         max_token_lifetime_s=max(settings.session_ttl_s, org.max_token_lifetime_s),
-        replicas=settings.revocation_replicas,
-        wait_ms=settings.revocation_wait_ms,
+        replication=Replication(
+            redis,
+            replicas=settings.revocation_replicas,
+            wait_ms=settings.revocation_wait_ms,
+            allow_unsafe=settings.redis_allow_unsafe,
+        ),
     )
     challenges = Challenges(redis, ttl_s=settings.challenge_ttl_s)
     rp = RelyingParty(

@@ -112,17 +112,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     revocation_replicas: Annotated[
         int,
         Meta(
-            description="Replicas that must hold a revocation (Redis WAIT) before the API "
-            "acknowledges it."
+            description="The fewest replicas that must hold a revocation (Redis WAIT) before "
+            "the API acknowledges it; the broker also waits for every replica the topology "
+            "lists. A Redis Cluster needs its replicas per primary here.",
         ),
     ] = 0
     revocation_wait_ms: Annotated[
         int,
         Meta(
-            description="How long to wait for those replicas before answering 503 (the "
-            "revocation stands)."
+            description="How long to wait for those replicas before answering 503 "
+            "revocation-unconfirmed (the client retries).",
         ),
     ] = 500
+    redis_allow_unsafe: Annotated[
+        bool,
+        Meta(
+            description="Run even when the Redis topology check finds what can lose "
+            "acknowledged revocations (a replicated node without the AOF, a cluster with "
+            "fewer revocation_replicas than replicas per primary); off: `serve` refuses to "
+            "start and /readyz answers 503.",
+        ),
+    ] = False
     redis_timeout_s: Annotated[
         float,
         Meta(

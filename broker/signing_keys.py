@@ -29,8 +29,9 @@ import redis.asyncio as aioredis
 from broker.audit import Audit
 from broker.errors import StoreUnavailable
 from broker.keys import KeyRing, SigningKeyError, load_key_ring
+from broker.replication import Replication
 from broker.revocation import signing_key_key
-from broker.store import connect, guard, read_many, set_replicated
+from broker.store import connect, guard, read_many
 
 log = logging.getLogger("vouch.keys")
 
@@ -50,19 +51,16 @@ async def revoke_signing_keys(
     """Record each kid as revoked for good, then audit it.
 
     Raises:
-        StoreUnavailable: not recorded, or not by enough replicas (safe to retry).
+        StoreUnavailable: Redis could not be asked (nothing recorded).
+        RevocationUnconfirmed: not confirmed by the primary and every replica; it may not
+            have been recorded (safe to retry).
     """
     now = time.time()
-    async with guard("revoking signing keys"):
-        for kid in kids:
-            await set_replicated(
-                redis,
-                signing_key_key(kid),
-                repr(now),
-                ttl_s=None,
-                replicas=replicas,
-                timeout_ms=wait_ms,
-            )
+    replication = Replication(redis, replicas=replicas, wait_ms=wait_ms)
+    for kid in kids:
+        await replication.write(
+            signing_key_key(kid), repr(now), ttl_s=None, what="revoking signing keys"
+        )
     audit = Audit(redis, max_len=audit_max_len)
     for kid in kids:
         await audit.record(

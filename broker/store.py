@@ -5,8 +5,8 @@ Every Redis call goes through `guard()`, so an unreachable or slow Redis answers
 
 URL forms (VOUCH_REDIS_URL):
 - ``redis://[:password@]host:port/db``, ``rediss://...``, ``unix:///path?db=0``: one Redis;
-- ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``: the master of
-  `service` as Sentinel reports it, re-resolved after a failover;
+- ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``: the primary of
+  `service` as a majority of the sentinels name it, dropped on a switch (broker.sentinel);
 - ``redis+cluster://[:password@]host:port[,host:port...]``: a Redis Cluster (startup nodes).
 
 Every multi-key read is a non-transactional pipeline (one round trip on one Redis, one per
@@ -23,11 +23,11 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from broker.errors import StoreUnavailable
+from broker.sentinel import LOST, lost_connection, sentinel_client
 
 PREFIX = "vouch:"
 
@@ -63,11 +63,15 @@ def connect(url: str, *, timeout_s: float, max_connections: int = 64) -> aioredi
     if parts.scheme == "redis+sentinel":
         password, sentinels = _hosts(parts.netloc)
         service, _, db = parts.path.strip("/").partition("/")
-        sentinel = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": timeout_s}, **common)  # type: ignore[no-untyped-call]
-        master: aioredis.Redis = sentinel.master_for(
-            service, password=password, db=int(db or 0), max_connections=max_connections
+        return sentinel_client(
+            sentinels,
+            service,
+            password=password,
+            db=int(db or 0),
+            max_connections=max_connections,
+            sentinel_timeout_s=timeout_s,
+            **common,
         )
-        return master
     if parts.scheme == "redis+cluster":
         password, nodes = _hosts(parts.netloc)
         cluster = RedisCluster(
@@ -97,52 +101,6 @@ async def read_many(redis: aioredis.Redis, keys: list[str]) -> list[bytes | None
     return cast(list[bytes | None], await pipe.execute())
 
 
-async def set_replicated(
-    redis: aioredis.Redis,
-    key: str,
-    value: bytes | str,
-    *,
-    ttl_s: int | None,
-    replicas: int,
-    timeout_ms: int,
-) -> None:
-    """SET (for good when `ttl_s` is None), then WAIT until `replicas` replicas have it, on
-    the same connection as WAIT needs.
-
-    Raises:
-        StoreUnavailable: fewer replicas acknowledged in time (the write stands on the
-            master and is enforced; retrying is safe).
-    """
-    if replicas <= 0:
-        await redis.set(key, value, ex=ttl_s)
-        return
-    target, cluster = redis, _as_cluster(redis)
-    if cluster is not None:  # WAIT must run on the node that owns the key
-        node = cluster.get_node_from_key(key)
-        if node is None:
-            raise StoreUnavailable("no cluster node owns the key yet", retry_after=1)
-        password = cluster.get_connection_kwargs().get("password")
-        target = aioredis.Redis(host=node.host, port=int(node.port), password=password)
-    try:
-        pipe = target.pipeline(transaction=False)
-        pipe.set(key, value, ex=ttl_s)
-        pipe.execute_command("WAIT", replicas, timeout_ms)
-        _, acked = await pipe.execute()
-    finally:
-        if target is not redis:
-            await target.aclose()
-    if int(acked) < replicas:
-        raise StoreUnavailable(
-            f"written but acknowledged by {acked} of {replicas} replicas in {timeout_ms} ms;"
-            " it is enforced, retry to make it durable",
-            retry_after=1,
-        )
-
-
-def _as_cluster(client: object) -> RedisCluster | None:
-    return client if isinstance(client, RedisCluster) else None
-
-
 @asynccontextmanager
 async def guard(what: str) -> AsyncIterator[None]:
     """Turn any Redis failure into a 503 naming what could not be done.
@@ -152,7 +110,9 @@ async def guard(what: str) -> AsyncIterator[None]:
     """
     try:
         yield
-    except RedisError as exc:
+    except (RedisError, *LOST) as exc:
+        if not isinstance(exc, RedisError) and not lost_connection(exc):
+            raise
         raise StoreUnavailable(
             f"state store unavailable while {what}; nothing was changed or issued",
             retry_after=1,

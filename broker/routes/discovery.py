@@ -53,13 +53,22 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz", tags=["ops"])
-async def readyz(services: ServicesDep) -> dict[str, str]:
-    """Ready to serve: Redis answers within the configured timeout. `aws_cut` says whether
-    revocations reach live AWS sessions (the broker has AWS credentials of its own)."""
+async def readyz(services: ServicesDep) -> dict[str, object]:
+    """Ready to serve: Redis answers within the configured timeout, and a replicated Redis
+    (Sentinel, Cluster) has a primary and nothing that can lose acknowledged revocations
+    (`redis`: what a revocation waits for). `aws_cut` says whether revocations reach live
+    AWS sessions (the broker has AWS credentials of its own)."""
     async with guard("checking readiness"):
         if not await services.redis.ping():
             raise StoreUnavailable("state store did not answer PING")
-    return {"status": "ready", "aws_cut": "enabled" if services.aws_cut.enabled else "disabled"}
+        topology = await services.revocations.replication.ready()
+    ready: dict[str, object] = {
+        "status": "ready",
+        "aws_cut": "enabled" if services.aws_cut.enabled else "disabled",
+    }
+    if topology is not None:
+        ready["redis"] = topology
+    return ready
 
 
 @get("/metrics", sync_to_thread=False, media_type=MediaType.TEXT, tags=["ops"])

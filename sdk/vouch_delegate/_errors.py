@@ -27,6 +27,7 @@
     ├── StsRejected                     502 sts-rejected
     └── BrokerUnavailable               503 unavailable         (retry_after)
         ├── StoreUnavailable            503 store-unavailable
+        │   └── RevocationUnconfirmed   503 revocation-unconfirmed  (may not be recorded: retry)
         └── StsUnavailable              503 sts-unavailable
 
 The broker answers errors as RFC 9457 problems whose `type` is ``urn:vouch:problem:<slug>``;
@@ -189,6 +190,13 @@ class StoreUnavailable(BrokerUnavailable):
     slug = "store-unavailable"
 
 
+class RevocationUnconfirmed(StoreUnavailable):
+    """A revocation the broker could not confirm: it may not have been recorded. Send the
+    same request again until it is confirmed (repeating it is safe)."""
+
+    slug = "revocation-unconfirmed"
+
+
 class StsUnavailable(BrokerUnavailable):
     slug = "sts-unavailable"
 
@@ -215,6 +223,7 @@ _BROKER_ERRORS: tuple[type[VouchError], ...] = (
     StsRejected,
     BrokerUnavailable,
     StoreUnavailable,
+    RevocationUnconfirmed,
     StsUnavailable,
 )
 _BY_SLUG: dict[str, type[VouchError]] = {cls.slug: cls for cls in _BROKER_ERRORS}

@@ -1,18 +1,25 @@
 """Redis Cluster and Sentinel: the broker keeps working through a failover and no
-acknowledged revocation is lost (revocations wait for one replica before the API answers)."""
+acknowledged revocation is lost (a revocation waits for every replica before the API
+answers); a topology that can lose acknowledged revocations is refused. Failovers under
+load are in test_failover_faults.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from vouch_delegate import BrokerUnavailable
+from vouch_delegate import BrokerUnavailable, RevocationUnconfirmed
 
 from broker.revocation import delegation_key
 from tests.harness.broker import BrokerServer, broker_settings
 from tests.harness.people import person_at, signed_in
+from tests.harness.processes import BrokerProcess
+from tests.harness.services import free_port, wait_for
 from tests.harness.sts_gate import StsGate
 from tests.harness.topology import LocalCluster, LocalSentinel
 from tests.integration.conftest import make_invite, wire_aws
@@ -121,3 +128,108 @@ def test_revocation_without_enough_replicas_is_not_acknowledged_but_enforced(
         assert exchange(server, done.token) == (401, "token-revoked")
     finally:
         server.stop()
+
+
+def test_sentinel_revocation_waits_for_every_replica_the_sentinels_list(
+    tmp_path: Path, sts_gate: StsGate
+) -> None:
+    """With a replica down, a revocation is written on the primary but not acknowledged:
+    the answer says it may not be recorded. Once the replica is back, it is."""
+    topology = LocalSentinel(tmp_path / "sentinel", replicas=2).start()
+    settings = broker_settings(
+        tmp_path, topology.url, aws={"endpoint_url": sts_gate.url}, revocation_wait_ms=1000
+    )
+    server = BrokerServer(settings).start()
+    try:
+        wire_aws(server, sts_gate)
+        ready = httpx.get(f"{server.url}/readyz").json()
+        assert ready["redis"] == {
+            "mode": "sentinel",
+            "replicas": 2,
+            "replicas_down": 0,
+            "unsafe": [],
+        }
+        alice = signed_in(server, "alice@example.com", tmp_path / "alice.json")
+        first, second = (alice.delegate(n, ["us.claude-haiku-4-5"]) for n in ("a", "b"))
+        assert alice.revoke(first.delegation.id).revoked_at is not None
+        topology.replicas[1].kill()
+        with pytest.raises(RevocationUnconfirmed) as refused:
+            alice.revoke(second.delegation.id)
+        assert refused.value.status == 503
+        assert refused.value.detail == (
+            "not confirmed: written on the primary but acknowledged by 1 of 2 replicas in 1000"
+            " ms, so a failover could lose it. It may not have been recorded: send the same"
+            " request again until it is confirmed (repeating it is safe)"
+        )
+        wait_for(
+            lambda: httpx.get(f"{server.url}/readyz").json()["redis"]["replicas_down"] == 1,
+            timeout=15,
+            what="readyz to count the replica down",
+        )
+        topology.replicas[1].start()
+        wait_for(topology.healed, timeout=30, what="replica back")
+        assert alice.revoke(second.delegation.id).revoked_at is not None  # the same request
+        for done in (first, second):
+            assert exchange(server, done.token) == (401, "token-revoked")
+    finally:
+        server.stop()
+        topology.stop()
+
+
+def serve(settings_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`vouch-broker serve` as it starts in production, stopped by the test if it runs."""
+    port = str(free_port())
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", "serve", "--port", port],
+        env=settings_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("kind", ["sentinel-without-aof", "cluster-replicas-0"])
+def test_a_topology_that_can_lose_acknowledged_revocations_is_refused_unless_opted_out(
+    tmp_path: Path, kind: str
+) -> None:
+    topology: LocalSentinel | LocalCluster
+    if kind == "sentinel-without-aof":
+        topology = LocalSentinel(tmp_path / "sentinel", durable=False).start()
+        expected = "runs without the append-only file (appendonly no): restarted, it comes"
+    else:
+        topology = LocalCluster(tmp_path / "cluster").start()
+        expected = (
+            "VOUCH_REVOCATION_REPLICAS=0 is below the 1 replicas of a cluster primary: a"
+            " promoted replica would confirm revocations alone"
+        )
+    try:
+        settings = broker_settings(tmp_path, topology.url)
+        env = BrokerProcess(settings, tmp_path / "unused.log").env()
+        refused = serve(env)
+        assert refused.returncode == 6, refused.stderr
+        assert refused.stderr.startswith(
+            "vouch-broker serve: the Redis topology can lose acknowledged revocations: "
+        )
+        assert expected in refused.stderr
+        assert "VOUCH_REDIS_ALLOW_UNSAFE=true" in refused.stderr
+        # /readyz of a broker started some other way says the same, and is not ready.
+        server = BrokerServer(settings).start()
+        try:
+            answer = httpx.get(f"{server.url}/readyz")
+            assert answer.status_code == 503
+            assert expected in answer.json()["detail"]
+        finally:
+            server.stop()
+        # Opted out: it runs, and /readyz shows what is unsafe.
+        allowed = BrokerProcess(
+            settings, tmp_path / "allowed.log", extra_env={"VOUCH_REDIS_ALLOW_UNSAFE": "true"}
+        ).start()
+        try:
+            ready = httpx.get(f"{allowed.base_url}/readyz")
+            assert ready.status_code == 200
+            assert any(expected in problem for problem in ready.json()["redis"]["unsafe"])
+        finally:
+            allowed.stop()
+    finally:
+        topology.stop()

@@ -16,6 +16,7 @@ from vouch_delegate._grant import parse_duration
 from vouch_delegate._messages import ActionProposal, AuditValue, Invite
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
+from vouch_delegate.cli._retry import until_confirmed
 from vouch_delegate.cli._text import AWS_WAIT_S, aws_line, printable
 
 REVOKE_EPILOG = """examples:
@@ -202,13 +203,18 @@ def run_reinstate(ctx: Context) -> int:
 
 def run_revoke(ctx: Context) -> int:
     args = ctx.args
-    done = ctx.client().create_revocation(
-        delegation=args.delegation or None,
-        agent=args.agent or None,
-        user=args.user or None,
-        credential=args.credential or None,
-        reason=args.reason,
-        wait_s=0 if args.no_wait else AWS_WAIT_S,
+    client = ctx.client()
+    done = until_confirmed(
+        ctx,
+        "the revocation",
+        lambda: client.create_revocation(
+            delegation=args.delegation or None,
+            agent=args.agent or None,
+            user=args.user or None,
+            credential=args.credential or None,
+            reason=args.reason,
+            wait_s=0 if args.no_wait else AWS_WAIT_S,
+        ),
     )
     what = f"{printable(done.handle)} {printable(done.value)}"
     if done.already_revoked:

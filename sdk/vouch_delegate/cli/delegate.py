@@ -22,6 +22,7 @@ from vouch_delegate._grant import (
 from vouch_delegate._messages import AgentToken, Delegation, Grant, PendingRequest
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
+from vouch_delegate.cli._retry import until_confirmed
 from vouch_delegate.cli._text import AWS_WAIT_S, aws_line, printable, wrapped
 from vouch_delegate.cli._token_out import TokenOut
 
@@ -344,7 +345,10 @@ def _row(record: Delegation, *, with_email: bool) -> str:
 
 def run_revoke(ctx: Context) -> int:
     wait = 0 if ctx.args.no_wait else AWS_WAIT_S
-    record = ctx.client().revoke_delegation(ctx.args.id, wait_s=wait)
+    client = ctx.client()
+    record = until_confirmed(
+        ctx, "the revocation", lambda: client.revoke_delegation(ctx.args.id, wait_s=wait)
+    )
     ctx.info(
         f"Revoked {printable(record.id)} ({printable(record.agent)}); its next exchange is refused."
     )
