@@ -507,6 +507,7 @@ def test_list_and_status_count_only_active_delegations_and_say_who_revoked_the_r
     assert len(active) == 2 and active[1].split()[:3] == [ids["kept"], "kept", "active"]
     every = dora.run("delegate", "list", "--all").stdout
     assert every.count("\ndlg_") == 3
+    assert every.count(" left)") == 1  # only the active one has time left
     assert (
         "revoked (this delegation) at " in every
         and 'by dora@example.com: "revoked by user"' in every

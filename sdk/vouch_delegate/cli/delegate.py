@@ -329,9 +329,16 @@ _REVOKED_BY = {"agent": "its agent", "user": "its person", "credential": "its se
 def _row(record: Delegation, *, with_email: bool) -> str:
     who = f"{printable(record.email):<28} " if with_email else ""
     models = ",".join(printable(m) for m in record.models)
+    # A revoked delegation has no time left: its UNTIL is only the end it was granted.
+    revoked = record.state == "revoked" and record.expires_at
+    until = (
+        time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(record.expires_at))
+        if revoked
+        else when(record.expires_at)
+    )
     row = (
         f"{printable(record.id):<22} {who}{printable(record.agent):<16} "
-        f"{record.state or '':<8} {when(record.expires_at):<40} {models}"
+        f"{record.state or '':<8} {until:<40} {models}"
     )
     if record.state != "revoked":
         return row
