@@ -12,13 +12,14 @@ idempotent, so `vouch-broker aws-setup --apply` can be re-run after a policy cha
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from broker.settings import Settings
 from policies import Catalog, OrgPolicy, role_permissions_policy, trust_policy
-from policies.session_policy import PEOPLE_SUBJECTS
+from policies.session_policy import AGENT_SUBJECTS, PEOPLE_SUBJECTS
 
 PERMISSIONS_POLICY_NAME = "vouch-bedrock-models"
 BOUNDARY_POLICY_NAME = "vouch-agents-boundary"
@@ -145,24 +146,30 @@ def plan(settings: Settings, org: OrgPolicy, catalog: Catalog) -> AwsPlan:
         SessionPolicyError: the issuer cannot be an IAM OIDC provider (https, no port), unless
             a local STS emulator is configured, where http://localhost is accepted.
     """
-    local = settings.aws.endpoint_url is not None
     aws = org.aws
+
+    def trust(subjects: str) -> str:
+        return trust_policy(
+            issuer=settings.issuer,
+            account_id=aws.account_id,
+            audience=aws.sts_audience,
+            allow_local_http=settings.aws.endpoint_url is not None,
+            subjects=subjects,
+        )
+
+    def permissions(models: Iterable[str]) -> str:
+        return role_permissions_policy(
+            models, catalog, region=aws.region, account_id=aws.account_id
+        )
+
     people = None
     if aws.people_role_name and org.use_models:
         people = RolePlan(
             name=aws.people_role_name,
             arn=aws.people_role_arn,
             max_session_s=aws.people_role_max_session_s,
-            trust_policy=trust_policy(
-                issuer=settings.issuer,
-                account_id=aws.account_id,
-                audience=aws.sts_audience,
-                allow_local_http=local,
-                subjects=PEOPLE_SUBJECTS,
-            ),
-            permissions_policy=role_permissions_policy(
-                org.use_models, catalog, region=aws.region, account_id=aws.account_id
-            ),
+            trust_policy=trust(PEOPLE_SUBJECTS),
+            permissions_policy=permissions(org.use_models),
             description="Vouch: people's own Bedrock access, signed in with a security key",
         )
     return AwsPlan(
@@ -171,15 +178,8 @@ def plan(settings: Settings, org: OrgPolicy, catalog: Catalog) -> AwsPlan:
         role_name=aws.role_name,
         role_arn=aws.role_arn,
         max_session_s=aws.role_max_session_s,
-        trust_policy=trust_policy(
-            issuer=settings.issuer,
-            account_id=aws.account_id,
-            audience=aws.sts_audience,
-            allow_local_http=local,
-        ),
-        permissions_policy=role_permissions_policy(
-            org.allowed_models, catalog, region=aws.region, account_id=aws.account_id
-        ),
+        trust_policy=trust(AGENT_SUBJECTS),
+        permissions_policy=permissions(org.allowed_models),
         account_id=aws.account_id,
         people=people,
     )
