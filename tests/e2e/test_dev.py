@@ -72,15 +72,7 @@ def test_sigterm_stops_the_dev_stack_and_its_children_as_ctrl_c_does(tmp_path: P
     it stopped its children."""
     port, redis_port, aws_port = free_port(), free_port(), free_port()
     args = ["--port", port, "--redis-port", redis_port, "--aws-port", aws_port]
-    log = tmp_path / "dev.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*BROKER, "dev", "--state-dir", str(tmp_path / "state"), *map(str, args)],
-            env=clean_env(tmp_path),
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc, log = _start(tmp_path, "dev", "--state-dir", str(tmp_path / "state"), *map(str, args))
     try:
         ready = f"http://127.0.0.1:{port}/readyz"
         wait_for(lambda: urllib.request.urlopen(ready, timeout=1).status == 200, 90, "vouch dev")
