@@ -1,7 +1,9 @@
 """Delegation records in Redis: the only module that knows their key names.
 
-Keys: ``vouch:dlg:<id>`` (JSON, expires a minute after the delegation) and the sorted sets
-``vouch:user:<email>:dlgs`` and ``vouch:dlgs`` (score = expiry) for listing and counting.
+Keys: ``vouch:dlg:<id>`` (JSON, kept a day after the delegation ends, so its person can
+still see it as expired), the sorted sets ``vouch:user:<email>:dlgs`` and ``vouch:dlgs``
+(score = expiry) for listing and counting the unexpired ones, and
+``vouch:user:<email>:dlgs-ended`` (score = expiry) for a person's recently expired ones.
 Records are for people and admins to list and revoke; the token itself is never stored.
 A record is added only while its person holds fewer than the org policy's maximum of active
 delegations, checked and taken in one atomic step (`broker.capped_set`).
@@ -18,7 +20,9 @@ import redis.asyncio as aioredis
 from broker.capped_set import CappedSets
 from broker.store import PREFIX, guard, read_many, text
 
-KEEP_AFTER_EXPIRY_S = 60
+KEEP_AFTER_EXPIRY_S = 86_400
+"""How long an expired delegation stays listable (as expired) by its person."""
+_ENDED_TTL_S = 7 * 86_400 + KEEP_AFTER_EXPIRY_S  # the longest grant, then the day after
 
 
 class Delegation(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,6 +54,10 @@ def _of_person(email: str) -> str:
     return f"{PREFIX}user:{email}:dlgs"
 
 
+def _ended_of(email: str) -> str:
+    return f"{PREFIX}user:{email}:dlgs-ended"
+
+
 _EVERYONE = f"{PREFIX}dlgs"
 
 
@@ -79,6 +87,10 @@ class DelegationStore:
             pipe.zadd(_EVERYONE, {record.id: record.expires_at})
             # Prune expired ids as new ones arrive so the global index stays bounded.
             pipe.zremrangebyscore(_EVERYONE, 0, record.created_at)
+            ended = _ended_of(record.email)
+            pipe.zadd(ended, {record.id: record.expires_at})
+            pipe.zremrangebyscore(ended, 0, record.created_at - KEEP_AFTER_EXPIRY_S)
+            pipe.expire(ended, _ENDED_TTL_S)
             await pipe.execute()
         return None
 
@@ -89,6 +101,7 @@ class DelegationStore:
             pipe.delete(_record(record.id))
             pipe.zrem(_of_person(record.email), record.id)
             pipe.zrem(_EVERYONE, record.id)
+            pipe.zrem(_ended_of(record.email), record.id)
             await pipe.execute()
 
     async def replace(self, record: Delegation, *, now: int) -> None:
@@ -116,5 +129,24 @@ class DelegationStore:
         async with guard("listing delegations"):
             await self.redis.zremrangebyscore(key, 0, now)
             ids = cast(builtins.list[bytes], await self.redis.zrange(key, 0, limit - 1))
+            bodies = await read_many(self.redis, [_record(text(i)) for i in ids])
+        return [msgspec.json.decode(b, type=Delegation) for b in bodies if b]
+
+    async def ended(self, email: str, *, now: int, limit: int = 50) -> builtins.list[Delegation]:
+        """A person's delegations that expired within the last day, latest first."""
+        key = _ended_of(email)
+        async with guard("listing expired delegations"):
+            ids = cast(
+                builtins.list[bytes],
+                await self.redis.zrange(
+                    key,
+                    now,
+                    now - KEEP_AFTER_EXPIRY_S,
+                    byscore=True,
+                    desc=True,
+                    offset=0,
+                    num=limit,
+                ),
+            )
             bodies = await read_many(self.redis, [_record(text(i)) for i in ids])
         return [msgspec.json.decode(b, type=Delegation) for b in bodies if b]

@@ -154,6 +154,8 @@ class Revoker:
         record = await self.delegations.get(target.value)
         if record is None or (record.email != actor.email and not self.org.is_admin(actor.email)):
             raise NotFound(f"no active delegation {target.value!r}")
+        if record.expires_at <= now and record.revoked_at is None:  # kept only to be listed
+            raise NotFound(f"no active delegation {target.value!r}: it has expired")
         if record.revoked_at is not None:
             again = await self._again(
                 actor, target, reason, Standing(record.revoked_at, record.revoked_by)

@@ -48,6 +48,8 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     """Global profile: AWS authorizes the routed call on the region-less model ARN."""
     profile_only: bool = False
     """A foundation model with no on-demand throughput: only its profiles can call it."""
+    name: str = ""
+    """The model's display name ("Claude Haiku 4.5"), when the catalog gives one."""
 
     def callable_from(self, region: str) -> bool:
         """Whether an agent whose credentials are for `region` can invoke this id."""
@@ -141,6 +143,17 @@ class Catalog:
         return next(
             (n for n, i in self._names.items() if i == canonical_id and n != i), canonical_id
         )
+
+    def display_name(self, canonical_id: str) -> str:
+        """What a person reads for an id: the catalog's name, with a profile's geography
+        ("Claude Haiku 4.5 (US profile)"); else its short name."""
+        entry = self._entries.get(canonical_id)
+        if entry is None or not entry.name:
+            return self.short_name(canonical_id)
+        if entry.kind == "inference-profile":
+            geo = canonical_id.split(".", maxsplit=1)[0]
+            return f"{entry.name} ({geo if geo == 'global' else geo.upper()} profile)"
+        return entry.name
 
     def routes_to(self, model_id: str, region: str) -> tuple[str, ...]:
         """Profiles of a model that are callable from region: what to offer instead of it."""
@@ -322,6 +335,7 @@ def _build_model(builder: _Builder, model: _Definition, geos: dict[str, _Definit
         kind="foundation-model",
         model_id=model.key,
         profile_only=bool(data.get("profile_only", False)),
+        name=str(data.get("name", "")),
     )
     builder.add(model, fm, aliases)
     overrides: dict[str, list[str]] = data.get("profile_regions", {})
@@ -336,6 +350,7 @@ def _build_model(builder: _Builder, model: _Definition, geos: dict[str, _Definit
             model_id=model.key,
             regions=tuple(sorted(set(regions))),
             regionless=bool(geos[geo].data.get("regionless", False)),
+            name=str(data.get("name", "")),
         )
         builder.add(model, profile, (f"{geo}.{a}" for a in aliases))
 

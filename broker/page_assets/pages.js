@@ -2,6 +2,7 @@
 "use strict";
 
 const GRANT_DOMAIN = "vouch-grant-v1\0"; // broker/grant.py DOMAIN
+const ACTION_DOMAIN = "vouch-action-v1\0"; // broker/actions.py DOMAIN
 const NONCE_BYTES = 16;
 
 function b64urlToBytes(text) {
@@ -125,8 +126,8 @@ async function enroll(form) {
 
 // The challenge is nonce(16) || SHA-256(domain || canonical grant): check that the key is
 // about to sign the grant this page shows, as `vouch delegate approve` does.
-async function commitsTo(challenge, canonical) {
-  const message = new TextEncoder().encode(GRANT_DOMAIN + canonical);
+async function commitsTo(challenge, canonical, domain = GRANT_DOMAIN) {
+  const message = new TextEncoder().encode(domain + canonical);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", message));
   const signed = challenge.slice(NONCE_BYTES);
   return signed.length === digest.length && signed.every((byte, i) => byte === digest[i]);
@@ -155,6 +156,53 @@ async function approve(button) {
   }
 }
 
+// Adding a key without an invite: register the new key, then a key already registered
+// approves exactly that registration (the add-key action names its challenge), as
+// `vouch keys add` does. Two buttons, since the person swaps keys between the touches.
+let pendingKey = null;
+
+async function registerNewKey(button, next) {
+  button.disabled = true;
+  try {
+    const ceremony = await post("/pages/keys/add/begin", {});
+    const approval = ceremony.approval;
+    const action = JSON.parse(approval.action_canonical);
+    const approvalOptions = requestOptions(approval.options);
+    const registration = ceremony.options.publicKey || ceremony.options;
+    if (action.action !== "add-key" || action.enrollment !== registration.challenge
+        || !(await commitsTo(approvalOptions.challenge, approval.action_canonical, ACTION_DOMAIN))) {
+      throw new Error("the broker asked for an approval of something else; nothing was registered");
+    }
+    say("Touch the NEW key (and set or enter its PIN)…");
+    const credential = await navigator.credentials.create({ publicKey: creationOptions(ceremony.options) });
+    pendingKey = { challenge_id: ceremony.challenge_id, credential: attestationJson(credential), approvalOptions };
+    say("New key registered on this page. Now touch a key you already have, to approve it.", "ok");
+    next.disabled = false;
+    next.focus();
+  } catch (error) {
+    say(`Not added: ${error.message}`, "error");
+    button.disabled = false;
+  }
+}
+
+async function approveNewKey(button, first) {
+  button.disabled = true;
+  try {
+    say("Touch a key you already have (and enter its PIN)…");
+    const approval = await navigator.credentials.get({ publicKey: pendingKey.approvalOptions });
+    const done = await post("/pages/keys/add/complete", {
+      challenge_id: pendingKey.challenge_id, credential: pendingKey.credential, approval: assertionJson(approval),
+    });
+    pendingKey = null;
+    say(`Key ${done.cid} added.`, "ok");
+    window.location.assign("/keys");
+  } catch (error) {
+    say(`Not added: ${error.message}`, "error");
+    pendingKey = null;
+    first.disabled = false;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const signin = document.getElementById("signin");
   if (signin) signin.addEventListener("click", () => signIn(signin));
@@ -162,4 +210,10 @@ document.addEventListener("DOMContentLoaded", () => {
   if (form) form.addEventListener("submit", (event) => { event.preventDefault(); enroll(form); });
   const approveButton = document.getElementById("approve");
   if (approveButton) approveButton.addEventListener("click", () => approve(approveButton));
+  const addNew = document.getElementById("add-new");
+  const addApprove = document.getElementById("add-approve");
+  if (addNew) {
+    addNew.addEventListener("click", () => registerNewKey(addNew, addApprove));
+    addApprove.addEventListener("click", () => approveNewKey(addApprove, addNew));
+  }
 });

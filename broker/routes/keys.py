@@ -6,6 +6,7 @@ import msgspec
 from litestar import get
 
 from broker.auth import PersonDep, ServicesDep
+from broker.services import Services
 
 
 class KeyInfo(msgspec.Struct, kw_only=True):
@@ -28,8 +29,13 @@ class KeyInfo(msgspec.Struct, kw_only=True):
 @get("/v1/keys", tags=["sign-in"])
 async def list_keys(services: ServicesDep, person: PersonDep) -> dict[str, list[KeyInfo]]:
     """Your security keys, oldest first: check that you added every one of them."""
-    creds = await services.registry.credentials_of(person.email)
-    keys = [
+    return {"keys": await keys_of(services, person.email)}
+
+
+async def keys_of(services: Services, email: str) -> list[KeyInfo]:
+    """A person's security keys, oldest first (the API's and the pages' one listing)."""
+    creds = await services.registry.credentials_of(email)
+    return [
         KeyInfo(
             cid=c.cid,
             state=c.state,
@@ -43,7 +49,6 @@ async def list_keys(services: ServicesDep, person: PersonDep) -> dict[str, list[
         )
         for c in sorted(creds, key=lambda c: (c.added_at, c.cid))
     ]
-    return {"keys": keys}
 
 
 ROUTES = [list_keys]

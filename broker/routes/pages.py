@@ -1,4 +1,4 @@
-"""The browser pages: enroll, sign in, approve an agent's request, my delegations.
+"""The browser pages: enroll, sign in, approve an agent's request, my delegations, my keys.
 
 Server-rendered (Jinja2, autoescaped: an agent's words are text, never HTML) under a
 strict policy: scripts and styles are files of this origin, nothing inline, nothing from
@@ -39,6 +39,7 @@ from broker.grant import canonical_json
 from broker.identity import limit_identity
 from broker.revoke import Target
 from broker.routes.delegations import request_grant
+from broker.routes.keys import keys_of
 from broker.routes.requests import deny
 from broker.routes.signin import ChallengeId, Email
 from broker.services import Services
@@ -230,7 +231,7 @@ async def approve_page(code: Code, request: HttpRequest, services: ServicesDep) 
         req, grant = await request_grant(services, person, code, request)
     except VouchError as exc:
         return _message(request, person, services, exc.title, exc.detail, status=exc.status)
-    models = [{"id": m, "name": services.catalog.short_name(m)} for m in grant.models]
+    models = [{"id": m, "name": services.catalog.display_name(m)} for m in grant.models]
     return _page(
         "approve.html",
         request,
@@ -298,16 +299,23 @@ async def delegations_page(
     revoked: Annotated[str | None, QueryParameter(max_length=64)] = None,
     aws: Annotated[str | None, QueryParameter(max_length=16)] = None,
 ) -> Any:
-    """Your pending requests and your unexpired delegations, each revocable in one click."""
+    """Your pending requests, your delegations (active and revoked, each active one
+    revocable in one click) and those that expired within the last day."""
     person = await browser_person(request, services)
     if person is None:
         return _to_signin("/delegations")
     now = int(time.time())
-    listed = await with_states(
-        services.revocations, await services.delegations.store.list(person.email, now=now)
-    )
+    store = services.delegations.store
+    live = await store.list(person.email, now=now)
+    ended = [d for d in await store.ended(person.email, now=now) if d.expires_at <= now]
+    listed = await with_states(services.revocations, [*live, *ended])
     rows = [
-        {**msgspec.structs.asdict(d), "until": _when(d.expires_at)}
+        {
+            **msgspec.structs.asdict(d),
+            "state": "expired" if d.state == "active" and d.expires_at <= now else d.state,
+            "until": _when(d.expires_at),
+            "models": [services.catalog.display_name(m) for m in d.models],
+        }
         for d in sorted(listed, key=lambda d: d.created_at, reverse=True)
     ]
     notice = None
@@ -346,6 +354,63 @@ async def revoke_page(
     return Redirect(f"/delegations?revoked={dlg_id}&aws={aws}", status_code=303)
 
 
+@get("/keys", include_in_schema=False)
+async def keys_page(request: HttpRequest, services: ServicesDep) -> Any:
+    """Your security keys; add another one, approved by a tap of a key you already have."""
+    person = await browser_person(request, services)
+    if person is None:
+        return _to_signin("/keys")
+    keys = [
+        {
+            **msgspec.structs.asdict(k),
+            "added": _when(k.added_at),
+            "used": _when(k.last_used) if k.last_used else "never",
+        }
+        for k in await keys_of(services, person.email)
+    ]
+    return _page("keys.html", request, person, services, title="My security keys", keys=keys)
+
+
+@post("/pages/keys/add/begin", status_code=200, include_in_schema=False)
+async def add_key_begin(
+    data: JSONBody[Empty], request: HttpRequest, services: ServicesDep
+) -> dict[str, object]:
+    """The API's enrollment without an invite (`POST /v1/enroll/begin` with a session): the
+    new key's registration, and the action a key you already have must approve."""
+    person = await _page_person(request, services)
+    await services.limits.hit(
+        "enroll", address=client_address(request), identity=limit_identity(person.email)
+    )
+    ceremony = await services.signin.enroll_begin(person.email, code=None, person=person)
+    assert ceremony.approval is not None  # a session's enrollment always asks for one
+    return {
+        "challenge_id": ceremony.challenge_id,
+        "options": ceremony.options,
+        "approval": {
+            "action": ceremony.approval.action,
+            "action_canonical": ceremony.approval.canonical,
+            "options": ceremony.approval.options,
+        },
+    }
+
+
+class AddKeyComplete(msgspec.Struct, forbid_unknown_fields=True):
+    challenge_id: ChallengeId
+    credential: WebAuthnJson
+    """The new key's attestation."""
+    approval: WebAuthnJson
+    """A registered key's user-verified assertion over the add-key action."""
+
+
+@post("/pages/keys/add/complete", status_code=200, include_in_schema=False)
+async def add_key_complete(
+    data: JSONBody[AddKeyComplete], request: HttpRequest, services: ServicesDep
+) -> dict[str, str]:
+    await _page_person(request, services)
+    done = await services.signin.enroll_complete(data.challenge_id, data.credential, data.approval)
+    return {"cid": done.cid}
+
+
 async def _page_person(request: HttpRequest, services: Services, csrf: str | None = None) -> Person:
     """The signed-in person behind a state-changing page request, its CSRF token checked.
 
@@ -375,4 +440,7 @@ ROUTES = [
     deny_page,
     delegations_page,
     revoke_page,
+    keys_page,
+    add_key_begin,
+    add_key_complete,
 ]

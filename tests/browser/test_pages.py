@@ -7,16 +7,22 @@ delegations". Then what must be refused is, each with its exact answer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+import msgspec
 import pytest
+import redis.asyncio as aioredis
 from playwright.sync_api import Page
 from vouch_delegate import AgentCredentials, AgentKey, TokenRevoked, request_delegation
 
+from broker.delegation_store import Delegation, DelegationStore
 from tests.harness.broker import BrokerServer, make_invite
 from tests.harness.browser import BrowserPage, off_the_loop
 
@@ -176,6 +182,7 @@ def test_enroll_sign_in_approve_exchange_revoke(
     assert answer.headers["x-frame-options"] == "DENY"
     page.fill("#email", "ada@example.com")
     bp.screenshot("1-enroll")
+    bp.assert_accessible()
     page.click("#enroll button")
     page.wait_for_url(f"{browser_broker.url}/signin", timeout=15_000)
 
@@ -184,18 +191,22 @@ def test_enroll_sign_in_approve_exchange_revoke(
     page.goto(agent.link)  # not signed in: the sign-in page, then back here
     assert page.url == f"{browser_broker.url}/signin?next=/approve/{agent.code}"
     bp.screenshot("2-signin")
+    bp.assert_accessible()
     sign_in(bp, f"/approve/{agent.code}")
     cookie = next(c for c in page.context.cookies() if c["name"] == "vouch_session")
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["secure"]) == (True, "Strict", False)
     assert page.evaluate("() => document.cookie") == ""  # no script reads the session
 
     assert page.locator(".agent").inner_text() == "nightly"
-    assert page.locator(".models li").all_inner_texts() == [f"us.claude-haiku-4-5 {HAIKU}"]
+    assert page.locator(".models li").all_inner_texts() == [
+        f"Claude Haiku 4.5 (US profile) {HAIKU}"
+    ]
     assert page.locator("#lifetime").inner_text() == "45 min"
     assert page.locator("#jkt").inner_text() == agent.key.thumbprint
     assert page.locator("#agent-message").inner_text() == MESSAGE  # text, not markup
     assert page.locator("#agent-message *").count() == 0
     bp.screenshot("3-approve")
+    bp.assert_accessible()
     page.click("#approve")
     page.locator("#status.ok").wait_for(timeout=15_000)
     assert re.fullmatch(
@@ -211,6 +222,7 @@ def test_enroll_sign_in_approve_exchange_revoke(
     row = page.locator("#delegations tbody tr")
     assert row.count() == 1 and row.locator(".state").inner_text() == "active"
     bp.screenshot("5-delegations")
+    bp.assert_accessible()
     row.locator("button", has_text="Revoke").click()
     page.wait_for_url(re.compile(r".*/delegations\?revoked=dlg_"))
     notice = page.locator("#notice").inner_text()
@@ -360,3 +372,157 @@ def test_cross_site_and_tokenless_posts_are_refused(
     assert posted.value.json()["detail"] == "this request did not come from the broker's own pages"
     page.goto(f"{browser_broker.url}/delegations")
     assert page.locator(f'tr[data-id="{dlg}"] .state').inner_text() == "active"
+
+
+def test_a_second_key_is_added_with_a_tap_of_the_first(
+    browser_page: BrowserPage, browser_broker: BrokerServer
+) -> None:
+    bp, page = browser_page, browser_page.page
+    someone = person(bp, browser_broker)
+    bp.goto("/keys")
+    first = page.locator("#keys tbody tr").get_attribute("data-cid")
+    assert page.locator("#keys tbody tr .state").all_inner_texts() == ["active"]
+    bp.screenshot("1-keys")
+    bp.assert_accessible()
+    # The new key, a second authenticator: the first one stays out of step 1 ...
+    cdp, new_key = authenticator(page)
+    presence = "WebAuthn.setAutomaticPresenceSimulation"
+    cdp.send(presence, {"authenticatorId": someone.authenticator_id, "enabled": False})
+    page.click("#add-new")
+    page.locator("#status.ok").wait_for(timeout=15_000)
+    assert page.locator("#status").inner_text() == (
+        "New key registered on this page. Now touch a key you already have, to approve it."
+    )
+    # ... and the registered key approves exactly that registration in step 2.
+    cdp.send(presence, {"authenticatorId": new_key, "enabled": False})
+    cdp.send(presence, {"authenticatorId": someone.authenticator_id, "enabled": True})
+    page.click("#add-approve")
+    page.wait_for_url(f"{browser_broker.url}/keys", timeout=15_000)
+    page.locator("#keys tbody tr:nth-child(2)").wait_for()
+    rows = page.locator("#keys tbody tr")
+    assert rows.locator(".state").all_inner_texts() == ["active", "active"]
+    added = rows.nth(1)
+    assert added.get_attribute("data-cid") != first
+    assert added.locator("td").nth(3).inner_text() == f"approved by {first}"
+    bp.screenshot("2-added")
+    # The new key signs in on its own.
+    cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": someone.authenticator_id})
+    cdp.send(presence, {"authenticatorId": new_key, "enabled": True})
+    page.context.clear_cookies()
+    bp.goto("/signin?next=/keys")
+    sign_in(bp, "/keys")
+    assert page.locator(".who").inner_text() == someone.email
+    bp.assert_clean()
+
+
+def test_adding_a_key_with_a_tap_without_user_verification_is_refused(
+    browser_page: BrowserPage, browser_broker: BrokerServer
+) -> None:
+    bp, page = browser_page, browser_page.page
+    someone = person(bp, browser_broker)
+    bp.goto("/keys")
+    cdp, new_key = authenticator(page)
+    presence = "WebAuthn.setAutomaticPresenceSimulation"
+    cdp.send(presence, {"authenticatorId": someone.authenticator_id, "enabled": False})
+    page.click("#add-new")
+    page.locator("#status.ok").wait_for(timeout=15_000)
+    cdp.send(presence, {"authenticatorId": new_key, "enabled": False})
+    cdp.send(presence, {"authenticatorId": someone.authenticator_id, "enabled": True})
+    someone.cdp.send(
+        "WebAuthn.setUserVerified",
+        {"authenticatorId": someone.authenticator_id, "isUserVerified": False},
+    )
+    page.click("#add-approve")
+    assert _status_error(page) == (
+        "Not added: The operation either timed out or was not allowed. See:"
+        " https://www.w3.org/TR/webauthn-2/#sctn-privacy-considerations-client."
+    )
+    bp.goto("/keys")
+    assert page.locator("#keys tbody tr").count() == 1  # nothing was added
+
+
+def test_a_tap_on_a_page_of_another_origin_signs_in_nobody(
+    browser_page: BrowserPage, browser_broker: BrokerServer
+) -> None:
+    """A look-alike page on another origin with the same RP ID (another port of localhost)
+    relays the broker's challenge and gets a real tap: the broker refuses it by origin."""
+    bp, page = browser_page, browser_page.page
+    person(bp, browser_broker)
+    begun = httpx.post(f"{browser_broker.url}/v1/login/begin", json={}).json()
+    port = int(browser_broker.url.rsplit(":", 1)[1])
+    lookalike = f"http://localhost:{port + 1}/"
+    page.route(lookalike, lambda route: route.fulfill(content_type="text/html", body="<p>hi"))
+    page.goto(lookalike)
+    credential = page.evaluate(
+        """async (pk) => {
+          const b = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")),
+            (c) => c.charCodeAt(0));
+          const c = await navigator.credentials.get({publicKey: {...pk,
+            challenge: b(pk.challenge)}});
+          return c.toJSON();
+        }""",
+        begun["options"]["publicKey"],
+    )
+    answer = httpx.post(
+        f"{browser_broker.url}/v1/login/complete",
+        json={"challenge_id": begun["challenge_id"], "credential": credential},
+    )
+    assert answer.status_code == 401
+    assert answer.json()["detail"] == "assertion rejected: Invalid origin in CollectedClientData."
+
+
+def test_expired_delegations_stay_listed_as_expired_for_a_day(
+    browser_page: BrowserPage, browser_broker: BrokerServer
+) -> None:
+    bp, page = browser_page, browser_page.page
+    someone = person(bp, browser_broker)
+    now = int(time.time())
+    ended = Delegation(
+        id="dlg_ended1",
+        email=someone.email,
+        agent="nightly",
+        sub=f"agent.nightly.{someone.email}",
+        models=(HAIKU,),
+        cid="c" * 22,
+        created_at=now - 7200,
+        expires_at=now - 3600,
+        purpose="last night's report",
+    )
+    long_gone = msgspec.structs.replace(
+        ended, id="dlg_ended2", created_at=now - 200_000, expires_at=now - 90_000
+    )
+    off_the_loop(_store, browser_broker, [long_gone, ended])
+    bp.goto("/delegations")
+    rows = page.locator("#delegations tbody tr")
+    assert [rows.nth(i).get_attribute("data-id") for i in range(rows.count())] == ["dlg_ended1"]
+    assert rows.locator(".state").inner_text() == "expired"
+    assert rows.locator("td").nth(1).inner_text() == "Claude Haiku 4.5 (US profile)"
+    assert rows.locator("button").count() == 0  # nothing to revoke
+    bp.screenshot("expired")
+    bp.assert_accessible()
+    # Nor can the API revoke it: it has ended.
+    revoke = page.evaluate(
+        """async () => {
+          const csrf = document.querySelector('meta[name="csrf-token"]').content;
+          const r = await fetch("/delegations/dlg_ended1/revoke", {method: "POST",
+            headers: {"Content-Type": "application/x-www-form-urlencoded"},
+            body: `csrf=${encodeURIComponent(csrf)}`});
+          return [r.status, await r.text()];
+        }"""
+    )
+    assert (
+        revoke[0] == 404
+        and "no active delegation &#39;dlg_ended1&#39;: it has expired" in revoke[1]
+    )
+
+
+def _store(broker: BrokerServer, records: list[Delegation]) -> None:
+    async def run() -> None:
+        redis = aioredis.from_url(broker.settings.redis_url)
+        try:
+            for record in records:
+                assert await DelegationStore(redis).add(record, max_active=10) is None
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
+from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Response
 
 CHROMIUM = Path(os.environ.get("VOUCH_CHROMIUM", "/usr/bin/chromium"))
@@ -149,6 +150,12 @@ class BrowserPage:
         path = ARTIFACTS / f"{stem}-{label}.png" if label else ARTIFACTS / f"{stem}.png"
         self.page.screenshot(path=str(path), full_page=full_page)
         return path
+
+    def assert_accessible(self) -> None:
+        """axe-core (run in the page, WCAG 2.x A and AA rules) finds nothing on the page."""
+        options = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21aa"]}}
+        results = Axe().run(self.page, options={"resultTypes": ["violations"], **options})
+        assert results.violations_count == 0, results.generate_report()
 
     def assert_clean(self) -> None:
         """No CSP violation, script error, failed, foreign or refused request so far."""

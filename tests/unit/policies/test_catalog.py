@@ -121,6 +121,15 @@ def test_matching_and_short_names(catalog: Catalog) -> None:
     )
 
 
+def test_display_names_come_from_the_catalog_with_a_profiles_geography(catalog: Catalog) -> None:
+    haiku = "anthropic.claude-haiku-4-5-20251001-v1:0"
+    assert catalog.display_name(haiku) == "Claude Haiku 4.5"
+    assert catalog.display_name(f"us.{haiku}") == "Claude Haiku 4.5 (US profile)"
+    assert catalog.display_name(f"global.{haiku}") == "Claude Haiku 4.5 (global profile)"
+    # Without a name in the catalog (or not in it at all), the short name stands in.
+    assert catalog.display_name("no.such-model") == "no.such-model"
+
+
 EXTENSION = f"""
 [geographies.us]
 regions = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"]
