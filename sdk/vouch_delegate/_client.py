@@ -53,6 +53,7 @@ from ._messages import (
     decode,
     encode,
 )
+from ._token import issuer_url
 from ._transport import Transport, normalize_server
 
 T = TypeVar("T")
@@ -232,14 +233,20 @@ class BrokerClient:
         with the agent's `key`, each attempt carries a fresh DPoP proof (a bound token)."""
         narrowed = ExchangeRequest(list(models) if models else None, duration_s)
         body = narrowed if narrowed != ExchangeRequest() else None
+        path = "/v1/credentials/aws"
+        # The broker expects the proof's htu at its public URL (the token's issuer), which an
+        # agent reaching it at an internal address or through a proxy does not call.
+        public = issuer_url(agent_token, path)
         return self._call(
             "POST",
-            "/v1/credentials/aws",
+            path,
             CredentialDocument,
             body=body,
             token=agent_token,
             retry=True,
-            proof=(lambda method, url: key.proof(method, url, agent_token)) if key else None,
+            proof=(lambda method, url: key.proof(method, public or url, agent_token))
+            if key
+            else None,
         )
 
     def own_credentials_aws(

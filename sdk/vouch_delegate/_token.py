@@ -24,6 +24,17 @@ TOKEN_FILE_ENV = "VOUCH_AGENT_TOKEN_FILE"  # noqa: S105
 SERVER_ENV = "VOUCH_SERVER"
 
 
+def issuer_url(token: str, path: str) -> str | None:
+    """`path` at the token's issuer (its `iss`, unverified), or None when it names none."""
+    try:
+        issuer = claims_of(token).get("iss")
+    except ConfigError:
+        return None
+    if not isinstance(issuer, str) or not issuer.startswith(("https://", "http://")):
+        return None
+    return issuer.rstrip("/") + path
+
+
 def claims_of(token: str) -> dict[str, Any]:
     """The JWT payload, decoded without verifying anything.
 

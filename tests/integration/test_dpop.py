@@ -17,7 +17,7 @@ import jwt
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from vouch_delegate import AgentKey
+from vouch_delegate import AgentCredentials, AgentKey
 
 from broker.settings import Settings
 from tests.harness.broker import BrokerServer, broker_settings, make_invite
@@ -110,6 +110,20 @@ def test_a_bound_token_exchanges_with_a_fresh_proof_per_request(
     assert exchange(http, token, key.proof("POST", url + "?x=1", token)).status_code == 200
     # The scheme does not decide: a bound token sent as a Bearer still needs its proof.
     assert exchange(http, token, key.proof("POST", url, token), "Bearer").status_code == 200
+
+
+def test_the_sdk_proves_for_the_issuers_url_when_it_reaches_the_broker_at_another(
+    alice: Human, broker: BrokerServer, sts_gate: StsGate
+) -> None:
+    """An agent behind a proxy or on an internal address calls a URL that is not the
+    broker's public one; its proofs name the public one (the token's `iss`), as the broker
+    expects."""
+    key = AgentKey.generate()
+    token = bound(alice, key)
+    internal = broker.url.replace("localhost", "127.0.0.1")
+    assert internal != broker.url
+    creds = AgentCredentials(internal, token=token, key=key).get()
+    assert creds.access_key_id.startswith("ASIA")
 
 
 def test_a_stolen_bound_token_without_a_proof_is_refused(http: httpx.Client, alice: Human) -> None:
