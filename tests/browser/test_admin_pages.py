@@ -9,7 +9,9 @@ refused is, each with its exact answer.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +20,9 @@ import pytest
 from playwright.sync_api import Browser, Page, ViewportSize
 from vouch_delegate import AgentCredentials, TokenRevoked
 
+from broker.invites import Invite, Invites, invite_id
+from broker.registry import Registry
+from broker.store import connect
 from tests.browser.conftest import VIEWPORT
 from tests.browser.test_pages import PAGE_CSP, Someone, authenticator, enroll, person, sign_in
 from tests.harness.broker import BrokerServer, make_invite
@@ -295,8 +300,12 @@ def test_a_non_admin_gets_403_on_every_admin_page_and_post(
     browser_page: BrowserPage, browser_broker: BrokerServer
 ) -> None:
     bp, page = browser_page, browser_page.page
-    person(bp, browser_broker)
+    someone = person(bp, browser_broker)
     assert page.locator("nav a", has_text="Admin").count() == 0
+    # Real targets, so that only the admin check can refuse: an unused invite, their own key.
+    spare = f"spare-{next(_victims)}@example.com"
+    spare_id = invite_id(off_the_loop(make_invite, browser_broker.settings, spare))
+    [own_key] = off_the_loop(credentials_of, browser_broker, someone.email)
     for path in ("/admin/people", "/admin/invites", "/admin/audit", person_href(ADMIN)):
         answer = bp.goto(path)
         assert answer is not None and answer.status == 403, path
@@ -306,8 +315,8 @@ def test_a_non_admin_gets_403_on_every_admin_page_and_post(
     ceremony: dict[str, Any] = {"challenge_id": "x" * 16, "credential": {}, "action": "{}"}
     posts: list[tuple[str, dict[str, Any], bool]] = [
         (f"{person_href(ADMIN)}/revoke", {"reason": "no"}, False),
-        ("/admin/keys/abc/revoke", {}, False),
-        ("/admin/invites/inv_x/cancel", {}, False),
+        (f"/admin/keys/{own_key}/revoke", {}, False),
+        (f"/admin/invites/{spare_id}/cancel", {}, False),
         ("/pages/admin/invites/begin", {"email": "x@example.com"}, True),
         ("/pages/admin/invites/complete", ceremony, True),
         ("/pages/admin/reinstate/begin", {"email": ADMIN}, True),
@@ -323,6 +332,36 @@ def test_a_non_admin_gets_403_on_every_admin_page_and_post(
     page.goto(f"{browser_broker.url}/delegations")
     status, detail = page.evaluate(FETCH, [person_href(ADMIN) + "/revoke", {}, False, False])
     assert (status, detail) == (403, NO_CSRF)
+    # Nothing changed: the invite still enrolls, the key still signs in.
+    assert spare_id in [i.id for i in off_the_loop(unused_invites, browser_broker)]
+    page.goto(f"{browser_broker.url}/signin")
+    sign_in(bp, "/delegations")
+
+
+def credentials_of(broker: BrokerServer, email: str) -> list[str]:
+    """The cids of `email`'s active keys, read from the broker's Redis."""
+
+    async def read() -> list[str]:
+        client = connect(broker.settings.redis_url, timeout_s=2.0)
+        try:
+            keys = await Registry(client).credentials_of(email)
+            return [k.cid for k in keys if k.state == "active"]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
+
+
+def unused_invites(broker: BrokerServer) -> list[Invite]:
+    async def read() -> list[Invite]:
+        client = connect(broker.settings.redis_url, timeout_s=2.0)
+        try:
+            invites = Invites(client, ttl_s=broker.settings.invite_ttl_s)
+            return await invites.unused(now=int(time.time()))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
 
 
 def test_admin_posts_without_the_csrf_token_are_refused(
