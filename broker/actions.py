@@ -18,7 +18,7 @@ import msgspec
 
 from broker.assertion import WebAuthnJson
 from broker.challenges import ActionState, Challenges, FidoState
-from broker.errors import AssertionRejected, ChallengeInvalid, PermissionDenied
+from broker.errors import AssertionRejected, ChallengeInvalid, InvalidRequest, PermissionDenied
 from broker.keytap import KeyTaps, Tap
 from broker.session import Person
 
@@ -104,16 +104,27 @@ class ActionTaps:
         return Proposal(await self.challenges.put(action.action, state), approval)
 
     async def complete(
-        self, person: Person, name: ActionName, challenge_id: str, response: WebAuthnJson
+        self,
+        person: Person,
+        name: ActionName,
+        challenge_id: str,
+        response: WebAuthnJson,
+        *,
+        shown: str | None = None,
     ) -> tuple[Action, Tap]:
-        """The action `person` approved with this tap.
+        """The action `person` approved with this tap. `shown` (an admin page's) is the
+        canonical action the page showed: unless the challenge committed to it, nothing is
+        approved (the challenge is spent).
 
         Raises:
             ChallengeInvalid: unknown, used, expired, for another action or another person.
+            InvalidRequest: `shown` is not the action the challenge committed to.
             AssertionRejected, KeyFlagged, PermissionDenied: the tap does not count.
         """
         state = await self.challenges.take(name, challenge_id, ActionState)
         if state.email != person.email:
             raise ChallengeInvalid("this challenge belongs to another person")
+        if shown is not None and shown != state.action:
+            raise InvalidRequest("the action shown is not the action this tap was asked to approve")
         tap = await self.check(state.fido, response, person.email)
         return msgspec.json.decode(state.action, type=Action), tap

@@ -17,6 +17,7 @@ from broker.middleware import observe, security_headers, unrouted
 from broker.problems import EXCEPTION_HANDLERS
 from broker.routes import (
     admin,
+    admin_pages,
     credentials,
     delegations,
     discovery,
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
             *credentials.routes(built.exchanges),
             *admin.ROUTES,
             *pages.ROUTES,
+            *admin_pages.ROUTES,
         ],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),

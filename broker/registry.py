@@ -2,7 +2,10 @@
 
 Keys: ``vouch:user:<email>`` (hash: created, and `disabled` while the person is revoked),
 ``vouch:user:<email>:creds`` (set of credential hashes), ``vouch:cred:<cid>`` (hash: email,
-credential data, counter, state, when and how it was added). `cid` is a hash of the FIDO2
+credential data, counter, state, when and how it was added), ``vouch:people`` (sorted set of
+every person's email, all scored 0 so a range by email pages through them in order; written
+with the person's first key or revocation) and ``vouch:people:indexed`` (set once the people
+registered before that index existed were added to it). `cid` is a hash of the FIDO2
 credential id so the raw id never appears in tokens or logs.
 
 A revoked person stays revoked (docs/design.md invariant 11): adding a key never clears
@@ -16,7 +19,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from fido2.webauthn import AttestedCredentialData
@@ -24,6 +27,10 @@ from fido2.webauthn import AttestedCredentialData
 from broker.assertion import SOFTWARE_AAGUID
 from broker.errors import Conflict, PermissionDenied
 from broker.store import PREFIX, guard, text
+
+PEOPLE = f"{PREFIX}people"
+PEOPLE_INDEXED = f"{PREFIX}people:indexed"
+_USER = f"{PREFIX}user:"
 
 # Accept the new counter only if it increases (or the authenticator keeps none: both zero);
 # otherwise flag the key in the same atomic step.
@@ -77,6 +84,17 @@ class Credential:
 
 
 @dataclass(frozen=True)
+class PersonRecord:
+    """A registered person as admins see them: their keys and whether they are revoked."""
+
+    email: str
+    registered_at: int
+    disabled_since: int | None
+    """When they were revoked (Unix time); None while they may sign in."""
+    credentials: list[Credential]
+
+
+@dataclass(frozen=True)
 class Authorized:
     """What let a key be added: an invite (by id) or a tap by another key (by cid)."""
 
@@ -122,6 +140,7 @@ class Registry:
             pipe.hset(f"{PREFIX}cred:{cid}", mapping=fields)  # type: ignore[arg-type]
             pipe.sadd(f"{user}:creds", cid)
             pipe.hsetnx(user, "created", now)
+            pipe.zadd(PEOPLE, {email: 0})
             await pipe.execute()
             # `disable_user` marks the person before it reads their keys: either it sees
             # this key, or this read sees the mark. Both end with the key revoked.
@@ -172,8 +191,10 @@ class Registry:
     async def disable_user(self, email: str) -> None:
         """Stop a person signing in again (their keys are revoked too)."""
         async with guard("disabling a person"):
-            # The mark first, then the keys: see `add`.
+            # The mark first, then the keys: see `add`. Listed even without a key, so an
+            # email revoked before it enrolled can be found and reinstated.
             await self.redis.hset(f"{PREFIX}user:{email}", "disabled", str(int(time.time())))
+            await self.redis.zadd(PEOPLE, {email: 0})
         creds = await self.credentials_of(email)
         async with guard("disabling a person"):
             pipe = self.redis.pipeline(transaction=False)
@@ -185,6 +206,78 @@ class Registry:
         """Raises: PermissionDenied when the person is revoked."""
         if await self.is_disabled(email):
             raise PermissionDenied(_REVOKED)
+
+    async def people(
+        self, *, after: str = "", count: int = 100
+    ) -> tuple[list[PersonRecord], str | None]:
+        """At most `count` people by email after `after`, and the `after` of the next page
+        (None: no more).
+
+        Raises: StoreUnavailable.
+        """
+        await self._index_earlier_people()
+        async with guard("listing people"):
+            low = f"({after}" if after else "-"
+            found = cast(
+                list[bytes], await self.redis.zrangebylex(PEOPLE, low, "+", start=0, num=count + 1)
+            )
+        emails = [text(e) for e in found]
+        records = await self._records(emails[:count])
+        return records, emails[count - 1] if len(emails) > count else None
+
+    async def person(self, email: str) -> PersonRecord | None:
+        """One person with their keys; None if they never enrolled nor were revoked.
+
+        Raises: StoreUnavailable.
+        """
+        records = await self._records([email])
+        return records[0] if records else None
+
+    async def _records(self, emails: list[str]) -> list[PersonRecord]:
+        async with guard("reading people"):
+            pipe = self.redis.pipeline(transaction=False)
+            for email in emails:
+                pipe.hgetall(f"{_USER}{email}")
+                pipe.smembers(f"{_USER}{email}:creds")
+            rows = await pipe.execute()
+            users = rows[0::2]
+            cids = [sorted(text(c) for c in members) for members in rows[1::2]]
+            pipe = self.redis.pipeline(transaction=False)
+            for cid in (c for group in cids for c in group):
+                pipe.hgetall(f"{PREFIX}cred:{cid}")
+            creds = iter(await pipe.execute())
+        records = []
+        for email, user, group in zip(emails, users, cids, strict=True):
+            rows = [next(creds) for _ in group]
+            keys = [_credential(cid, row) for cid, row in zip(group, rows, strict=True) if row]
+            if not user and not keys:
+                continue
+            disabled = user.get(b"disabled")
+            records.append(
+                PersonRecord(
+                    email=email,
+                    registered_at=int(user.get(b"created", b"0")),
+                    disabled_since=int(disabled) if disabled is not None else None,
+                    credentials=sorted(keys, key=lambda c: (c.added_at, c.cid)),
+                )
+            )
+        return records
+
+    async def _index_earlier_people(self) -> None:
+        """Add the people registered before `vouch:people` existed to it, once (a scan of
+        `vouch:user:*`; idempotent, so two replicas doing it at once agree)."""
+        async with guard("indexing people"):
+            if await self.redis.exists(PEOPLE_INDEXED):
+                return
+            emails = set()
+            async for key in self.redis.scan_iter(match=f"{_USER}*", count=1000):
+                # `<email>` and `<email>:creds`, not `<email>:dlgs` (requests to anyone).
+                email = text(key)[len(_USER) :].removesuffix(":creds")
+                if ":" not in email:
+                    emails.add(email)
+            if emails:
+                await self.redis.zadd(PEOPLE, dict.fromkeys(emails, 0))
+            await self.redis.set(PEOPLE_INDEXED, str(int(time.time())))
 
     async def reinstate(self, email: str) -> bool:
         """Let a revoked person back in (their revoked keys stay revoked); False if they

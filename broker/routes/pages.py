@@ -46,7 +46,12 @@ from broker.services import Services
 from broker.session import Person
 
 ASSETS = files("broker") / "page_assets"
-ASSET_TYPES = {"pages.css": "text/css", "pages.js": "text/javascript"}
+ASSET_TYPES = {
+    "pages.css": "text/css",
+    "pages.js": "text/javascript",
+    "admin.css": "text/css",  # the admin pages' (broker.routes.admin_pages)
+    "admin.js": "text/javascript",
+}
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -91,9 +96,15 @@ def _page(
     **context: Any,
 ) -> Template:
     token = session_token(request, services.settings.issuer) if person else None
+    is_admin = person is not None and services.org.is_admin(person.email)  # the nav's Admin link
     return Template(
         template_name=name,
-        context={"person": person, "csrf": csrf_token(token) if token else "", **context},
+        context={
+            "person": person,
+            "csrf": csrf_token(token) if token else "",
+            "is_admin": is_admin,
+            **context,
+        },
         status_code=status,
         headers=HEADERS,
         media_type=MediaType.HTML,
