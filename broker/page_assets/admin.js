@@ -1,16 +1,11 @@
 // The admin pages' tap-bound actions (an invite, a reinstatement). Loaded after pages.js,
-// whose helpers (post, say, requestOptions, assertionJson, NONCE_BYTES) it uses.
+// whose helpers (post, say, requestOptions, assertionJson, commitsTo, ACTION_DOMAIN) it uses.
 "use strict";
-
-const ACTION_DOMAIN = "vouch-action-v1\0"; // broker/actions.py DOMAIN
 
 // The challenge is nonce(16) || SHA-256(domain || canonical action): check that the key is
 // about to approve the action this page shows, as the `vouch admin` commands do.
-async function approvesAction(challenge, canonical) {
-  const message = new TextEncoder().encode(ACTION_DOMAIN + canonical);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", message));
-  const signed = challenge.slice(NONCE_BYTES);
-  return signed.length === digest.length && signed.every((byte, i) => byte === digest[i]);
+function approvesAction(challenge, canonical) {
+  return commitsTo(challenge, canonical, ACTION_DOMAIN);
 }
 
 // The canonical form the broker signs: compact JSON, keys sorted (action, by, email).

@@ -215,7 +215,11 @@ async def person_detail(
         for c in record.credentials
     ]
     delegations = [
-        {**msgspec.structs.asdict(d), "until": _when(d.expires_at)}
+        {
+            **msgspec.structs.asdict(d),
+            "until": _when(d.expires_at),
+            "models": [services.catalog.display_name(m) for m in d.models],
+        }
         for d in sorted(listed, key=lambda d: d.created_at, reverse=True)
     ]
     revoked = record.disabled_since is not None

@@ -107,10 +107,12 @@ def person_href(email: str) -> str:
 
 
 def screenshots(bp: BrowserPage, label: str) -> None:
-    """The page at a laptop's size and at a phone's, whole."""
+    """The page at a laptop's size and at a phone's, whole; axe-core finds nothing at either."""
     bp.screenshot(f"{label}-1280")
+    bp.assert_accessible()
     bp.page.set_viewport_size(PHONE)
     bp.screenshot(f"{label}-390")
+    bp.assert_accessible()
     bp.page.set_viewport_size(VIEWPORT)
 
 
@@ -190,6 +192,8 @@ def test_admin_invites_revokes_reinstates_and_reads_the_audit(
         page.wait_for_url(f"{url}{person_href(alice.email)}")
         assert page.locator("#person-state .badge").inner_text() == "active"
         assert page.locator("#delegations .state").inner_text() == "active"
+        models = page.locator('#delegations td[data-label="Models"]').inner_text()
+        assert models == "Claude Haiku 4.5 (US profile)"
         screenshots(bp, "person-active")
         page.fill("#reason", REASON)
         page.click("#revoke-person button")
