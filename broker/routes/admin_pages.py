@@ -45,7 +45,15 @@ from broker.routes.admin import (
     reinstate_person,
     revoke_handle,
 )
-from broker.routes.pages import AWS_WORDS, FormBody, _message, _page, _page_person, _when
+from broker.routes.pages import (
+    AWS_WORDS,
+    SIGNIN_NEXT_MAX,
+    FormBody,
+    _message,
+    _page,
+    _page_person,
+    _when,
+)
 from broker.routes.signin import ChallengeId
 from broker.services import Services
 from broker.session import Person
@@ -57,7 +65,6 @@ EVENTS_MAX = 200
 AWS_WAIT_S = 2.0
 """How long a revocation's page waits for AWS to be told before it says where AWS stands."""
 NOT_ADMIN = "this needs an admin named in the org policy"
-_SIGNIN_NEXT_MAX = 64  # /signin's `next` (broker.routes.pages.signin_page)
 _TIMES = ("expires_at", "revoked_at")  # audit fields that are Unix times
 
 EmailPath = Annotated[str, PathParameter(min_length=3, max_length=254)]
@@ -74,7 +81,7 @@ class ActionComplete(msgspec.Struct, forbid_unknown_fields=True):
 def _signin(path: str) -> Redirect:
     """To sign in, then back to `path` (or to the people page when `path` is too long for
     the sign-in page's `next`)."""
-    target = path if len(path) <= _SIGNIN_NEXT_MAX else "/admin/people"
+    target = path if len(path) <= SIGNIN_NEXT_MAX else "/admin/people"
     return Redirect(f"/signin?next={quote(target, safe='/@')}", status_code=303)
 
 

@@ -58,6 +58,9 @@ PAGE_CSP = (
 )
 HEADERS = {"Content-Security-Policy": PAGE_CSP}
 Code = Annotated[str, PathParameter(min_length=4, max_length=16, pattern=r"^[A-Za-z0-9-]+$")]
+SIGNIN_NEXT_MAX = 512
+"""The longest `next` the sign-in page takes: an admin's page of a person (emails <= 254)."""
+NextPath = Annotated[str, QueryParameter(name="next", max_length=SIGNIN_NEXT_MAX)]
 FormBody = Body(media_type=RequestEncodingType.URL_ENCODED)
 AWS_WORDS = {
     "cut": "AWS now denies its live sessions too.",
@@ -158,7 +161,9 @@ def asset(name: Annotated[str, PathParameter(max_length=64)]) -> Response[bytes]
 async def signin_page(
     request: HttpRequest,
     services: ServicesDep,
-    next_path: Annotated[str, QueryParameter(name="next", max_length=64)] = "/delegations",
+    next_path: Annotated[
+        str, QueryParameter(name="next", max_length=SIGNIN_NEXT_MAX)
+    ] = "/delegations",
 ) -> Template:
     """Usernameless sign-in with a security key; then on to `next` (a path of this site)."""
     local = next_path.startswith("/") and not next_path.startswith(("//", "/\\"))
