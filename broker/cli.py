@@ -94,6 +94,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from broker.services import load_policy
 
     load_policy(settings)  # here, so a bad policy is one line, not a traceback per worker
+    from broker.usage import load_prices
+
+    load_prices(settings)
     if args.config:
         os.environ["VOUCH_CONFIG"] = str(Path(args.config).resolve())
     from broker.logs import configure
@@ -431,6 +434,13 @@ def cmd_aws_setup(args: argparse.Namespace) -> int:
         try:
             for line in aws_setup.apply(the_plan, iam):
                 print(line, file=sys.stderr)
+            if settings.aws.endpoint_url:  # the local AWS emulator: no Bedrock to create it
+                logs = boto3.session.Session().client(
+                    "logs", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
+                )
+                group = settings.aws.invocation_log_group
+                for line in aws_setup.ensure_invocation_log_group(logs, group):
+                    print(line, file=sys.stderr)
         except NoCredentialsError:
             print(NO_AWS_CREDENTIALS, file=sys.stderr)
             return EXIT_CONFIG
