@@ -73,8 +73,9 @@ def test_botocore_credential_process_profile_calls_vouch(
     )
     session = boto3.Session(profile_name="agent")
     identity = session.client("sts", endpoint_url=moto_server.url).get_caller_identity()
+    dlg = jwt.decode(token.read_text(), options={"verify_signature": False})["dlg"]
     assert identity["Arn"].endswith(
-        ":assumed-role/vouch-agents/agent.profiled.profiled@example.com"
+        f":assumed-role/vouch-agents/{dlg}.profiled.profiled@example.com"
     )
     credentials = session.get_credentials()
     assert credentials is not None and credentials.method == "custom-process"
