@@ -13,6 +13,7 @@ from policies.prices import Price, PriceTable, Tokens, cost, foundation_id
 
 CATALOG = Catalog.builtin()
 HAIKU = "anthropic.claude-haiku-4-5-20251001-v1:0"
+NUMBER = "must be a number of USD, 0 or more (e.g. 3.00)"
 SONNET = Price(input=Decimal("3.00"), output=Decimal("15.00"))
 
 
@@ -114,10 +115,10 @@ def test_a_price_file_with_problems_lists_each_with_its_location(tmp_path: Path)
     assert [str(p) for p in caught.value.problems] == [
         f"{file}: rates: unknown key",
         f"{file}: models.\"Not A Model\": 'Not A Model' is not a model id or profile ARN",
-        f'{file}: models."{HAIKU}".input: must be a number of USD, 0 or more (e.g. 3.00)',
-        f'{file}: models."{HAIKU}".output: must be a number of USD, 0 or more (e.g. 3.00)',
+        f'{file}: models."{HAIKU}".input: {NUMBER}',
+        f'{file}: models."{HAIKU}".output: {NUMBER}',
         f'{file}: models."{HAIKU}".cache_reed: unknown key (did you mean cache_read?)',
-        f'{file}: models."amazon.nova-lite-v1:0".output: must be a number of USD, 0 or more (e.g. 3.00)',
+        f'{file}: models."amazon.nova-lite-v1:0".output: {NUMBER}',
         f'{file}: models."amazon.nova-lite-v1:0".input: required',
         f"{file}: currency: EUR differs from the built-in USD",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from decimal import Decimal
 
@@ -20,7 +21,10 @@ ROLES = BrokerRoles(
 )
 CATALOG = Catalog.builtin()
 PRICES = PriceTable.builtin()
-OTHER_AGENT = "arn:aws:sts::123456789012:assumed-role/vouch-agents/dlg_AAAAAAAAAAAAAAAA.writer.bob@example.com"
+OTHER_AGENT = (
+    "arn:aws:sts::123456789012:assumed-role/vouch-agents/"
+    "dlg_AAAAAAAAAAAAAAAA.writer.bob@example.com"
+)
 FOREIGN = "arn:aws:iam::123456789012:user/ci"
 SONNET = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -142,7 +146,7 @@ def blobs_of(records: list[InvocationRecord], cuts: list[int]) -> list[bytes]:
     """The records as JSON-lines files, cut at these positions (as S3 batches them)."""
     lines = [json.dumps(_wire(r)).encode() for r in records]
     edges = sorted({0, len(lines), *(c % (len(lines) + 1) for c in cuts)})
-    return [b"\n".join(lines[a:b]) for a, b in zip(edges, edges[1:], strict=False)]
+    return [b"\n".join(lines[a:b]) for a, b in itertools.pairwise(edges)]
 
 
 def _wire(r: InvocationRecord) -> dict[str, object]:
