@@ -26,7 +26,7 @@ async def read_usage(
     services: ServicesDep,
     person: PersonDep,
     since: Annotated[str, QueryParameter(max_length=16)] = "24h",
-    by: By = "delegation",
+    by: Annotated[By, QueryParameter()] = "delegation",
     everyone: Annotated[bool, QueryParameter(name="all")] = False,
 ) -> Report:
     """Tokens and exact cost of Bedrock calls in the last `since` (24h, 7d, ...), grouped
