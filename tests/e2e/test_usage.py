@@ -15,6 +15,8 @@ from tests.harness.broker import BrokerServer, make_invite, private_broker
 from tests.harness.services import MotoServer
 from tests.unit.policies.invocation_records import AGENT_ARN, PERSON_ARN, record
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def logs(tmp_path: Path) -> Path:

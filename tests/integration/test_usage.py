@@ -27,6 +27,9 @@ from tests.harness.sts_gate import StsGate
 from tests.integration.conftest import make_invite, wire_aws
 from tests.unit.policies.invocation_records import PERSON_ARN, record
 
+pytestmark = pytest.mark.integration
+
+
 HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 
 

@@ -17,6 +17,9 @@ from broker.settings import load_settings
 from broker.usage import Report, csv_text, reports_for, table
 from tests.unit.policies.invocation_records import PERSON_ARN, record
 
+pytestmark = pytest.mark.unit
+
+
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 LONG = "firstname.lastname@engineering.bigcompany.example.com"
 SHORT_ARN = (

@@ -17,6 +17,8 @@ from policies.attribution import (
     person_session_name,
 )
 
+pytestmark = pytest.mark.unit
+
 ROLES = BrokerRoles(
     account_id="123456789012", agents_role="vouch-agents", people_role="vouch-people"
 )

@@ -13,6 +13,8 @@ from policies.invocation_log import InvocationRecord, parse_all, parse_record, s
 from policies.prices import Tokens
 from tests.unit.policies.invocation_records import AGENT_ARN, HAIKU_PROFILE, PROMPT, line, record
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_converse_record_gives_who_when_which_model_and_the_tokens() -> None:
     assert parse_record(line()) == InvocationRecord(

@@ -11,6 +11,9 @@ from policies import Catalog
 from policies.errors import PolicyFileError
 from policies.prices import Price, PriceTable, Tokens, cost, foundation_id
 
+pytestmark = pytest.mark.unit
+
+
 CATALOG = Catalog.builtin()
 HAIKU = "anthropic.claude-haiku-4-5-20251001-v1:0"
 NUMBER = "must be a number of USD, 0 or more (e.g. 3.00)"

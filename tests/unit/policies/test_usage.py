@@ -6,6 +6,7 @@ import itertools
 import json
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,9 @@ from policies.invocation_log import InvocationRecord, parse_all, parse_record
 from policies.prices import Price, PriceTable
 from policies.usage import GROUPINGS, By, Tally, UsageRow, summarize, total, unpriced_models
 from tests.unit.policies.invocation_records import AGENT_ARN, PERSON_ARN, record
+
+pytestmark = pytest.mark.unit
+
 
 ROLES = BrokerRoles(
     account_id="123456789012", agents_role="vouch-agents", people_role="vouch-people"
