@@ -254,3 +254,23 @@ def test_usage_without_a_source_is_a_conflict_that_says_what_to_set(
         400,
         "since: 'forever' is not a duration of at most 400d (24h, 7d)",
     )
+
+
+def test_aws_setup_apply_in_the_emulator_creates_the_invocation_log_group(
+    moto_server: MotoServer,
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from broker.cli import main
+
+    group = f"invocations-{secrets.token_hex(4)}"
+    monkeypatch.setenv("VOUCH_AWS_ENDPOINT_URL", moto_server.url)
+    monkeypatch.setenv("VOUCH_AWS_INVOCATION_LOG_GROUP", group)
+    assert main(["aws-setup", "--apply"]) == 0
+    assert f"created log group {group}\n" in capsys.readouterr().err
+    assert main(["aws-setup", "--apply"]) == 0  # again: nothing to create
+    assert f"log group {group} present\n" in capsys.readouterr().err
+    logs = boto3.client("logs", endpoint_url=moto_server.url, region_name="us-east-1")
+    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    assert [s["logStreamName"] for s in streams] == [STREAM]
