@@ -473,7 +473,7 @@ def test_aws_profile_writes_a_profile_the_real_aws_cli_uses(
     )
     assert identity.returncode == 0, identity.stderr
     arn = json.loads(identity.stdout)["Arn"]
-    dlg = jwt.decode(token.read_text(), options={"verify_signature": False})["dlg"]
+    dlg = jwt.decode(token.read_text().strip(), options={"verify_signature": False})["dlg"]
     assert arn.endswith(f":assumed-role/vouch-agents/{dlg}.aws-cli.pat@example.com")
     region = subprocess.run(
         [str(AWS_CLI), "configure", "get", "region", "--profile", "vouch"],
