@@ -26,6 +26,7 @@ from broker.routes import (
     pages,
     requests,
     signin,
+    usage,
 )
 from broker.schema_viewer import openapi_config
 from broker.services import Services, build_services
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
             *requests.ROUTES,
             *credentials.routes(built.exchanges),
             *admin.ROUTES,
+            *usage.ROUTES,
             *pages.ROUTES,
             *admin_pages.ROUTES,
         ],

@@ -11,6 +11,7 @@ idempotent, so `vouch-broker aws-setup --apply` can be re-run after a policy cha
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 from broker.settings import Settings
 from policies import Catalog, OrgPolicy, role_permissions_policy, trust_policy
+from policies.invocation_log import STREAM as INVOCATION_STREAM
 from policies.session_policy import AGENT_SUBJECTS, PEOPLE_SUBJECTS
 
 PERMISSIONS_POLICY_NAME = "vouch-bedrock-models"
@@ -259,3 +261,19 @@ def _ensure_provider(aws_plan: AwsPlan, iam: Any) -> str:
         Url=aws_plan.provider_url, ClientIDList=list(aws_plan.client_ids)
     )
     return f"created OIDC provider {wanted}"
+
+
+def ensure_invocation_log_group(logs: Any, group: str) -> list[str]:
+    """The CloudWatch Logs group and stream Bedrock's invocation logging writes to, in the
+    local AWS emulator (`vouch-broker dev`): there nothing else creates them, and the demo
+    and tests write records into them as Bedrock would. On a real account Bedrock creates
+    the stream once logging is configured (docs/usage.md)."""
+    done = []
+    try:
+        logs.create_log_group(logGroupName=group)
+        done.append(f"created log group {group}")
+    except logs.exceptions.ResourceAlreadyExistsException:
+        done.append(f"log group {group} present")
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_stream(logGroupName=group, logStreamName=INVOCATION_STREAM)
+    return done

@@ -40,6 +40,7 @@ from broker.settings import (
     read_settings,
 )
 from policies.errors import PoliciesError
+from policies.usage import GROUPINGS
 
 if TYPE_CHECKING:
     import uvicorn
@@ -56,6 +57,8 @@ EPILOG = f"""examples:
                                          creates them
   vouch-broker --config /etc/vouch/broker.toml serve --host 0.0.0.0 --workers 2
   vouch-broker invite alice@example.com  a one-time enrollment code (or: vouch admin invite)
+  vouch-broker usage --from s3://logs/bedrock --since 7d --by agent
+                                         tokens and cost from Bedrock's invocation logs
 
 Settings come from --config FILE (or $VOUCH_CONFIG) and VOUCH_* variables:
 docs/configuration.md. Running it in production: docs/operating.md.
@@ -91,6 +94,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from broker.services import load_policy
 
     load_policy(settings)  # here, so a bad policy is one line, not a traceback per worker
+    from broker.usage import load_prices
+
+    load_prices(settings)
     if args.config:
         os.environ["VOUCH_CONFIG"] = str(Path(args.config).resolve())
     from broker.logs import configure
@@ -428,6 +434,13 @@ def cmd_aws_setup(args: argparse.Namespace) -> int:
         try:
             for line in aws_setup.apply(the_plan, iam):
                 print(line, file=sys.stderr)
+            if settings.aws.endpoint_url:  # the local AWS emulator: no Bedrock to create it
+                logs = boto3.session.Session().client(
+                    "logs", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
+                )
+                group = settings.aws.invocation_log_group
+                for line in aws_setup.ensure_invocation_log_group(logs, group):
+                    print(line, file=sys.stderr)
         except NoCredentialsError:
             print(NO_AWS_CREDENTIALS, file=sys.stderr)
             return EXIT_CONFIG
@@ -440,6 +453,53 @@ def cmd_aws_setup(args: argparse.Namespace) -> int:
             refused = f"vouch-broker aws-setup --apply: AWS refused: {code}: {message}"
             print(refused, file=sys.stderr)
             return EXIT_DENIED
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """`usage`: who spent what, from Bedrock's model invocation logs (docs/usage.md)."""
+    import asyncio
+
+    from broker.services import load_policy
+    from broker.usage import csv_text, table, usage_from_host
+    from broker.usage_sources import SourceError
+    from policies.duration import parse_duration
+
+    settings = _settings(args)
+    source = args.source or settings.usage_source
+    if not source:
+        print(
+            "vouch-broker usage: no source: pass --from FILE|DIR|s3://BUCKET/PREFIX|"
+            "cloudwatch[:GROUP] or set VOUCH_USAGE_SOURCE",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    since = parse_duration(args.since)
+    if not since or since <= 0:
+        print(
+            f"vouch-broker usage: --since {args.since!r} is not a duration (24h, 7d, 90m)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    catalog, org = load_policy(settings)
+    try:
+        report, first_error = asyncio.run(
+            usage_from_host(settings, catalog, org, source=source, since_s=since, by=args.by)
+        )
+    except SourceError as exc:
+        print(f"vouch-broker usage: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if exc.unavailable else EXIT_CONFIG
+    if first_error:
+        print(f"vouch-broker usage: skipped a line: {first_error}", file=sys.stderr)
+    if args.json:
+        import msgspec
+
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
+        sys.stdout.write("\n")
+    elif args.csv:
+        sys.stdout.write(csv_text(report))
+    else:
+        sys.stdout.write(table(report))
     return 0
 
 
@@ -535,6 +595,29 @@ def build_parser() -> argparse.ArgumentParser:
     invite = sub.add_parser("invite", help="create a one-time enrollment code (printed last)")
     invite.add_argument("email")
     invite.set_defaults(func=cmd_invite)
+
+    usage = sub.add_parser(
+        "usage",
+        help="tokens and cost per person, agent, delegation or model, from Bedrock's logs",
+        description="Bedrock usage from its model invocation logs: tokens and exact cost per "
+        "person, agent, delegation or model (prices: VOUCH_PRICES_FILE; docs/usage.md).",
+    )
+    usage.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE|DIR|s3://BUCKET/PREFIX|cloudwatch[:GROUP]",
+        help="where the records are (default: VOUCH_USAGE_SOURCE)",
+    )
+    usage.add_argument(
+        "--since", default="24h", metavar="DURATION", help="how far back (default 24h)"
+    )
+    usage.add_argument(
+        "--by", choices=GROUPINGS, default="person", help="how rows are grouped (default person)"
+    )
+    output = usage.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="the report as JSON (exact costs)")
+    output.add_argument("--csv", action="store_true", help="the rows as CSV (exact costs)")
+    usage.set_defaults(func=cmd_usage)
 
     policy = sub.add_parser("policy", help="org policy tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)

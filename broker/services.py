@@ -43,6 +43,7 @@ from broker.signin import SignIn
 from broker.signing_keys import SigningKeys
 from broker.store import connect
 from broker.tokens import Expectation
+from broker.usage import UsageReports, reports_for
 from policies import Catalog, OrgPolicy, load_org_policy
 
 log = logging.getLogger("vouch.services")
@@ -69,6 +70,8 @@ class Services:
     session_expect: Expectation
     signing_keys: SigningKeys
     aws_cut: AwsCut
+    usage: UsageReports
+    """Usage reports from Bedrock's invocation logs (GET /v1/usage)."""
     metrics: Metrics = field(default_factory=Metrics)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -251,6 +254,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         ),
         session_expect=session_expectation(settings.issuer, settings.clock_leeway_s),
         aws_cut=aws_cut,
+        usage=reports_for(settings, catalog, org),
         signing_keys=SigningKeys(
             keys,
             redis,

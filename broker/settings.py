@@ -88,6 +88,15 @@ class AwsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             "(`revocation_policy`). Off: revocations stop new exchanges only.",
         ),
     ] = True
+    invocation_log_group: Annotated[
+        str,
+        Meta(
+            pattern=r"^[\w#/.-]{1,512}$",
+            description="The CloudWatch Logs group Bedrock's model invocation logging writes "
+            'to (stream aws/bedrock/modelinvocations): what `usage_source = "cloudwatch"` '
+            "reads, and what `vouch-broker dev` creates in the local AWS emulator.",
+        ),
+    ] = "vouch-bedrock-invocations"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -177,6 +186,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     catalog_file: Annotated[
         str | None,
         Meta(description="Optional TOML extending the built-in Bedrock model catalog."),
+    ] = None
+    prices_file: Annotated[
+        str | None,
+        Meta(
+            description="Optional TOML of Bedrock prices (USD per 1,000,000 tokens, the format "
+            "of policies/data/prices.toml) replacing the built-in ones model by model; the "
+            "built-in prices are examples to check (docs/usage.md).",
+        ),
+    ] = None
+    usage_source: Annotated[
+        str | None,
+        Meta(
+            description="Where usage reports (`GET /v1/usage`, `vouch usage`, the default of "
+            "`vouch-broker usage --from`) read Bedrock's model invocation logs: "
+            "`cloudwatch` (the group in aws.invocation_log_group), `cloudwatch:GROUP`, "
+            "`s3://BUCKET/PREFIX`, or a local file or directory. Unset: no usage reports.",
+        ),
     ] = None
     rp_id: Annotated[
         str,
@@ -656,6 +682,8 @@ def _semantic_problems(s: Settings) -> list[str]:
     files = [("policy_file", s.policy_file)]
     if s.catalog_file:
         files.append(("catalog_file", s.catalog_file))
+    if s.prices_file:
+        files.append(("prices_file", s.prices_file))
     for key, name in files:
         if Path(name).is_dir():
             problems.append(f"{key}: {name} is a directory: give the TOML file in it")

@@ -46,6 +46,13 @@ IAM evaluator (evaluator.py, conditions.py, resources.py)
 Durations (duration.py)
     parse_duration("8h") -> 28800                         seconds; None if not a duration
 
+Usage (attribution.py, invocation_log.py, prices.py, usage.py)
+    agent_session_name(dlg_id, agent, email), person_session_name(email) -> str
+    attribute(identity_arn, BrokerRoles) -> Attribution   agent | person | foreign
+    parse_record(line) -> InvocationRecord                raises InvalidRecord
+    PriceTable.builtin(), .load(path, base), .price_of(model_id, catalog); cost(price, tokens)
+    Tally().add(record); summarize(records, by, attribute, price_of) -> [UsageRow]
+
 Errors (errors.py): one tree under PoliciesError, each class with a stable `code`.
 """
 

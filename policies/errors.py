@@ -9,7 +9,8 @@
     ├── GrantDenied                 grant-denied              .check .reason .model .limit
     ├── SessionPolicyError          session-policy-invalid
     │   └── SessionPolicyTooLarge   session-policy-too-large  .size .limit .suggestion
-    └── EvaluationError             policy-evaluation-error
+    ├── EvaluationError             policy-evaluation-error
+    └── InvalidRecord               invalid-invocation-record .reason
 
 `InvalidGrant`, `UnknownModel` and `ModelNotCallable` describe a malformed request (a 4xx
 the caller can fix); `GrantDenied` is the org policy saying no. `code` is the slug the
@@ -138,3 +139,13 @@ class EvaluationError(PoliciesError):
     """A policy or request the evaluator cannot judge exactly, so it refuses to guess."""
 
     code: str = "policy-evaluation-error"
+
+
+class InvalidRecord(PoliciesError):
+    """A line that is not a Bedrock model invocation log record (the reason says why)."""
+
+    code: str = "invalid-invocation-record"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -76,9 +76,9 @@ def agent_sub(agent: str, email: str) -> str:
 def person_sub(email: str) -> str:
     """The subject of a person's own STS sessions, `user.<email>` (the email in normal form).
 
-    It fits a RoleSessionName as it is (the email's alphabet is a subset of STS's) when the
-    email has at most 59 characters; longer ones are shortened as agent subs are
-    (`broker.providers.aws_sts.session_name`).
+    It is also the RoleSessionName of the person's sessions when the email has at most 59
+    characters (the email's alphabet is a subset of STS's); longer ones are shortened
+    (`policies.attribution.person_session_name`).
     """
     return f"{PERSON_PREFIX}{email}"
 

@@ -50,6 +50,7 @@ from broker.settings import (
     read_settings,
 )
 
+USAGE: dict[str, Any] = {"usage_source": "cloudwatch"}
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -330,6 +331,8 @@ def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> LoadedSettings:
         allow_software_keys=True,
         expose_metrics=True,  # a developer's own machine: metrics and the API viewer are handy
         expose_schema=True,
+        # The emulator's invocation log group, unless the developer named a source.
+        **({} if "aws" not in overrides or "VOUCH_USAGE_SOURCE" in os.environ else USAGE),
         **overrides,
     )
     settings = loaded.settings
@@ -339,6 +342,11 @@ def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> LoadedSettings:
             "iam", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
         )
         aws_setup.apply(aws_setup.plan(settings, org, catalog), iam)
+        if settings.aws.endpoint_url:
+            logs = boto3.client(
+                "logs", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
+            )
+            aws_setup.ensure_invocation_log_group(logs, settings.aws.invocation_log_group)
     return loaded
 
 

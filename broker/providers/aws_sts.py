@@ -9,7 +9,6 @@ the same way through the people role: sub `user.<email>`, tag vouch:AccessType =
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections.abc import Callable
@@ -24,18 +23,18 @@ from broker.settings import Settings
 from broker.sts import AwsCredentials, Sts
 from broker.tokens import STS_TYP, mint
 from policies import Catalog, OrgPolicy, compile_session_policy
+from policies.attribution import agent_session_name, person_session_name
 from policies.errors import PoliciesError
 
 MIN_DURATION_S = 900  # STS's floor for DurationSeconds
-MAX_SESSION_NAME = 64
 
 
-def session_name(sub: str) -> str:
-    """A RoleSessionName (<= 64 chars): the sub itself, or a deterministic prefix + hash."""
-    if len(sub) <= MAX_SESSION_NAME:
-        return sub
-    digest = hashlib.sha256(sub.encode()).hexdigest()[:12]
-    return f"{sub[:51]}-{digest}"
+def session_name(principal: Principal) -> str:
+    """The RoleSessionName CloudTrail and the invocation logs show (`policies.attribution`):
+    `<delegation id>.<agent>.<email>` for an agent, `user.<email>` for a person."""
+    if principal.access == "human":
+        return person_session_name(principal.email)
+    return agent_session_name(principal.id, principal.agent, principal.email)
 
 
 @dataclass
@@ -64,7 +63,7 @@ class AwsStsProvider:
         without a people role), StsRejected, StsUnavailable."""
         return await self.sts.assume(
             role_arn=self.role_for(grant.principal),
-            session_name=session_name(grant.principal.sub),
+            session_name=session_name(grant.principal),
             token=self.assertion(grant.principal),
             policy=self._policy(grant.models, grant.expires_at),
             duration_s=grant.duration_s,

@@ -50,6 +50,7 @@ from ._messages import (
     RevocationDone,
     SessionIssued,
     SignedOut,
+    UsageReport,
     decode,
     encode,
 )
@@ -125,6 +126,16 @@ class BrokerClient:
     def list_models(self) -> ModelList:
         """What the org policy lets the person (`session`) use themselves and delegate."""
         return self._call("GET", "/v1/models", ModelList, token=self.session)
+
+    def usage(self, *, since: str = "24h", by: str = "delegation") -> UsageReport:
+        """The person's (`session`) Bedrock use and cost in the last `since` (24h, 7d),
+        theirs and their agents', from the invocation logs (minutes behind the calls).
+
+        Raises:
+            Conflict: the broker has no usage source configured.
+        """
+        query = {"since": since, "by": by}
+        return self._call("GET", "/v1/usage", UsageReport, token=self.session, query=query)
 
     # Delegation (as the person with `session`) ----------------------------------------
 

@@ -9,6 +9,7 @@ reads them, this SDK does not (`verified_grant` only reads the challenge).
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import msgspec
@@ -205,6 +206,42 @@ class ModelList(msgspec.Struct, kw_only=True):
     email: str
     region: str
     models: list[ModelInfo]
+
+
+class UsageRow(msgspec.Struct, kw_only=True):
+    """One group's Bedrock use: tokens, and the exact cost of the priced records."""
+
+    person: str | None = None
+    agent: str | None = None
+    """The agent's name; "" for the person's own use."""
+    delegation: str | None = None
+    """The delegation id; "" for the person's own use."""
+    model: str | None = None
+    foreign: bool = False
+    records: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    """Exact, in the report's currency (a decimal string on the wire)."""
+    unpriced_records: int = 0
+    """Records whose cost is unknown (not in `cost`)."""
+
+
+class UsageReport(msgspec.Struct, kw_only=True):
+    """`GET /v1/usage`: Bedrock use from the model invocation logs, grouped `by`."""
+
+    by: str
+    since: datetime
+    until: datetime
+    currency: str
+    rows: list[UsageRow]
+    total: UsageRow
+    unpriced_models: list[str] = msgspec.field(default_factory=list)
+    duplicates: int = 0
+    invalid: int = 0
+    email: str | None = None
 
 
 class SessionIssued(msgspec.Struct):

@@ -473,7 +473,8 @@ def test_aws_profile_writes_a_profile_the_real_aws_cli_uses(
     )
     assert identity.returncode == 0, identity.stderr
     arn = json.loads(identity.stdout)["Arn"]
-    assert arn.endswith(":assumed-role/vouch-agents/agent.aws-cli.pat@example.com")
+    dlg = jwt.decode(token.read_text().strip(), options={"verify_signature": False})["dlg"]
+    assert arn.endswith(f":assumed-role/vouch-agents/{dlg}.aws-cli.pat@example.com")
     region = subprocess.run(
         [str(AWS_CLI), "configure", "get", "region", "--profile", "vouch"],
         env=cli_env,

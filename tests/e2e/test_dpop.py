@@ -79,10 +79,11 @@ def test_an_agents_bound_token_works_for_it_and_not_for_a_process_with_a_copy(
     finally:
         agent.kill()
     assert agent.returncode == 0, err
+    claims = jwt.decode(leak.read_text(), options={"verify_signature": False})
     assert json.loads(out)["arn"].endswith(
-        ":assumed-role/vouch-agents/agent.bound.alice@example.com"
+        f":assumed-role/vouch-agents/{claims['dlg']}.bound.alice@example.com"
     )
-    jkt = jwt.decode(leak.read_text(), options={"verify_signature": False})["cnf"]["jkt"]
+    jkt = claims["cnf"]["jkt"]
     # The person saw, and their tap signed, the key the token is bound to.
     assert f"  bound to the agent key {jkt}" in approved.stderr
     assert approved.stderr.index(jkt) < approved.stderr.index("Touch your security key")

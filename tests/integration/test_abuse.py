@@ -463,6 +463,7 @@ def doors(world: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any] | N
         "exchange": ("POST", "/v1/credentials/aws", None, "agent"),
         "own credentials": ("POST", "/v1/credentials/aws/self", None, "session"),
         "models": ("GET", "/v1/models", None, "session"),
+        "usage": ("GET", "/v1/usage", None, "session"),
         "poll": (
             "GET",
             f"/v1/delegation-requests/{world['request']['request_id']}",
@@ -494,7 +495,7 @@ def test_every_token_type_is_refused_at_every_door_that_expects_another(
             assert problem(answer) == (401, "token-invalid"), (name, token_type, answer.text)
             assert answer.json()["detail"] == expected_refusal(wanted, token_type), name
             tried += 1
-    assert tried == 10 * 4
+    assert tried == 11 * 4
     assert sts_gate.calls == 0
     # The right token opens each kind of door (so the refusals above are about the type).
     assert http.get("/v1/delegations", headers=bearer(tokens["session"])).status_code == 200

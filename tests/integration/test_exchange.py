@@ -98,7 +98,8 @@ def test_sts_assertion_carries_identity_tags_and_defaults(
     done = alice.delegate("researcher", ["us.claude-haiku-4-5"])
     exchange(broker, done.token)
     [call] = sts_gate.accepted
-    assert call.session_name == "agent.researcher.alice@example.com"
+    # CloudTrail names the delegation, the agent and the person (policies/attribution.py).
+    assert call.session_name == f"{done.delegation.id}.researcher.alice@example.com"
     assert call.source_identity == "alice@example.com"
     assert call.tags == {
         "vouch:User": "alice@example.com",

@@ -15,7 +15,16 @@ from typing import NoReturn, TextIO
 
 from vouch_delegate._errors import ConfigError, VouchError
 from vouch_delegate._version import __version__
-from vouch_delegate.cli import admin, agent_key, aws, completion, delegate, models, signin
+from vouch_delegate.cli import (
+    admin,
+    agent_key,
+    aws,
+    completion,
+    delegate,
+    models,
+    signin,
+    usage,
+)
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import CONFIG, FAILED, exit_code
 from vouch_delegate.cli._problem import json_asked, write_problem
@@ -27,6 +36,7 @@ DESCRIPTION = """Delegate narrowly scoped, short-lived Amazon Bedrock access to 
                                                         for the invite code)
   vouch login                                           a key tap -> an 8 h session
   vouch models                                          what you may use and delegate
+  vouch usage                                           what you and your agents spent
   vouch aws-profile                                     your own credentials as profile
                                                         "vouch" (aws ... --profile vouch)
   vouch delegate --agent NAME --model M --out F         a tap -> a token for the agent
@@ -109,7 +119,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"vouch {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     common = _common(inherit=True)
-    for module in (signin, models, delegate, agent_key, aws, admin, completion):
+    for module in (signin, models, usage, delegate, agent_key, aws, admin, completion):
         module.register(commands, common)
     return parser
 

@@ -275,7 +275,7 @@ def test_help_shows_examples_that_parse_as_written(capsys: pytest.CaptureFixture
         for line in text.split("examples:\n", 1)[1].split("\n\n", 1)[0].splitlines()
         if line.startswith("  vouch-broker ")
     ]
-    assert len(examples) == 6
+    assert len(examples) == 7
     assert "vouch-broker policy check /etc/vouch/org.toml" in examples
     parser = build_parser()
     for example in examples:

@@ -317,6 +317,7 @@ def test_every_setting_has_its_variable() -> None:
         "aws.sts_assertion_ttl_s": "VOUCH_AWS_STS_ASSERTION_TTL_S",
         "aws.revocation_policy": "VOUCH_AWS_REVOCATION_POLICY",
         "aws.cut_sessions": "VOUCH_AWS_CUT_SESSIONS",
+        "aws.invocation_log_group": "VOUCH_AWS_INVOCATION_LOG_GROUP",
     }
     assert all(f.env == "VOUCH_" + f.key.upper() for f in FIELDS if len(f.path) == 1)
 
@@ -357,3 +358,9 @@ def test_deprecations_are_logged_one_warning_each(caplog: pytest.LogCaptureFixtu
             "VOUCH_STS_TIMEOUT_S is deprecated: set VOUCH_AWS_STS_TIMEOUT_S instead",
         )
     ]
+
+
+def test_a_prices_file_that_is_not_there_is_a_settings_problem(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env={"VOUCH_PRICES_FILE": str(tmp_path / "prices.toml")})
+    assert f"prices_file: no such file {tmp_path / 'prices.toml'}" in caught.value.problems

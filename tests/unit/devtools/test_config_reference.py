@@ -31,13 +31,14 @@ def test_every_field_appears_with_its_env_variable_and_description() -> None:
     text = config_reference.render()
     rows = {row.name: row for row in config_reference.rows()}
     assert list(rows) == [f.key for f in FIELDS]
-    assert list(rows)[-6:] == [
+    assert list(rows)[-7:] == [
         "aws.region",
         "aws.endpoint_url",
         "aws.sts_timeout_s",
         "aws.sts_assertion_ttl_s",
         "aws.revocation_policy",
         "aws.cut_sessions",
+        "aws.invocation_log_group",
     ]
     assert rows["aws.region"].env == "VOUCH_AWS_REGION"
     assert rows["aws.sts_timeout_s"].env == "VOUCH_AWS_STS_TIMEOUT_S"

@@ -12,7 +12,7 @@ from vouch_delegate.cli import main
 pytestmark = pytest.mark.unit
 
 COMMANDS = (
-    "enroll login logout status models delegate agent-key credential exec aws-profile admin"
+    "enroll login logout status models usage delegate agent-key credential exec aws-profile admin"
     " completion"
 )
 
