@@ -58,8 +58,8 @@ soak-failover: sync check-redis
 demo: sync check-redis
 	$(UV) run vouch-broker demo
 
-bench: sync check-redis
-	$(UV) run python -m tests.bench
+bench: sync check-redis  # options pass through: make bench ARGS="--only limits,hit,peer --baseline 5f6a906"
+	$(UV) run python -m tests.bench $(ARGS)
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -102,6 +102,7 @@ class Services:
                 await task
         for exchange in self.exchanges.values():  # what was counted, before Redis goes
             await exchange.audit.flush()
+        await self.revocations.close()
         await self.redis.aclose()
         for exchange in self.exchanges.values():
             exchange.provider.close()

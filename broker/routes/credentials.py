@@ -54,7 +54,7 @@ def exchange_route(provider: str) -> HTTPRouteHandler:
             models=body.models,
             duration_s=body.duration_s,
         )
-        return Response(creds.process_document(), headers=_headers(exchange))
+        return Response(creds.process_document(), headers=response_headers(exchange))
 
     exchange.__name__ = f"exchange_{provider}"
     return post(
@@ -80,7 +80,7 @@ def own_route(provider: str) -> HTTPRouteHandler:
         creds = await exchange.exchange_person(
             bearer(request), models=body.models, duration_s=body.duration_s
         )
-        return Response(creds.process_document(), headers=_headers(exchange))
+        return Response(creds.process_document(), headers=response_headers(exchange))
 
     own_credentials.__name__ = f"own_credentials_{provider}"
     return post(
@@ -99,7 +99,16 @@ def agent_token(request: HttpRequest) -> str:
     Raises:
         Unauthenticated: neither.
     """
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token_of(request.headers.get("authorization", ""))
+
+
+def token_of(authorization: str) -> str:
+    """`agent_token` from the Authorization header's value (broker/exchange_route.py too).
+
+    Raises:
+        Unauthenticated: neither scheme, or no token.
+    """
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() not in {"bearer", "dpop"} or not token.strip():
         raise Unauthenticated(
             "missing agent token (Authorization: Bearer <token>, or DPoP <token> with a proof)"
@@ -109,13 +118,17 @@ def agent_token(request: HttpRequest) -> str:
 
 def dpop_proof(request: HttpRequest) -> str | None:
     """The request's one DPoP header, or None. Raises: DpopProofInvalid for several."""
-    proofs = request.headers.getall("dpop", [])
+    return one_proof(request.headers.getall("dpop", []))
+
+
+def one_proof(proofs: list[str]) -> str | None:
+    """`dpop_proof` from the DPoP headers' values. Raises: DpopProofInvalid for several."""
     if len(proofs) > 1:
         raise DpopProofInvalid("send one DPoP header, not several")
     return proofs[0] if proofs else None
 
 
-def _headers(exchange: Exchange) -> dict[str, str]:
+def response_headers(exchange: Exchange) -> dict[str, str]:
     headers = {"Cache-Control": "no-store"}
     if exchange.provider.region:
         headers[REGION_HEADER] = exchange.provider.region

@@ -5,7 +5,8 @@
 - DPoP: the broker's `ProofVerifier.verify` on a fresh proof of a bound token (what a bound
   cache hit verifies instead of the token: one ES256 signature plus the proof's checks);
 - Redis: one round trip for the four revocation handles, by redis-benchmark (C client) and by
-  the broker's own `Revocations.check` (redis-py asyncio on uvloop, as served);
+  the broker's own `Revocations.check` (its pipelined connection on uvloop, as served:
+  broker/redis_pipe.py);
 - HTTP: /healthz under wrk (measured with the brokers, in `exchange_hit`).
 """
 
