@@ -66,6 +66,8 @@ class Credential:
     counter: int
     state: str  # active | flagged | revoked
     added_at: int = 0
+    added_ms: int = 0
+    """When it was added, in milliseconds: what orders a person's keys."""
     last_used: int | None = None
     via: str = ""
     """How the key was added: "invite" or "key" (approved by another key of the person)."""
@@ -121,13 +123,15 @@ class Registry:
                 revocation racing this enrollment revokes the new key either way).
         """
         cid = credential_hash(data.credential_id)
-        now = str(int(time.time()))
+        clock = time.time()
+        now = str(int(clock))
         fields = {
             "email": email,
             "data": bytes(data),
             "counter": counter,
             "state": "active",
             "created": now,
+            "created_ms": int(clock * 1000),  # orders keys added within one second
             "via": how.via,
             **({"invite": how.invite} if how.invite else {}),
             **({"approved_by": how.approved_by} if how.approved_by else {}),
@@ -258,7 +262,7 @@ class Registry:
                     email=email,
                     registered_at=int(user.get(b"created", b"0")),
                     disabled_since=int(disabled) if disabled is not None else None,
-                    credentials=sorted(keys, key=lambda c: (c.added_at, c.cid)),
+                    credentials=sorted(keys, key=lambda c: (c.added_ms, c.cid)),
                 )
             )
         return records
@@ -307,6 +311,7 @@ def _credential(cid: str, row: Mapping[Any, Any]) -> Credential:
         counter=int(row.get(b"counter", b"0")),
         state=row.get(b"state", b"active").decode(),
         added_at=int(row.get(b"created", b"0")),
+        added_ms=int(row.get(b"created_ms", b"0")) or int(row.get(b"created", b"0")) * 1000,
         last_used=int(last_used) if last_used else None,
         via=optional(b"via") or "",
         invite=optional(b"invite"),

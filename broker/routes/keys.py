@@ -47,7 +47,7 @@ async def keys_of(services: Services, email: str) -> list[KeyInfo]:
             aaguid=c.aaguid,
             software=c.software,
         )
-        for c in sorted(creds, key=lambda c: (c.added_at, c.cid))
+        for c in sorted(creds, key=lambda c: (c.added_ms, c.cid))
     ]
 
 
