@@ -24,6 +24,15 @@ class Faults:
         self._stopping = stopping
         self._lock = threading.Lock()
         self._pending = _Pending()
+        self._released = threading.Event()
+        self._released.set()
+
+    def hold(self) -> None:
+        """Every call from now on waits until `release()` (or the gate stops)."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
 
     def throttle_next(self, n: int) -> None:
         with self._lock:
@@ -51,6 +60,8 @@ class Faults:
                 delay_s = pending.delay_s
         if delay_s:
             self._stopping.wait(delay_s)  # stop() cuts the wait short
+        while not self._released.wait(0.05) and not self._stopping.is_set():
+            pass
         with self._lock:
             if pending.throttle > 0:
                 pending.throttle -= 1

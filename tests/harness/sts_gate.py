@@ -244,8 +244,16 @@ class StsGate:
         """The next n calls wait `seconds` before being handled (then fault or proceed)."""
         self._faults.delay_next(n, seconds)
 
+    def hold(self) -> None:
+        """Every call from now on waits until `release()`: STS answers when the test says."""
+        self._faults.hold()
+
+    def release(self) -> None:
+        self._faults.release()
+
     def reset_faults(self) -> None:
         self._faults.reset()
+        self._faults.release()
 
     # -- request handling ----------------------------------------------------------------
 
