@@ -49,6 +49,7 @@ class Faults:
     def reset(self) -> None:
         with self._lock:
             self._pending = _Pending()
+        self._released.set()
 
     def take(self) -> StsError | None:
         """Wait out a pending delay, then the error to answer instead of the call, if any."""

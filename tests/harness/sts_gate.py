@@ -253,7 +253,6 @@ class StsGate:
 
     def reset_faults(self) -> None:
         self._faults.reset()
-        self._faults.release()
 
     # -- request handling ----------------------------------------------------------------
 
