@@ -308,7 +308,7 @@ CASES = {
         SESSION,
         {**REVOKED, "aws_sessions": "cut"},
         {**REVOKED, "aws_sessions": "cut", "state": None, "revoked_handle": None}
-        | {"revoked_reason": None, "jkt": None},
+        | {"revoked_reason": None, "jkt": None, "budget": None, "spent": None},
         query={"wait_s": ["10"]},
     ),
     "create_request": Case(

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.unit
 
 GRANT = {
     "agent": "researcher",
+    "budget": None,
     "email": "alice@example.com",
     "jkt": None,
     "max_sts_s": None,
