@@ -141,6 +141,7 @@ class SpendFollower:
         interval_s: float = 30.0,
         lookback_s: int = 600,
         seen_ttl_s: int = 86_400,
+        page_size: int = 1000,
         metrics: Metrics | None = None,
     ) -> None:
         self.redis = redis
@@ -156,7 +157,10 @@ class SpendFollower:
         self.interval_s = interval_s
         self.lookback_ms = lookback_s * 1000
         self.seen_ttl_s = seen_ttl_s
-        self.lease_ms = int(max(5.0, 3 * interval_s) * 1000)
+        self.page_size = page_size
+        """Events per FilterLogEvents page: what one script counts at a time."""
+        # Three polls' worth: a poll that overruns keeps it; a stopped follower's passes on.
+        self.lease_ms = int(max(1.0, 3 * interval_s) * 1000)
         self.metrics = metrics
         self.holder = secrets.token_hex(8)
         self.last_read: float | None = None
@@ -198,7 +202,9 @@ class SpendFollower:
         cursor = int(raw) if raw is not None else int(moment * 1000) - self.lookback_ms
         start = max(0, cursor - self.lookback_ms)
         polled = Polled()
-        pages = _pages(self.logs, cast(str, self.group), start, int(moment * 1000) + 1)
+        pages = _pages(
+            self.logs, cast(str, self.group), start, int(moment * 1000) + 1, self.page_size
+        )
         while True:
             page = await asyncio.to_thread(next, pages, None)
             if page is None:
@@ -344,12 +350,16 @@ class SpendFollower:
 
 
 def _pages(
-    logs: CloudWatchLogsClient | None, group: str, start_ms: int, end_ms: int
+    logs: CloudWatchLogsClient | None, group: str, start_ms: int, end_ms: int, size: int
 ) -> Iterator[list[Event]]:
     """The stream's events in [start_ms, end_ms), a page at a time (blocking: boto3)."""
     assert logs is not None
     pages = logs.get_paginator("filter_log_events").paginate(
-        logGroupName=group, logStreamNames=[STREAM], startTime=start_ms, endTime=end_ms
+        logGroupName=group,
+        logStreamNames=[STREAM],
+        startTime=start_ms,
+        endTime=end_ms,
+        PaginationConfig={"PageSize": size},
     )
     for page in pages:
         yield [
