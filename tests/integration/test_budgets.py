@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 import vouch_delegate
 from vouch_delegate._client import BrokerClient
 from vouch_delegate._messages import Delegation as SdkDelegation
+from vouch_delegate.cli import main as cli_main
 
 from broker.delegation_store import Delegation
 from broker.revocation import delegation_key
@@ -370,6 +371,8 @@ def test_a_budget_crossed_by_one_large_record_revokes_and_refuses_the_next_excha
     sts_gate: StsGate,
     moto_server: MotoServer,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     broker, group = budget_broker
     alice = person_at(broker, "alice@example.com", tmp_path / "alice.key.json")
@@ -402,7 +405,8 @@ def test_a_budget_crossed_by_one_large_record_revokes_and_refuses_the_next_excha
     with broker.client(granted.token) as agent:
         refused = wait_until(lambda: refusal(agent))
     lag = time.monotonic() - written
-    print(f"\nspend follower lag (record written -> exchange refused): {lag:.2f} s")
+    with capsys.disabled():  # the figure the notes report (pytest -s)
+        print(f"\nspend follower lag (record written -> exchange refused): {lag:.2f} s")
     assert refused.status_code == 403
     assert refused.json() == {
         "type": "urn:vouch:problem:budget-exceeded",
@@ -427,6 +431,16 @@ def test_a_budget_crossed_by_one_large_record_revokes_and_refuses_the_next_excha
         "0.143456",
         "0.05",
         403,
+    )
+    # The CLI says so, with the amount spent (exit 5: refused).
+    monkeypatch.setenv("VOUCH_AGENT_TOKEN", granted.token)
+    monkeypatch.setenv("VOUCH_SERVER", broker.url)
+    capsys.readouterr()
+    assert cli_main(["credential", "aws"]) == 5
+    assert capsys.readouterr().err == (
+        "vouch: delegation revoked: it spent 0.143456 of its 0.05 budget\n"
+        "vouch: budget spent: 0.143456 of 0.05; this delegation is revoked, ask its person for"
+        " a new one\n"
     )
     audit = audit_events(broker)
     exceeded = [e for e in audit if e["event"] == "budget_exceeded"]
