@@ -305,9 +305,7 @@ class SpendFollower:
         )
         if self.metrics is not None:
             self.metrics.budget_revocations.inc()
-        log.warning(
-            "delegation %s revoked: it spent %s of its %s budget", dlg.id, spent, dlg.budget
-        )
+        log.info("delegation %s revoked: it spent %s of its %s budget", dlg.id, spent, dlg.budget)
         return True
 
     async def spent(self, dlg_id: str) -> Decimal:
