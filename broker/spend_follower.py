@@ -18,6 +18,7 @@ Keys (one Redis Cluster hash slot, ``{spend}``):
 ``vouch:{spend}:cursor`` (newest event timestamp read, ms; for good),
 ``vouch:{spend}:lease`` (the follower's holder id, PX the lease),
 ``vouch:{spend}:seen:<requestId>`` (SET NX, `seen_ttl_s`, default one day),
+``vouch:{spend}:over`` (set of delegations whose spend reached their budget, until revoked),
 ``vouch:{spend}:dlg:<id>`` (spend in 10^-12 units of the currency, integer; kept until the
 delegation has been expired a day).
 """
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vouch.spend")
 CURSOR: Final = f"{PREFIX}{{spend}}:cursor"
 LEASE: Final = f"{PREFIX}{{spend}}:lease"
+OVER: Final = f"{PREFIX}{{spend}}:over"
+"""Delegations whose spend reached their budget and that are not revoked yet."""
 
 # Take the lease if free, or extend it if it is ours.
 _LEASE = """
@@ -67,15 +70,20 @@ if holder == false or holder == ARGV[1] then
 end
 return 0
 """
-# KEYS: pairs (seen key, spend key); ARGV: seen TTL, then pairs (units, spend TTL).
-# Per pair: the new spend, or -1 when the requestId was seen already (nothing added).
+# KEYS[1]: the set of delegations over budget; then pairs (seen key, spend key).
+# ARGV[1]: the seen keys' TTL; then per pair: units, spend TTL, budget units, delegation id.
+# Per pair: the new spend, or -1 when the requestId was seen already (nothing added). A
+# delegation whose spend reaches its budget joins the set in the same step, so a follower
+# that stops before revoking it leaves the revocation to the next one. (Lua compares as
+# doubles: exact up to 2^53 units, $9,007; above that within a few 10^-12 of the budget.)
 _ADD = """
 local out = {}
-for i = 1, #KEYS, 2 do
-  local j = i + 1
+for i = 2, #KEYS, 2 do
+  local a = 2 + (i - 2) * 2
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
-    local spent = redis.call('INCRBY', KEYS[j], ARGV[j])
-    redis.call('EXPIRE', KEYS[j], ARGV[j + 1])
+    local spent = redis.call('INCRBY', KEYS[i + 1], ARGV[a])
+    redis.call('EXPIRE', KEYS[i + 1], ARGV[a + 1])
+    if spent >= tonumber(ARGV[a + 2]) then redis.call('SADD', KEYS[1], ARGV[a + 3]) end
     out[#out + 1] = spent
   else
     out[#out + 1] = -1
@@ -202,6 +210,7 @@ class SpendFollower:
         cursor = int(raw) if raw is not None else int(moment * 1000) - self.lookback_ms
         start = max(0, cursor - self.lookback_ms)
         polled = Polled()
+        await self.revoke_over(polled, now=moment)  # what a stopped follower left undone
         pages = _pages(
             self.logs, cast(str, self.group), start, int(moment * 1000) + 1, self.page_size
         )
@@ -234,26 +243,36 @@ class SpendFollower:
                 wanted.append(found)
         if not wanted:
             return
-        keys: list[str] = []
-        args: list[int] = [self.seen_ttl_s]
+        keys: list[str] = [OVER]
+        args: list[int | str] = [self.seen_ttl_s]
         for record, dlg, units in wanted:
+            assert dlg.budget is not None
             keys += [seen_key(record.request_id), spend_key(dlg.id)]
             keep = max(1, dlg.expires_at - int(now) + KEEP_AFTER_EXPIRY_S)
-            args += [units, keep]
+            args += [units, keep, to_units(parse_budget(dlg.budget)), dlg.id]
         async with guard("counting spend"):
             totals = [int(t) for t in await self._add(keys=keys, args=args)]
-        crossed: dict[str, tuple[Delegation, int]] = {}
-        for (_, dlg, _), total in zip(wanted, totals, strict=True):
-            if total < 0:
-                polled.count("duplicate")
-                continue
-            polled.count("counted")
-            assert dlg.budget is not None
-            if total >= to_units(parse_budget(dlg.budget)):
-                crossed[dlg.id] = (dlg, max(total, crossed.get(dlg.id, (dlg, 0))[1]))
-        for dlg, total in crossed.values():
-            if await self._revoke(dlg, total, now=now):
-                polled.revoked.append(dlg.id)
+        for _, total in zip(wanted, totals, strict=True):
+            polled.count("duplicate" if total < 0 else "counted")
+        await self.revoke_over(polled, now=now)
+
+    async def revoke_over(self, polled: Polled, *, now: float) -> None:
+        """Revoke every delegation whose spend reached its budget (the set the counting
+        script fills), then take it out of the set; one that fails stays for the next poll.
+
+        Raises: StoreUnavailable, RevocationUnconfirmed.
+        """
+        async with guard("reading delegations over budget"):
+            members = cast(list[bytes], list(await self.redis.smembers(OVER)))
+        for member in sorted(members):
+            dlg_id = member.decode()
+            dlg = await self.store.get(dlg_id)
+            if dlg is not None and dlg.budget is not None:
+                total = int(await self.redis.get(spend_key(dlg_id)) or 0)
+                if await self._revoke(dlg, total, now=now):
+                    polled.revoked.append(dlg_id)
+            async with guard("recording a budget revocation"):
+                await self.redis.srem(OVER, dlg_id)
 
     async def _priced(
         self, event: Event, records: dict[str, Delegation | None], polled: Polled

@@ -30,7 +30,15 @@ from broker.delegation_store import Delegation
 from broker.revocation import delegation_key
 from broker.services import Services, build_services, spend_follower_for
 from broker.settings import Settings
-from broker.spend_follower import LEASE, Polled, SpendFollower, _pages, spend_key
+from broker.spend_follower import (
+    LEASE,
+    OVER,
+    Polled,
+    SpendFollower,
+    _pages,
+    seen_key,
+    spend_key,
+)
 from policies.attribution import agent_session_name
 from policies.invocation_log import STREAM
 from tests.harness.broker import BrokerServer, broker_settings
@@ -195,6 +203,58 @@ def test_a_follower_stopped_mid_stream_and_a_new_one_count_each_record_once(
         again = await second.poll()  # the look-back reads them all again: all duplicates
         assert again is not None and again.outcomes == {"duplicate": 300}
         assert str(await second.spent(dlg.id)) == "0.300000000000"
+
+    scenario(settings, body)
+
+
+def test_a_delegation_left_over_budget_by_a_stopped_follower_is_revoked_by_the_next(
+    tmp_path: Path, redis_url: str, moto_server: MotoServer, aws_env: None
+) -> None:
+    group = new_group(moto_server)
+    settings = follower_settings(tmp_path, redis_url, moto_server, group)
+
+    async def body(services: Services) -> None:
+        dlg, arn = await delegation(services, "0.02")
+        records = records_of(arn, "crash", 3, tokens_in=10_000)  # $0.03 in all
+        put(moto_server, group, records)
+        # What the counting script leaves when its follower stops before revoking: the
+        # records seen, the spend added, the delegation in the set of those over budget.
+        for item in records:
+            assert await services.redis.set(seen_key(str(item["requestId"])), b"1", nx=True)
+        await services.redis.incrby(spend_key(dlg.id), 3 * 10**10)
+        await services.redis.sadd(OVER, dlg.id)
+        polled = await another(services).poll()
+        assert polled is not None
+        assert polled.outcomes == {"duplicate": 3} and polled.revoked == [dlg.id]
+        assert await services.redis.smembers(OVER) == set()
+        mark = await services.redis.get(delegation_key(dlg.id))
+        assert mark == b"budget:0.03:0.02"
+        stored = await services.delegations.store.get(dlg.id)
+        assert stored is not None
+        assert (stored.revoked_by, stored.revoked_reason) == ("vouch-broker", "budget-exceeded")
+
+    scenario(settings, body)
+
+
+def test_one_poll_revokes_once_when_several_records_cross_together(
+    tmp_path: Path, redis_url: str, moto_server: MotoServer, aws_env: None
+) -> None:
+    group = new_group(moto_server)
+    settings = follower_settings(tmp_path, redis_url, moto_server, group)
+
+    async def body(services: Services) -> None:
+        dlg, arn = await delegation(services, "0.005")
+        put(moto_server, group, records_of(arn, "burst", 10))  # $0.010
+        follower = another(services)
+        polled = await follower.poll()
+        assert polled is not None
+        assert polled.outcomes == {"counted": 10} and polled.revoked == [dlg.id]
+        again = await follower.poll()
+        assert again is not None and again.revoked == []
+        assert await services.redis.get(delegation_key(dlg.id)) == b"budget:0.01:0.005"
+        events = await services.redis.xrange("vouch:audit")
+        kinds = [e[b"event"] for _, e in events]
+        assert kinds.count(b"budget_exceeded") == 1 and kinds.count(b"revoked") == 1
 
     scenario(settings, body)
 
