@@ -183,7 +183,9 @@ def test_a_follower_stopped_mid_stream_and_a_new_one_count_each_record_once(
     async def body(services: Services) -> None:
         dlg, arn = await delegation(services, "1000")
         put(moto_server, group, records_of(arn, "r", 300))
-        first = another(services, page_size=20)
+        # A lease of 3 s: long enough that a loaded machine cannot let it lapse before the
+        # second follower is refused below.
+        first = another(services, page_size=20, lease_ms=3000)
         task = asyncio.create_task(first.poll())
         while await spent_units(services.redis, dlg.id) == 0:  # the first page is counted
             await asyncio.sleep(0.001)
@@ -267,7 +269,9 @@ def test_two_replicas_follow_one_at_a_time_and_the_second_takes_over(
 
     async def body(services: Services) -> None:
         dlg, arn = await delegation(services, "1000")
-        one, two = another(services), another(services)
+        # Leases of 5 s: a poll slowed by a loaded machine must not pass the lease on (the
+        # handover tested here is the one a stopping follower makes).
+        one, two = another(services, lease_ms=5000), another(services, lease_ms=5000)
         stop_one, stop_two = asyncio.Event(), asyncio.Event()
         runs = [asyncio.create_task(one.run(stop_one)), asyncio.create_task(two.run(stop_two))]
         holders = set()
