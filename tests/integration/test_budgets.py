@@ -80,6 +80,8 @@ def new_group(moto: MotoServer) -> str:
 def put(moto: MotoServer, group: str, records: list[dict[str, Any]]) -> None:
     """Events as Bedrock writes them: one record each, timestamped with the call."""
     logs = logs_client(moto)
+    # PutLogEvents takes a batch in chronological order only.
+    records = sorted(records, key=lambda r: str(r["timestamp"]))
     for at in range(0, len(records), 500):
         batch = records[at : at + 500]
         logs.put_log_events(
