@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +99,12 @@ def put(moto: MotoServer, group: str, records: list[dict[str, Any]]) -> None:
         )
 
 
-def records_of(arn: str, prefix: str, n: int, *, tokens_in: int = 1000) -> list[dict[str, Any]]:
-    """`n` records of `tokens_in` input and 0 output tokens each (1000: $0.001 on Haiku)."""
-    now = stamp(datetime.now(UTC))
+def records_of(
+    arn: str, prefix: str, n: int, *, tokens_in: int = 1000, at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """`n` records of `tokens_in` input and 0 output tokens each (1000: $0.001 on Haiku),
+    timestamped `at` (default now)."""
+    now = stamp(at or datetime.now(UTC))
     return [
         record(f"{prefix}-{i:05d}", arn=arn, timestamp=now, tokens_in=tokens_in, tokens_out=0)
         for i in range(n)
@@ -184,29 +187,26 @@ def test_a_follower_stopped_mid_stream_and_a_new_one_count_each_record_once(
 
     async def body(services: Services) -> None:
         dlg, arn = await delegation(services, "1000")
-        put(moto_server, group, records_of(arn, "r", 300))
-        # A lease of 3 s: long enough that a loaded machine cannot let it lapse before the
-        # second follower is refused below.
+        unit = 10**9  # $0.001 = 10^9 units a record
+        now = datetime.now(UTC)
+        put(moto_server, group, records_of(arn, "early", 120, at=now - timedelta(seconds=20)))
+        put(moto_server, group, records_of(arn, "late", 80, at=now - timedelta(seconds=5)))
+        # The first follower reads the stream up to a moment between the two batches (pages
+        # of 20), then stops without a word: it never gives its lease up (3 s, long enough
+        # that a loaded machine cannot let it lapse before the second one is refused).
         first = another(services, page_size=20, lease_ms=3000)
-        task = asyncio.create_task(first.poll())
-        while await spent_units(services.redis, dlg.id) == 0:  # the first page is counted
-            await asyncio.sleep(0.001)
-        task.cancel()  # a crash mid-stream: its lease stays until it lapses
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        part = await spent_units(services.redis, dlg.id)
-        assert 0 < part < 300 * 10**9, part  # $0.001 = 10^9 units a record
-        second = another(services, page_size=20)
-        assert await second.poll() is None  # the crashed one's lease has not lapsed yet
+        polled = await first.poll(now=(now - timedelta(seconds=10)).timestamp())
+        assert polled is not None and polled.outcomes == {"counted": 120}
+        assert await spent_units(services.redis, dlg.id) == 120 * unit
+        second = another(services, page_size=30)
+        assert await second.poll() is None  # the stopped one's lease has not lapsed yet
         await asyncio.sleep(first.lease_ms / 1000 + 0.1)
-        polled = await second.poll()
-        assert polled is not None
-        assert polled.outcomes["counted"] + part // 10**9 == 300
-        assert polled.outcomes.get("duplicate", 0) >= part // 10**9
-        assert await spent_units(services.redis, dlg.id) == 300 * 10**9  # exactly $0.30
-        again = await second.poll()  # the look-back reads them all again: all duplicates
-        assert again is not None and again.outcomes == {"duplicate": 300}
-        assert str(await second.spent(dlg.id)) == "0.300000000000"
+        polled = await second.poll()  # from the cursor, less the look-back: both batches
+        assert polled is not None and polled.outcomes == {"counted": 80, "duplicate": 120}
+        assert await spent_units(services.redis, dlg.id) == 200 * unit  # exactly $0.20
+        again = await second.poll()
+        assert again is not None and again.outcomes == {"duplicate": 200}
+        assert str(await second.spent(dlg.id)) == "0.200000000000"
 
     scenario(settings, body)
 
