@@ -74,16 +74,23 @@ return 0
 # ARGV[1]: the seen keys' TTL; then per pair: units, spend TTL, budget units, delegation id.
 # Per pair: the new spend, or -1 when the requestId was seen already (nothing added). A
 # delegation whose spend reaches its budget joins the set in the same step, so a follower
-# that stops before revoking it leaves the revocation to the next one. (Lua compares as
-# doubles: exact up to 2^53 units, $9,007; above that within a few 10^-12 of the budget.)
+# that stops before revoking it leaves the revocation to the next one. Lua's numbers are
+# doubles (exact only to 2^53 units, $9,007), so the spend is read back as Redis's exact
+# decimal text and compared as text: a longer numeral is larger, equal lengths compare
+# character by character.
 _ADD = """
+local function at_least(a, b)
+  if #a ~= #b then return #a > #b end
+  return a >= b
+end
 local out = {}
 for i = 2, #KEYS, 2 do
   local a = 2 + (i - 2) * 2
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
-    local spent = redis.call('INCRBY', KEYS[i + 1], ARGV[a])
+    redis.call('INCRBY', KEYS[i + 1], ARGV[a])
     redis.call('EXPIRE', KEYS[i + 1], ARGV[a + 1])
-    if spent >= tonumber(ARGV[a + 2]) then redis.call('SADD', KEYS[1], ARGV[a + 3]) end
+    local spent = redis.call('GET', KEYS[i + 1])
+    if at_least(spent, ARGV[a + 2]) then redis.call('SADD', KEYS[1], ARGV[a + 3]) end
     out[#out + 1] = spent
   else
     out[#out + 1] = -1

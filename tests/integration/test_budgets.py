@@ -31,6 +31,7 @@ from broker.revocation import delegation_key
 from broker.services import Services, build_services, spend_follower_for
 from broker.settings import Settings
 from broker.spend_follower import (
+    _ADD,
     LEASE,
     OVER,
     Polled,
@@ -40,6 +41,7 @@ from broker.spend_follower import (
     spend_key,
 )
 from policies.attribution import agent_session_name
+from policies.budget import parse_budget, to_units
 from policies.invocation_log import STREAM
 from tests.harness.broker import BrokerServer, broker_settings
 from tests.harness.people import Human, person_at
@@ -627,3 +629,26 @@ def audit_events(broker: BrokerServer) -> list[dict[str, Any]]:
         return [dict(fields) for _, fields in client.xrange("vouch:audit")]
     finally:
         client.close()
+
+
+def test_spend_is_compared_with_the_budget_exactly_past_what_a_double_holds(
+    redis_url: str,
+) -> None:
+    """Budgets go up to $1,000,000, 10^18 units: Lua's doubles would round one unit under
+    the budget up to it (their spacing there is 128 units)."""
+    budget = to_units(parse_budget("1000000"))
+    client = redis.Redis.from_url(redis_url)
+    add = client.register_script(_ADD)
+    over = f"vouch:test-over:{secrets.token_hex(4)}"
+    spend = f"vouch:test-spend:{secrets.token_hex(4)}"
+
+    def count(units: int, request: str) -> int:
+        seen = f"vouch:test-seen:{request}"
+        (total,) = add(keys=[over, seen, spend], args=[60, units, 60, budget, "dlg_x"])
+        return int(total)
+
+    assert count(budget - 1, secrets.token_hex(4)) == budget - 1
+    assert client.smembers(over) == set()  # one unit short: not over
+    assert count(1, secrets.token_hex(4)) == budget
+    assert client.smembers(over) == {b"dlg_x"}
+    client.delete(over, spend)
