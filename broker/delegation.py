@@ -39,6 +39,7 @@ from broker.keys import KID, KeyRing
 from broker.keytap import KeyTaps
 from broker.session import Person, amr_for
 from policies import Authorized, OrgPolicy
+from policies.budget import parse_budget
 from policies.errors import PoliciesError
 from policies.identity import agent_sub
 
@@ -87,12 +88,13 @@ class Delegations:
         max_sts_s: int | None = None,
         rate: int | None = None,
         jkt: str | None = None,
+        budget: str | None = None,
     ) -> Grant:
         """The canonical grant, if the org policy lets this person delegate it; bound to the
-        agent key `jkt` (an RFC 7638 thumbprint) when given.
+        agent key `jkt` (an RFC 7638 thumbprint) when given; capped at `budget` ("5.00").
 
         Raises:
-            GrantInvalid: malformed agent name, TTL, limits or thumbprint.
+            GrantInvalid: malformed agent name, TTL, limits, thumbprint or budget.
             PolicyDenied: outside what the org policy allows this person (an unbound grant
                 where it requires key binding included).
         """
@@ -100,8 +102,10 @@ class Delegations:
             raise GrantInvalid(
                 "bind_key must be a key's RFC 7638 SHA-256 thumbprint (43 characters)"
             )
+        if budget is not None:
+            budget = budget.strip()
         allowed = self._authorize(
-            person.email, grant_agent(agent), models, ttl_s, bound=jkt is not None
+            person.email, grant_agent(agent), models, ttl_s, bound=jkt is not None, budget=budget
         )
         for check in self.checks:
             check(tuple(sorted(allowed.models)), int(time.time()) + ttl_s)
@@ -116,6 +120,7 @@ class Delegations:
             if rate is not None
             else allowed.exchanges_per_hour,
             jkt=jkt,
+            budget=budget,
         )
 
     async def begin(
@@ -128,7 +133,12 @@ class Delegations:
             PolicyDenied, GrantInvalid: the org policy no longer allows the grant.
         """
         limit = self._authorize(
-            grant.email, grant.agent, list(grant.models), grant.ttl_s, bound=grant.jkt is not None
+            grant.email,
+            grant.agent,
+            list(grant.models),
+            grant.ttl_s,
+            bound=grant.jkt is not None,
+            budget=grant.budget,
         )
         active = await self.store.count_active(person.email, now=int(time.time()))
         if active >= limit.max_active_delegations:
@@ -177,7 +187,12 @@ class Delegations:
             raise AssertionRejected("delegation needs user verification (PIN or biometric)")
         grant = msgspec.json.decode(state.grant, type=Grant)
         limit = self._authorize(
-            grant.email, grant.agent, list(grant.models), grant.ttl_s, bound=grant.jkt is not None
+            grant.email,
+            grant.agent,
+            list(grant.models),
+            grant.ttl_s,
+            bound=grant.jkt is not None,
+            budget=grant.budget,
         )
         actor = Actor(sub=grant.email, cid=tap.credential.cid, amr=amr_for(tap.user_verified))
         request = await self.requests.claim(state.request_id) if state.request_id else None
@@ -194,6 +209,7 @@ class Delegations:
                 cid=actor.cid,
                 purpose=record.purpose,
                 **({"jkt": record.jkt} if record.jkt else {}),
+                **({"budget": record.budget} if record.budget else {}),
             )
             if request is not None:
                 await self.requests.approve(request, token, record.id)
@@ -222,6 +238,7 @@ class Delegations:
             max_sts_s=grant.max_sts_s,
             rate=grant.rate,
             jkt=grant.jkt,
+            budget=grant.budget,
         )
         held = await self.store.add(record, max_active=max_active)
         if held is not None:
@@ -262,11 +279,19 @@ class Delegations:
                 await self.requests.release(request.id)
 
     def _authorize(
-        self, email: str, agent: str, models: list[str], ttl_s: int, *, bound: bool
+        self,
+        email: str,
+        agent: str,
+        models: list[str],
+        ttl_s: int,
+        *,
+        bound: bool,
+        budget: str | None = None,
     ) -> Authorized:
         """Raises: PolicyDenied or GrantInvalid (the org policy's answer as a problem)."""
         try:
-            return self.org.authorize(email, agent, models, ttl_s, bound=bound)
+            amount = parse_budget(budget) if budget is not None else None
+            return self.org.authorize(email, agent, models, ttl_s, bound=bound, budget=amount)
         except PoliciesError as exc:
             raise from_policy(exc) from None
 

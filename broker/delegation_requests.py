@@ -89,6 +89,8 @@ class DelegationRequest(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     jkt: str | None = None
     """The thumbprint of the public key the agent sent: its token will be bound to it."""
+    budget: str | None = None
+    """The budget the agent asked to be capped at ("5.00"); None: none."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ class DelegationRequests:
         message: str,
         address: str,
         jkt: str | None = None,
+        budget: str | None = None,
     ) -> Created:
         """Record a request once both its source and its person have a pending place.
 
@@ -215,6 +218,7 @@ class DelegationRequests:
             seal_key=poll_secret.public_key(secret),
             code=new_user_code(),
             jkt=jkt,
+            budget=budget,
         )
         await self._reserve(req, now)
         async with guard("recording a delegation request"):

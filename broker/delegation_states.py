@@ -16,6 +16,8 @@ import msgspec
 
 from broker.delegation_store import Delegation
 from broker.revocation import Reason, Revocations, delegation_key, not_before_key, reason_key
+from broker.spend_follower import spend_key
+from policies.budget import from_units, plain
 
 State = Literal["active", "revoked"]
 # Most specific first: a delegation revoked by itself says so even if its agent was too.
@@ -27,6 +29,9 @@ class ListedDelegation(Delegation, frozen=True, kw_only=True):
     """"revoked" once any handle refuses its token (then `revoked_*` say which and why)."""
     revoked_handle: str | None = None
     """What was revoked: "delegation", "agent", "user" (its person) or "credential" (a key)."""
+    spent: str | None = None
+    """With a budget: what it has spent so far as the spend follower counted it (decimal
+    text, the price table's currency; it lags Bedrock's log delivery)."""
 
 
 def _keys(record: Delegation) -> list[str]:
@@ -35,13 +40,14 @@ def _keys(record: Delegation) -> list[str]:
         delegation_key(record.id),
         *(not_before_key(kind, values[kind]) for kind, _ in _HANDLES),
         *(reason_key(kind, values[kind]) for kind, _ in _HANDLES),
+        *([spend_key(record.id)] if record.budget else []),
     ]
 
 
 async def with_states(
     revocations: Revocations, records: Sequence[Delegation]
 ) -> list[ListedDelegation]:
-    """`records` with their state, in one round trip.
+    """`records` with their state (and spend, where they have a budget), in one round trip.
 
     Raises: StoreUnavailable.
     """
@@ -52,6 +58,8 @@ async def with_states(
 
 def _listed(record: Delegation, found: dict[str, bytes | None]) -> ListedDelegation:
     fields = msgspec.structs.asdict(record)
+    if record.budget:
+        fields["spent"] = plain(from_units(int(found[spend_key(record.id)] or 0)))
     if record.revoked_at is not None or found[delegation_key(record.id)] is not None:
         return ListedDelegation(**fields, state="revoked", revoked_handle="delegation")
     values = {"agent": record.sub, "user": record.email, "cred": record.cid}

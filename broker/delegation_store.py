@@ -44,6 +44,8 @@ class Delegation(msgspec.Struct, frozen=True, kw_only=True):
     revoked_reason: str | None = None
     jkt: str | None = None
     """The thumbprint of the agent key its token is bound to (None: a bearer token)."""
+    budget: str | None = None
+    """The most it may spend (decimal text, the price table's currency); None: no budget."""
 
 
 def _record(dlg_id: str) -> str:

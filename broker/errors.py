@@ -13,7 +13,8 @@
     │   │   └── KeyFlagged              401 key-flagged
     │   └── InviteInvalid               401 invite-invalid
     ├── PermissionDenied                403 permission-denied
-    │   └── PolicyDenied                403 policy-denied
+    │   ├── PolicyDenied                403 policy-denied
+    │   └── BudgetExceeded              403 budget-exceeded (spent, budget)
     ├── NotFound                        404 not-found
     ├── Conflict                        409 conflict
     ├── PayloadTooLarge                 413 payload-too-large
@@ -130,6 +131,18 @@ class PolicyDenied(PermissionDenied):
     slug, title = "policy-denied", "Denied by organisation policy"
 
 
+class BudgetExceeded(PermissionDenied):
+    """The delegation was revoked because its spend reached its budget (`spent`, `budget`:
+    decimal strings in the price table's currency)."""
+
+    slug, title = "budget-exceeded", "Delegation budget spent"
+
+    def __init__(self, detail: str, *, spent: str, budget: str, **extra: object) -> None:
+        super().__init__(detail, spent=spent, budget=budget, **extra)
+        self.spent = spent
+        self.budget = budget
+
+
 class NotFound(VouchError):
     slug, status, title = "not-found", 404, "Not found"
 
@@ -192,6 +205,7 @@ ALL_ERRORS: tuple[type[VouchError], ...] = (
     InviteInvalid,
     PermissionDenied,
     PolicyDenied,
+    BudgetExceeded,
     NotFound,
     Conflict,
     PayloadTooLarge,

@@ -22,7 +22,7 @@ from broker.agent_token import expectation
 from broker.authorize import Authorizer, CredentialGrant, Principal
 from broker.credential_cache import CachedProvider
 from broker.dpop import ProofVerifier
-from broker.errors import TokenRevoked
+from broker.errors import BudgetExceeded, TokenRevoked
 from broker.exchange_audit import ExchangeAudit
 from broker.keys import KeyRing
 from broker.providers import IssuedCredentials
@@ -65,8 +65,8 @@ class Exchange:
         """Credentials for an agent token; a bound token's `proof` (the DPoP header) is
         checked, an unbound token's is ignored (it is a bearer token either way).
 
-        Raises: TokenInvalid, TokenExpired, TokenRevoked, DpopProofInvalid, GrantInvalid,
-        PolicyDenied, RateLimited, StoreUnavailable, StsRejected, StsUnavailable."""
+        Raises: TokenInvalid, TokenExpired, TokenRevoked, BudgetExceeded, DpopProofInvalid,
+        GrantInvalid, PolicyDenied, RateLimited, StoreUnavailable, StsRejected, StsUnavailable."""
         async with self.audit.outcome(models) as outcome:
             now = self.clock()
             verified = self.tokens.verify(token, now)
@@ -135,6 +135,6 @@ class Exchange:
         """
         try:
             await self.revocations.check(handles, issued_at=issued_at)
-        except TokenRevoked:
+        except (TokenRevoked, BudgetExceeded):
             self.provider.forget(grant.key)
             raise

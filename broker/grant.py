@@ -27,6 +27,9 @@ class Grant(msgspec.Struct, frozen=True, kw_only=True):
     jkt: str | None = None
     """The agent key's RFC 7638 thumbprint when the token is bound to it (DPoP): the tap
     approves that key, and no other, as the agent."""
+    budget: str | None = None
+    """The most the delegation may spend ("5.00", the price table's currency), as written:
+    the tap signs that text; spent, the delegation is revoked (broker.spend_follower)."""
 
 
 def canonical_json(grant: Grant) -> bytes:

@@ -91,6 +91,24 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.spend_records = Counter(
+            "vouch_spend_records_total",
+            "Invocation log records the spend follower read, by outcome (counted, duplicate,"
+            " no-budget, not-ours, unpriced, invalid)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.budget_revocations = Counter(
+            "vouch_budget_revocations_total",
+            "Delegations the broker revoked because their spend reached their budget",
+            registry=self.registry,
+        )
+        self.spend_follower_lag = Gauge(
+            "vouch_spend_follower_lag_seconds",
+            "Seconds since the spend follower last read the invocation log to its end",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
 
     def render(self) -> bytes:
         """The text exposition: this process's figures, or every worker's added up."""

@@ -3,6 +3,8 @@
 Handles (docs/design.md section 3.5):
 - ``vouch:rev:<id>``: a delegation is dead; the key expires with the delegation. (Ids start
   with ``dlg_``; a key of at most 30 characters is the smallest Redis allocation class.)
+  Its value is ``1``, or ``budget:<spent>:<budget>`` when its budget was spent: the check
+  reads it in the same MGET and answers `budget-exceeded` with both amounts.
 - ``vouch:nbf:<kind>:<value>`` for kind agent, user, cred: a "not before" time; any token
   issued to or approved by that handle before it is dead. These keys live as long as the
   longest token could, then vanish: by then every token they kill has expired anyway.
@@ -29,7 +31,13 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from broker.errors import DpopProofInvalid, RateLimited, StoreUnavailable, TokenRevoked
+from broker.errors import (
+    BudgetExceeded,
+    DpopProofInvalid,
+    RateLimited,
+    StoreUnavailable,
+    TokenRevoked,
+)
 from broker.redis_pipe import pipe_for
 from broker.replication import Replication
 from broker.store import PREFIX, guard
@@ -48,6 +56,23 @@ return values
 
 def delegation_key(dlg_id: str) -> str:
     return f"{PREFIX}rev:{dlg_id}"
+
+
+BUDGET_MARK = b"budget:"
+"""The start of a delegation handle's value when its budget was spent."""
+
+
+def budget_mark(spent: str, budget: str) -> bytes:
+    """The delegation handle's value for a delegation revoked for its budget."""
+    return BUDGET_MARK + f"{spent}:{budget}".encode()
+
+
+def budget_exceeded(value: bytes) -> BudgetExceeded:
+    """The refusal for a delegation handle whose value is a `budget_mark`."""
+    spent, _, budget = value[len(BUDGET_MARK) :].decode().partition(":")
+    return BudgetExceeded(
+        f"delegation revoked: it spent {spent} of its {budget} budget", spent=spent, budget=budget
+    )
 
 
 def not_before_key(kind: str, value: str) -> str:
@@ -105,10 +130,15 @@ class Revocations:
         if self._pipe is not None:
             await self._pipe.close()
 
-    async def revoke_delegation(self, dlg_id: str, *, expires_at: int, now: float) -> None:
-        """Raises: StoreUnavailable (nothing written), RevocationUnconfirmed (retry it)."""
+    async def revoke_delegation(
+        self, dlg_id: str, *, expires_at: int, now: float, mark: bytes = b"1"
+    ) -> None:
+        """Write the handle (`mark`: its value, e.g. a `budget_mark`).
+
+        Raises: StoreUnavailable (nothing written), RevocationUnconfirmed (retry it).
+        """
         ttl = max(1, int(expires_at - now) + 60)
-        await self.replication.write(delegation_key(dlg_id), b"1", ttl_s=ttl)
+        await self.replication.write(delegation_key(dlg_id), mark, ttl_s=ttl)
 
     async def revoke_session(self, jti: str, *, expires_at: int, now: float) -> None:
         """Kill one human session (logout).
@@ -149,6 +179,7 @@ class Revocations:
 
         Raises:
             TokenRevoked: a handle revokes the token.
+            BudgetExceeded: its delegation was revoked for having spent its budget.
             DpopProofInvalid: the proof's jti was recorded already (a replayed proof).
             RateLimited: the delegation's hourly cap is used up.
             StoreUnavailable: Redis cannot answer (fail closed).
@@ -167,6 +198,8 @@ class Revocations:
             if value is None:
                 continue
             if key.startswith(f"{PREFIX}rev:"):
+                if value.startswith(BUDGET_MARK):
+                    raise budget_exceeded(value)
                 raise TokenRevoked("token revoked: its delegation was revoked", handle="delegation")
             if key.startswith(f"{PREFIX}out:"):
                 raise TokenRevoked("token revoked: the session was signed out", handle="session")

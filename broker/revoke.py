@@ -5,7 +5,8 @@ person, a security key). A revocation is recorded in Redis (enforced on the next
 every replica), audited with who did it and why, evicts cached credentials it names, and is
 noted for AWS (`broker.aws_cut`), which then denies the sessions it names on its own.
 Revoking a person also cancels their unused invites; their pending ceremonies fail at
-completion, which re-checks the person (docs/design.md invariant 11).
+completion, which re-checks the person (docs/design.md invariant 11). The broker itself
+revokes a delegation whose budget is spent (`revoke_spent`, actor `vouch-broker`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,21 @@ from broker.errors import NotFound, PermissionDenied
 from broker.identity import agent_handle, person_email
 from broker.invites import Invites
 from broker.registry import Registry
-from broker.revocation import Reason, Revocations, not_before_key, reason_key
+from broker.revocation import (
+    Reason,
+    Revocations,
+    budget_mark,
+    not_before_key,
+    reason_key,
+)
 from broker.session import Person
 from policies import OrgPolicy
 
 Kind = Literal["delegation", "agent", "user", "credential"]
+SYSTEM_ACTOR = "vouch-broker"
+"""Who the audit names for what the broker revokes on its own (a spent budget)."""
+BUDGET_EXCEEDED = "budget-exceeded"
+"""The reason of a revocation for a spent budget."""
 
 
 class Target(msgspec.Struct, frozen=True):
@@ -88,7 +99,7 @@ class Revoker:
             target = Target("agent", agent_handle(target.value))
         standing = await self._standing(target)
         if standing is not None:
-            return await self._again(actor, target, reason, standing)
+            return await self._again(actor.email, target, reason, standing)
         cancelled: list[str] = []
         if target.kind == "user":
             await self.registry.disable_user(target.value)
@@ -101,7 +112,7 @@ class Revoker:
         why = Reason(actor.email, reason)
         await self.revocations.revoke_not_before(kind, target.value, now=now, why=why)
         version = await self.aws.record(target.kind, target.value, now)
-        await self._recorded(actor, target, reason, _names(target), invites=cancelled or None)
+        await self._recorded(actor.email, target, reason, _names(target), invites=cancelled or None)
         return Revoked(target, now, version)
 
     async def _standing(self, target: Target) -> Standing | None:
@@ -132,14 +143,12 @@ class Revoker:
         by = reason.by if reason is not None else None
         return Standing(float(at) if at is not None else float(since or 0), by)
 
-    async def _again(
-        self, actor: Person, target: Target, reason: str, standing: Standing
-    ) -> Revoked:
+    async def _again(self, actor: str, target: Target, reason: str, standing: Standing) -> Revoked:
         """Revoking what is already revoked changes nothing: the first revocation's time,
         actor and reason stand; the attempt is audited as `already_revoked`."""
         await self.audit.record(
             "already_revoked",
-            actor=actor.email,
+            actor=actor,
             handle=target.kind,
             subject=target.value,
             reason=reason,
@@ -148,12 +157,35 @@ class Revoker:
         )
         return Revoked(target, standing.revoked_at, await self.aws.latest(), already_revoked=True)
 
+    async def revoke_spent(self, dlg_id: str, *, spent: str, now: float) -> Revoked:
+        """Revoke a delegation whose spend (`spent`, decimal text) reached its budget, as the
+        broker itself (reason budget-exceeded): its next exchange is refused with
+        `budget-exceeded`, and AWS denies its sessions where the cut is configured.
+
+        Raises:
+            NotFound: no such delegation, no budget on it, or it has expired.
+            StoreUnavailable: not recorded (safe to retry).
+        """
+        record = await self.delegations.get(dlg_id)
+        if record is None or record.budget is None:
+            raise NotFound(f"no delegation {dlg_id!r} with a budget")
+        mark = budget_mark(spent, record.budget)
+        return await self._revoke_record(
+            SYSTEM_ACTOR, record, reason=BUDGET_EXCEEDED, now=now, mark=mark
+        )
+
     async def _delegation(
         self, actor: Person, target: Target, *, reason: str, now: float
     ) -> Revoked:
         record = await self.delegations.get(target.value)
         if record is None or (record.email != actor.email and not self.org.is_admin(actor.email)):
             raise NotFound(f"no active delegation {target.value!r}")
+        return await self._revoke_record(actor.email, record, reason=reason, now=now)
+
+    async def _revoke_record(
+        self, actor: str, record: Delegation, *, reason: str, now: float, mark: bytes = b"1"
+    ) -> Revoked:
+        target = Target("delegation", record.id)
         if record.expires_at <= now and record.revoked_at is None:  # kept only to be listed
             raise NotFound(f"no active delegation {target.value!r}: it has expired")
         if record.revoked_at is not None:
@@ -161,9 +193,11 @@ class Revoker:
                 actor, target, reason, Standing(record.revoked_at, record.revoked_by)
             )
             return msgspec.structs.replace(again, delegation=record)
-        await self.revocations.revoke_delegation(record.id, expires_at=record.expires_at, now=now)
+        await self.revocations.revoke_delegation(
+            record.id, expires_at=record.expires_at, now=now, mark=mark
+        )
         revoked = msgspec.structs.replace(
-            record, revoked_at=int(now), revoked_by=actor.email, revoked_reason=reason
+            record, revoked_at=int(now), revoked_by=actor, revoked_reason=reason
         )
         await self.delegations.replace(revoked, now=int(now))
         version = await self.aws.record("delegation", record.id, now)
@@ -172,7 +206,7 @@ class Revoker:
 
     async def _recorded(
         self,
-        actor: Person,
+        actor: str,
         target: Target,
         reason: str,
         names: Callable[[Principal], bool],
@@ -183,7 +217,7 @@ class Revoker:
             cache.evict(names)
         await self.audit.record(
             "revoked",
-            actor=actor.email,
+            actor=actor,
             handle=target.kind,
             subject=target.value,
             reason=reason,

@@ -41,9 +41,11 @@ from broker.session import session_expectation
 from broker.settings import Settings
 from broker.signin import SignIn
 from broker.signing_keys import SigningKeys
+from broker.spend_follower import SpendFollower, log_group_of
 from broker.store import connect
 from broker.tokens import Expectation
 from broker.usage import UsageReports, reports_for
+from broker.usage_sources import logs_client
 from policies import Catalog, OrgPolicy, load_org_policy
 
 log = logging.getLogger("vouch.services")
@@ -72,6 +74,8 @@ class Services:
     aws_cut: AwsCut
     usage: UsageReports
     """Usage reports from Bedrock's invocation logs (GET /v1/usage)."""
+    spend: SpendFollower
+    """Enforces delegation budgets from the invocation log (CloudWatch Logs sources)."""
     metrics: Metrics = field(default_factory=Metrics)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -87,6 +91,15 @@ class Services:
         watch = self.revocations.replication.watch()
         if watch is not None:
             self._tasks.append(asyncio.create_task(watch.run()))
+        if self.spend.enabled:
+            self._tasks.append(asyncio.create_task(self.spend.run(asyncio.Event())))
+        else:
+            log.warning(
+                "delegation budgets are recorded but not enforced: the spend follower reads"
+                " Bedrock's invocation log from CloudWatch Logs only (usage_source ="
+                " cloudwatch[:GROUP], and AWS credentials of the broker's own); see"
+                " docs/usage.md, Budgets"
+            )
         if self.aws_cut.enabled:
             self._tasks.append(asyncio.create_task(self.aws_cut.run(asyncio.Event())))
         else:
@@ -227,6 +240,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         caches=[e.provider for e in exchanges.values()],
         aws=aws_cut,
     )
+    usage = reports_for(settings, catalog, org)
     return Services(
         settings=settings,
         redis=redis,
@@ -255,7 +269,10 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         ),
         session_expect=session_expectation(settings.issuer, settings.clock_leeway_s),
         aws_cut=aws_cut,
-        usage=reports_for(settings, catalog, org),
+        usage=usage,
+        spend=spend_follower_for(
+            settings, usage=usage, store=store, revoker=revoker, audit=audit, metrics=metrics
+        ),
         signing_keys=SigningKeys(
             keys,
             redis,
@@ -290,6 +307,36 @@ def exchange_for(
         proof_max_age_s=settings.dpop_proof_max_age_s,
         token_cache_entries=settings.verified_token_cache_entries,
         audit=ExchangeAudit(audit, provider.name, settings.audit_exchange_interval_s),
+    )
+
+
+def spend_follower_for(
+    settings: Settings,
+    *,
+    usage: UsageReports,
+    store: DelegationStore,
+    revoker: Revoker,
+    audit: Audit,
+    metrics: Metrics,
+) -> SpendFollower:
+    """The spend follower, enabled when `usage_source` is CloudWatch Logs and the broker has
+    AWS credentials of its own (boto3's chain)."""
+    group = log_group_of(settings.usage_source, settings.aws.invocation_log_group)
+    logs = None
+    if group is not None and boto3.session.Session().get_credentials() is not None:
+        logs = logs_client(settings.aws)
+    return SpendFollower(
+        store.redis,
+        logs,
+        group=group,
+        catalog=usage.catalog,
+        prices=usage.prices,
+        roles=usage.roles,
+        store=store,
+        revoker=revoker,
+        audit=audit,
+        interval_s=settings.spend_poll_interval_s,
+        metrics=metrics,
     )
 
 

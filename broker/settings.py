@@ -204,6 +204,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             "`s3://BUCKET/PREFIX`, or a local file or directory. Unset: no usage reports.",
         ),
     ] = None
+    spend_poll_interval_s: Annotated[
+        float,
+        Meta(
+            ge=0.2,
+            le=600,
+            description="How often the spend follower reads new invocation log records to "
+            "enforce delegation budgets (only when `usage_source` is CloudWatch Logs); with "
+            "Bedrock's delivery lag, a budget can be overshot by what is spent in this time "
+            "(docs/usage.md, Budgets).",
+        ),
+    ] = 30.0
     rp_id: Annotated[
         str,
         Meta(

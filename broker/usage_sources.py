@@ -75,7 +75,7 @@ def read(spec: str, *, start: datetime, end: datetime, aws: AwsSettings) -> Iter
             yield from _s3(_s3_client(aws), bucket, prefix, start)
         elif spec.startswith(CLOUDWATCH):
             group = spec.partition(":")[2] or aws.invocation_log_group
-            yield from _cloudwatch(_logs_client(aws), group, start, end)
+            yield from _cloudwatch(logs_client(aws), group, start, end)
         else:
             yield from _local(Path(spec))
     except NoCredentialsError:
@@ -101,7 +101,7 @@ def _s3_client(aws: AwsSettings) -> S3Client:
     )
 
 
-def _logs_client(aws: AwsSettings) -> CloudWatchLogsClient:
+def logs_client(aws: AwsSettings) -> CloudWatchLogsClient:
     return boto3.session.Session().client(
         "logs", region_name=aws.region, endpoint_url=aws.endpoint_url, config=_CONFIG
     )

@@ -100,8 +100,8 @@ class InvalidGrant(PoliciesError):
 class GrantDenied(PoliciesError):
     """The org policy does not let this person delegate this.
 
-    `check` names what failed: person-not-allowed, model-not-allowed, ttl-exceeded or
-    key-binding-required;
+    `check` names what failed: person-not-allowed, model-not-allowed, ttl-exceeded,
+    key-binding-required, budget-required or budget-over-max;
     `model` and `limit` (seconds) say which model and which limit where one applies.
     """
 

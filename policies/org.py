@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TypeVar
 
 import msgspec
@@ -43,6 +44,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     """Credential exchanges per delegation per hour; None is no cap."""
     require_key_binding: bool = False
     """Delegations must bind the agent token to the agent's key (DPoP, RFC 9449)."""
+    max_budget: Decimal | None = None
+    """Largest budget a delegation may carry (price table currency); None is no cap."""
+    require_budget: bool = False
+    """Delegations must carry a budget."""
 
 
 class Authorized(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +64,10 @@ class Authorized(msgspec.Struct, frozen=True, kw_only=True):
     exchanges_per_hour: int | None
     require_key_binding: bool = False
     """The agent token must be bound to the agent's key (any of its models requires it)."""
+    max_budget: Decimal | None = None
+    """The largest budget allowed (the strictest of its models'); None: no cap."""
+    require_budget: bool = False
+    """A budget is required (any of its models requires one)."""
 
 
 @dataclass(frozen=True)
@@ -242,10 +251,13 @@ class OrgPolicy:
         ttl_s: int,
         *,
         bound: bool | None = None,
+        budget: Decimal | None = None,
     ) -> Authorized:
         """Whether this person may delegate these models to this agent for ttl_s seconds;
         `bound` False (an agent token not bound to a key) is refused where a rule requires
-        binding, None leaves that to the caller (`Authorized.require_key_binding`).
+        binding, None leaves that to the caller (`Authorized.require_key_binding`);
+        `budget` (None: none) must be given where a rule requires one and stay within
+        `max_budget`.
 
         Models may be ids, profile ids, application-profile ARNs or aliases.
 
@@ -253,7 +265,8 @@ class OrgPolicy:
             InvalidGrant: malformed email, agent name, TTL or an empty model list.
             UnknownModel: a name the catalog does not know.
             ModelNotCallable: a model that cannot be called from the home region as named.
-            GrantDenied: the policy says no; `check`, `model` and `limit` say why.
+            GrantDenied: the policy says no; `check`, `model` and `limit` say why
+                (budget-required, budget-over-max for budgets).
         """
         person = normalize_email(email)
         check_agent_name(agent)
@@ -273,6 +286,9 @@ class OrgPolicy:
                 "the org policy requires binding this delegation to the agent's key"
                 " (vouch delegate --bind-key, or an agent request from the SDK)",
             )
+        max_budget = _strictest_budget(x.max_budget for x in limits)
+        require_budget = any(x.require_budget for x in limits)
+        _check_budget(budget, max_budget, require_budget)
         return Authorized(
             email=person,
             agent=agent,
@@ -282,6 +298,8 @@ class OrgPolicy:
             max_active_delegations=min(x.max_active_delegations for x in limits),
             exchanges_per_hour=_strictest_rate(x.exchanges_per_hour for x in limits),
             require_key_binding=binding,
+            max_budget=max_budget,
+            require_budget=require_budget,
         )
 
     def _rules_for(self, person: str) -> list[Rule]:
@@ -325,6 +343,8 @@ class OrgPolicy:
             exchanges_per_hour=_most_generous_rate(x.exchanges_per_hour for x in fitting),
             # required only when every rule that allows the model requires it
             require_key_binding=all(x.require_key_binding for x in fitting),
+            max_budget=_most_generous_budget(x.max_budget for x in fitting),
+            require_budget=all(x.require_budget for x in fitting),
         )
 
 
@@ -336,3 +356,29 @@ def _strictest_rate(rates: Iterable[int | None]) -> int | None:
 def _most_generous_rate(rates: Iterable[int | None]) -> int | None:
     caps = list(rates)
     return None if None in caps else max(c for c in caps if c is not None)
+
+
+def _strictest_budget(caps: Iterable[Decimal | None]) -> Decimal | None:
+    given = [c for c in caps if c is not None]
+    return min(given) if given else None
+
+
+def _most_generous_budget(caps: Iterable[Decimal | None]) -> Decimal | None:
+    given = list(caps)
+    return None if None in given else max(c for c in given if c is not None)
+
+
+def _check_budget(budget: Decimal | None, cap: Decimal | None, required: bool) -> None:
+    """Raises: GrantDenied budget-required or budget-over-max."""
+    if budget is None:
+        if required:
+            raise GrantDenied(
+                "budget-required",
+                "the org policy requires a budget on this delegation (vouch delegate --budget)",
+            )
+        return
+    if cap is not None and budget > cap:
+        raise GrantDenied(
+            "budget-over-max",
+            f"budget {budget} exceeds the org policy's maximum of {cap} for these models",
+        )

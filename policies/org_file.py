@@ -21,6 +21,8 @@ Format in brief (durations are seconds or strings like "8h", "90m", "1d"):
     max_active_delegations = 10
     exchanges_per_hour = 120               # optional; absent means no cap
     require_key_binding = false            # agent tokens bound to the agent's key (DPoP)
+    max_budget = "50.00"                   # optional: largest --budget (price table currency)
+    require_budget = false                 # every delegation must carry a --budget
 
     [groups]
     ml-team = ["alice@example.com"]
@@ -44,10 +46,12 @@ independent: a person named only by [[use]] delegates nothing, and the reverse.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from policies._toml import Problems, Table, read_toml, suggest
+from policies.budget import parse_budget
 from policies.catalog import REGION, Catalog
 from policies.errors import CatalogError, InvalidGrant, PoliciesError
 from policies.identity import DOMAIN, normalize_email
@@ -72,6 +76,8 @@ _LIMITS = (
     "max_active_delegations",
     "exchanges_per_hour",
     "require_key_binding",
+    "max_budget",
+    "require_budget",
 )
 _DEFAULTS = ("ttl", *_LIMITS)
 _RULE = ("description", "people", "groups", "models", *_LIMITS)
@@ -194,7 +200,24 @@ def _limits(table: Table, inherited: Limits, role_max_session_s: int) -> Limits:
         or inherited.max_active_delegations,
         exchanges_per_hour=rate if rate is not None else inherited.exchanges_per_hour,
         require_key_binding=table.boolean("require_key_binding", inherited.require_key_binding),
+        max_budget=_budget(table, "max_budget") or inherited.max_budget,
+        require_budget=table.boolean("require_budget", inherited.require_budget),
     )
+
+
+def _budget(table: Table, key: str) -> Decimal | None:
+    """An amount given as "50.00" or a number (read through its text, never as a float)."""
+    if key not in table.data:
+        return None
+    raw = table.data[key]
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        table.problem(key, f'expected an amount like "50.00", got {raw!r}')
+        return None
+    try:
+        return parse_budget(str(raw))
+    except InvalidGrant as exc:
+        table.problem(key, exc.reason)
+        return None
 
 
 def _emails(table: Table, key: str) -> list[str]:

@@ -5,14 +5,18 @@ plays a person with a software key through the real `vouch` CLI: invite and enro
 use Bedrock themselves (their own credentials, through the people role), delegate two
 models to an agent bound to the agent's own key (DPoP), exchange, show a copy of the token
 without the key refused, check one allowed and one denied model with the IAM evaluator,
-list, revoke, and show the next exchange refused. Commands are printed as they could be pasted
-into a shell. Any step that misbehaves ends the demo with a non-zero exit, so CI runs it
-as a smoke test.
+list, revoke, and show the next exchange refused; then write Bedrock's invocation log
+records for the agent's session into the emulator's CloudWatch Logs (as Bedrock would), show
+the usage table, delegate again with a small --budget, spend past it, and show the broker
+revoke the delegation and refuse the next exchange with budget-exceeded. Commands are
+printed as they could be pasted into a shell. Any step that misbehaves ends the demo with a
+non-zero exit, so CI runs it as a smoke test.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shlex
@@ -24,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +44,7 @@ from broker.logs import configure
 from broker.services import load_policy
 from broker.settings import Settings, log_deprecations
 from policies import AwsAccount, Catalog, Outcome, Request, compile_session_policy, evaluate
+from policies.invocation_log import STREAM
 from policies.session_policy import aws_time, model_arn, profile_arn
 from vouch_devtools.dev import DevOptions, dev_settings, dev_stack
 
@@ -95,6 +101,18 @@ class Narrator:
             print(_indent(done.stdout), flush=True)
         if done.returncode != expect:
             raise DemoFailed(f"`vouch {args[0]}` exited {done.returncode}, expected {expect}")
+        return done.stdout
+
+    def quiet(self, *args: str) -> str:
+        """`vouch ARGS`, not shown (waiting for something): its stdout."""
+        done = subprocess.run(  # noqa: S603 - this interpreter, our own CLI
+            [sys.executable, "-m", "vouch_delegate.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         return done.stdout
 
 
@@ -213,6 +231,135 @@ def story(settings: Settings, work: Path, narrator: Narrator) -> None:
     if "revoked (this delegation)" not in listing:
         raise DemoFailed("the listing does not say what was revoked")
     show_aws_cut(narrator, settings, org.aws, dlg, claims)
+    # The revoked session still names itself (GetCallerIdentity needs no permission).
+    show_usage(narrator, settings, _caller(settings, org.aws, doc), catalog.resolve(MODELS[0]))
+    show_budget(
+        narrator,
+        settings,
+        aws=org.aws,
+        model=catalog.resolve(MODELS[0]),
+        thumbprint=thumbprint,
+        token_file=work / "budget.jwt",
+        key_file=key_file,
+    )
+
+
+def show_usage(narrator: Narrator, settings: Settings, arn: str, model: str) -> None:
+    """Bedrock's records of the agent's calls, and the usage table the broker makes of them."""
+    narrator.say(
+        "Bedrock logs every call (model invocation logging): the demo writes three records"
+        " for the agent's session into the emulator's CloudWatch Logs group, as Bedrock would"
+    )
+    calls = [(1200, 300), (2500, 800), (900, 150)]
+    _write_records(settings, [_record(arn, model, i, o) for i, o in calls])
+    print(f"   identity.arn {arn}")
+    for tokens_in, tokens_out in calls:
+        print(f"   Converse {model}: {tokens_in} input, {tokens_out} output tokens")
+    narrator.say("What the person's agents cost: the usage table (rounded; exact under --json)")
+    table = narrator.vouch("usage", "--since", "1h", show=True)
+    if "TOTAL" not in table or "0.01" not in table:  # 4,600 in + 1,250 out on Haiku: $0.01085
+        raise DemoFailed("the usage table does not show the three records")
+
+
+def show_budget(
+    narrator: Narrator,
+    settings: Settings,
+    *,
+    aws: AwsAccount,
+    model: str,
+    thumbprint: str,
+    token_file: Path,
+    key_file: Path,
+) -> None:
+    """A delegation with a small budget, spent past it: revoked by the broker, refused."""
+    narrator.say("Delegate again with a budget of $0.05: the grant shows it and the tap signs it")
+    narrator.vouch(
+        "delegate",
+        "--agent",
+        "demo",
+        "--model",
+        MODELS[0],
+        "--ttl",
+        "1h",
+        "--bind-key",
+        thumbprint,
+        "--budget",
+        "0.05",
+        "--out",
+        str(token_file),
+    )
+    agent = ("--token-file", str(token_file), "--key-file", str(key_file))
+    dlg = _claims(token_file.read_text().strip())["dlg"]
+    doc = json.loads(narrator.vouch("credential", "aws", *agent))
+    arn = _caller(settings, aws, doc)
+    narrator.say(
+        "The agent spends past it: two calls of 30,000 input and 1,000 output tokens"
+        " ($0.035 each on Haiku), logged by Bedrock"
+    )
+    _write_records(settings, [_record(arn, model, 30_000, 1_000) for _ in range(2)])
+    print(
+        f"   (the broker's spend follower reads the log every {settings.spend_poll_interval_s:g} s;"
+        " in AWS, Bedrock delivers records minutes after the call)",
+        flush=True,
+    )
+    deadline = time.monotonic() + 30
+    while '"budget-exceeded"' not in narrator.quiet("delegate", "list", "--all"):
+        if time.monotonic() > deadline:
+            raise DemoFailed("the broker did not revoke the delegation for its budget")
+        time.sleep(0.5)
+    narrator.say("The broker revoked it (reason budget-exceeded): spent $0.07 of $0.05")
+    listing = narrator.vouch("delegate", "list", "--all", show=True)
+    _expect_row(listing, dlg, "revoked")
+    if "spent 0.07 of its 0.05 budget" not in listing or '"budget-exceeded"' not in listing:
+        raise DemoFailed("the listing does not show the budget spent")
+    narrator.say("The agent's next exchange is refused with budget-exceeded (exit code 5)")
+    narrator.vouch("credential", "aws", *agent, expect=5)
+
+
+def _caller(settings: Settings, aws: AwsAccount, doc: dict[str, Any]) -> str:
+    """The ARN AWS names these credentials by: what Bedrock writes as `identity.arn`."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=settings.aws.endpoint_url,
+        region_name=aws.region,
+        aws_access_key_id=doc["AccessKeyId"],
+        aws_secret_access_key=doc["SecretAccessKey"],
+        aws_session_token=doc["SessionToken"],
+    )
+    return str(sts.get_caller_identity()["Arn"])
+
+
+def _record(arn: str, model: str, tokens_in: int, tokens_out: int) -> dict[str, Any]:
+    """One model invocation log record as Bedrock writes it (text delivery off)."""
+    return {
+        "schemaType": "ModelInvocationLog",
+        "schemaVersion": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "accountId": arn.split(":")[4],
+        "identity": {"arn": arn},
+        "region": "us-east-1",
+        "requestId": str(uuid.uuid4()),
+        "operation": "Converse",
+        "modelId": model,
+        "input": {"inputContentType": "application/json", "inputTokenCount": tokens_in},
+        "output": {"outputContentType": "application/json", "outputTokenCount": tokens_out},
+    }
+
+
+def _write_records(settings: Settings, records: list[dict[str, Any]]) -> None:
+    """Put the records on the invocation log stream of the dev stack's log group."""
+    logs = boto3.client(
+        "logs", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
+    )
+    group = settings.aws.invocation_log_group
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_stream(logGroupName=group, logStreamName=STREAM)
+    now = int(time.time() * 1000)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=STREAM,
+        logEvents=[{"timestamp": now, "message": json.dumps(r)} for r in records],
+    )
 
 
 def show_stolen_copy(narrator: Narrator, settings: Settings, token_file: Path) -> None:

@@ -51,6 +51,7 @@ from broker.settings import (
 )
 
 USAGE: dict[str, Any] = {"usage_source": "cloudwatch"}
+SPEND: dict[str, Any] = {"spend_poll_interval_s": 2.0}
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -333,6 +334,8 @@ def dev_settings(opts: DevOptions, overrides: dict[str, Any]) -> LoadedSettings:
         expose_schema=True,
         # The emulator's invocation log group, unless the developer named a source.
         **({} if "aws" not in overrides or "VOUCH_USAGE_SOURCE" in os.environ else USAGE),
+        # Budgets enforced within seconds of a record (production polls every 30 s).
+        **({} if "VOUCH_SPEND_POLL_INTERVAL_S" in os.environ else SPEND),
         **overrides,
     )
     settings = loaded.settings

@@ -56,6 +56,9 @@ class DelegationBegin(msgspec.Struct, forbid_unknown_fields=True):
     request_code: Annotated[str, msgspec.Meta(min_length=4, max_length=16)] | None = None
     bind_key: Annotated[str, msgspec.Meta(min_length=43, max_length=43)] | None = None
     """The agent key's RFC 7638 thumbprint: the token is bound to it (DPoP)."""
+    budget: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | None = None
+    """The most the delegation may spend ("5.00", the price table's currency): once spent,
+    it is revoked (reason budget-exceeded)."""
 
 
 class DelegationProposal(msgspec.Struct):
@@ -94,6 +97,7 @@ async def request_grant(
         ttl_s=req.ttl_s,
         purpose=req.message,
         jkt=req.jkt,
+        budget=req.budget,
     )
     return req, grant
 
@@ -124,6 +128,7 @@ async def delegation_begin(
             max_sts_s=data.max_sts_s,
             rate=data.rate,
             jkt=data.bind_key,
+            budget=data.budget,
         )
     proposal = await services.delegations.begin(person, grant, request_id=request_id)
     return DelegationProposal(

@@ -17,6 +17,7 @@ from broker.identity import grant_agent, limit_identity, person_email
 from broker.routes.delegations import ModelName, check_free_text
 from broker.services import Services
 from broker.session import Person
+from policies.budget import parse_budget
 from policies.errors import PoliciesError
 
 
@@ -33,6 +34,8 @@ class RequestCreate(msgspec.Struct, forbid_unknown_fields=True):
         | None
     ) = None
     """The agent's public key (JWK): the token is bound to it (DPoP, RFC 9449)."""
+    budget: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | None = None
+    """The most the delegation may spend ("5.00", the price table's currency)."""
 
 
 class RequestCreated(msgspec.Struct):
@@ -67,6 +70,8 @@ class PendingRequest(msgspec.Struct, omit_defaults=True):
     created_at: int
     expires_at: int
     jkt: str | None = None
+    budget: str | None = None
+    """The budget the agent asked for ("5.00"); absent: none."""
 
 
 class PendingRequests(msgspec.Struct):
@@ -101,8 +106,9 @@ async def create_request(
         for name in data.models:
             services.catalog.resolve(name)
         email = person_email(data.email)
+        budget = parse_budget(data.budget) if data.budget is not None else None
         allowed = services.org.authorize(
-            email, data.agent, data.models, data.ttl_s, bound=jkt is not None
+            email, data.agent, data.models, data.ttl_s, bound=jkt is not None, budget=budget
         )
     except PoliciesError as exc:
         raise from_policy(exc) from None
@@ -114,6 +120,7 @@ async def create_request(
         message=data.message,
         address=address,
         jkt=jkt,
+        budget=data.budget.strip() if data.budget is not None else None,
     )
     public = services.settings.issuer.rstrip("/")
     return RequestCreated(
@@ -143,6 +150,7 @@ async def list_requests(services: ServicesDep, person: PersonDep) -> PendingRequ
                 r.created_at,
                 r.expires_at,
                 r.jkt,
+                r.budget,
             )
             for r in pending
         ]

@@ -17,6 +17,7 @@ from ._delegation_request import request_delegation
 from ._errors import (
     AssertionRejected,
     BrokerUnavailable,
+    BudgetExceeded,
     ChallengeInvalid,
     ConfigError,
     Conflict,
@@ -57,6 +58,7 @@ __all__ = [
     "AwsCredentials",
     "BrokerClient",
     "BrokerUnavailable",
+    "BudgetExceeded",
     "ChallengeInvalid",
     "ConfigError",
     "Conflict",

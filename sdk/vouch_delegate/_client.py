@@ -150,9 +150,11 @@ class BrokerClient:
         rate: int | None = None,
         request_code: str | None = None,
         bind_key: str | None = None,
+        budget: str | None = None,
     ) -> DelegationProposal:
         """A grant the broker would sign, or (`request_code` alone) an agent's request;
-        `bind_key` (an agent key's thumbprint) binds the token to that key.
+        `bind_key` (an agent key's thumbprint) binds the token to that key; `budget`
+        ("5.00") caps what it may spend.
 
         Check it with `verified_grant` before the key signs its options. Unset fields take
         the broker's defaults.
@@ -166,6 +168,7 @@ class BrokerClient:
             rate=rate,
             request_code=request_code,
             bind_key=bind_key,
+            budget=budget,
         )
         return self._call(
             "POST", "/v1/delegations/begin", DelegationProposal, body=body, token=self.session
@@ -207,10 +210,14 @@ class BrokerClient:
         ttl_s: int,
         message: str = "",
         jwk: Mapping[str, str] | None = None,
+        budget: str | None = None,
     ) -> RequestCreated:
         """An agent asks `email` for a delegation (no bearer: the agent has nothing yet);
-        with its public `jwk`, the token will be bound to that key."""
-        body = RequestCreate(email, agent, list(models), ttl_s, message, dict(jwk) if jwk else None)
+        with its public `jwk`, the token will be bound to that key; `budget` ("5.00")
+        asks for a cap on what it may spend."""
+        body = RequestCreate(
+            email, agent, list(models), ttl_s, message, dict(jwk) if jwk else None, budget
+        )
         return self._call("POST", "/v1/delegation-requests", RequestCreated, body=body)
 
     def list_requests(self) -> list[PendingRequest]:

@@ -70,6 +70,7 @@ def request_delegation(
     key: AgentKey | None = None,
     key_file: str | os.PathLike[str] | None = None,
     bind: bool = True,
+    budget: str | None = None,
 ) -> str:
     """Ask `email` to delegate `models` to `agent` for `ttl`; the agent token once approved.
 
@@ -78,6 +79,8 @@ def request_delegation(
     The token is bound to `key`, else the key in `key_file` (made there if missing), else a
     new in-memory key; `AgentCredentials` and `boto3_session` in this process find it by
     itself. `bind=False` asks for a bearer token (where the org policy allows one).
+    `budget` ("5.00", the broker's price table currency) asks for a cap on what the
+    delegation may spend: once spent, the broker revokes it (`BudgetExceeded`).
 
     Raises:
         DelegationDenied: the person refused. DelegationExpired: the request expired or
@@ -93,6 +96,7 @@ def request_delegation(
         ttl_s=parse_duration(ttl),
         message=message,
         jwk=key.public_jwk if bind and key is not None else None,
+        budget=budget,
     )
     if on_code is None:
         _announce(created)

@@ -19,7 +19,8 @@
     │   │   └── KeyFlagged              401 key-flagged
     │   └── InviteInvalid               401 invite-invalid
     ├── PermissionDenied                403 permission-denied
-    │   └── PolicyDenied                403 policy-denied
+    │   ├── PolicyDenied                403 policy-denied
+    │   └── BudgetExceeded              403 budget-exceeded      (spent, budget)
     ├── NotFound                        404 not-found
     ├── Conflict                        409 conflict
     ├── PayloadTooLarge                 413 payload-too-large
@@ -147,6 +148,24 @@ class PolicyDenied(PermissionDenied):
     slug = "policy-denied"
 
 
+class BudgetExceeded(PermissionDenied):
+    """The delegation was revoked because it spent its budget: ask its person for a new one.
+
+    `spent` and `budget` are the broker's decimal strings ("5.0123", "5.00") in the price
+    table's currency; None if the problem did not carry them.
+    """
+
+    slug = "budget-exceeded"
+
+    def __init__(
+        self, detail: str, *, status: int | None = None, problem: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(detail, status=status, problem=problem)
+        spent, budget = self.problem.get("spent"), self.problem.get("budget")
+        self.spent: str | None = spent if isinstance(spent, str) else None
+        self.budget: str | None = budget if isinstance(budget, str) else None
+
+
 class NotFound(VouchError):
     slug = "not-found"
 
@@ -216,6 +235,7 @@ _BROKER_ERRORS: tuple[type[VouchError], ...] = (
     InviteInvalid,
     PermissionDenied,
     PolicyDenied,
+    BudgetExceeded,
     NotFound,
     Conflict,
     PayloadTooLarge,

@@ -129,6 +129,7 @@ def check_requested_grant(
     purpose: str,
     max_sts_s: int | None,
     rate: int | None,
+    budget: str | None = None,
 ) -> None:
     """Refuse a proposal that differs from what the person asked in anything but
     canonicalization: the models as ids (see `check_models`), and an unset `rate` filled
@@ -143,6 +144,7 @@ def check_requested_grant(
         "ttl_s": ttl_s,
         "purpose": purpose,
         "max_sts_s": max_sts_s,
+        "budget": budget,
     }
     if rate is not None:
         exact["rate"] = rate
@@ -150,7 +152,7 @@ def check_requested_grant(
         raise GrantMismatch(f"the broker proposed rate={grant.rate!r}, which is not a cap")
     for name, wanted in exact.items():
         actual = getattr(grant, name)
-        if actual != wanted and (name != "email" or wanted is not None):
+        if actual != wanted and (name != "email" or wanted is not None):  # budget: as typed
             raise GrantMismatch(
                 f"the broker proposed {name}={actual!r}, not the requested {wanted!r}"
             )

@@ -79,6 +79,8 @@ class DelegationBegin(msgspec.Struct, omit_defaults=True):
     request_code: str | None = None
     bind_key: str | None = None
     """The agent key's thumbprint: the token is bound to it (DPoP)."""
+    budget: str | None = None
+    """The most the delegation may spend ("5.00")."""
 
 
 class RequestCreate(msgspec.Struct, omit_defaults=True):
@@ -89,6 +91,8 @@ class RequestCreate(msgspec.Struct, omit_defaults=True):
     message: str = ""
     jwk: dict[str, str] | None = None
     """The agent's public key: the token will be bound to it (DPoP)."""
+    budget: str | None = None
+    """The most the delegation may spend ("5.00")."""
 
 
 class RequestDeny(msgspec.Struct):
@@ -265,6 +269,8 @@ class Grant(msgspec.Struct, kw_only=True):
     rate: int | None = None
     jkt: str | None = None
     """The thumbprint of the agent key the token is bound to (None: a bearer token)."""
+    budget: str | None = None
+    """The most the delegation may spend ("5.00", the price table's currency)."""
 
 
 class DelegationProposal(msgspec.Struct):
@@ -294,6 +300,10 @@ class Delegation(msgspec.Struct, kw_only=True):
     revoked_by: str | None = None
     revoked_reason: str | None = None
     jkt: str | None = None
+    budget: str | None = None
+    """The most it may spend (decimal text); None: no budget."""
+    spent: str | None = None
+    """In a list, for a delegation with a budget: what it has spent so far (decimal text)."""
     state: str | None = None
     """In a list: "active" or "revoked" (by the delegation, its agent, person or key)."""
     revoked_handle: str | None = None
@@ -353,6 +363,8 @@ class PendingRequest(msgspec.Struct, omit_defaults=True):
     expires_at: int
     jkt: str | None = None
     """The thumbprint of the key the agent's token will be bound to (None: unbound)."""
+    budget: str | None = None
+    """The budget the agent asked for ("5.00"); None: none."""
 
 
 class PendingRequests(msgspec.Struct):

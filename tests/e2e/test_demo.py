@@ -33,7 +33,8 @@ def test_the_demo_prints_commands_as_typed_and_the_listings_it_checks(tmp_path: 
     assert delegate[delegate.index("--purpose") + 1] == "vouch demo"  # one argument, quoted
     assert "--purpose 'vouch demo' --out " in out
     # Each listing under its step: the header row, then the delegation in its state.
-    (dlg,) = set(re.findall(r"dlg_[A-Za-z0-9_-]{16}", out))
+    # Two delegations: the one the person revokes, then the one with a budget.
+    dlg, budgeted = dict.fromkeys(re.findall(r"dlg_[A-Za-z0-9_-]{16}", out))
     steps = dict(re.findall(r"\n== \d+\. ([^\n]+)\n(.*?)(?=\n\n== |\n\nDemo complete)", out, re.S))
     active = steps["The person's delegations: the agent's is active"].splitlines()
     assert active[0] == "$ vouch delegate list"
@@ -50,3 +51,30 @@ def test_the_demo_prints_commands_as_typed_and_the_listings_it_checks(tmp_path: 
         r'"revoked by user"',
         revoked[3],
     )
+    # Bedrock's records for the agent's session, priced in the usage table.
+    usage = steps[
+        "What the person's agents cost: the usage table (rounded; exact under --json)"
+    ].splitlines()
+    assert usage[0] == "$ vouch usage --since 1h"
+    assert usage[3].split() == [dlg, "demo", "3", "4600", "1250", "0", "0", "0.010850", "0"]
+    # The budget: signed in the grant, spent past, revoked by the broker, refused.
+    grant = steps["Delegate again with a budget of $0.05: the grant shows it and the tap signs it"]
+    assert "--budget 0.05 --out " in grant
+    assert "\n     budget:   0.05 (revoked once spent)\n" in grant
+    spent = steps["The broker revoked it (reason budget-exceeded): spent $0.07 of $0.05"]
+    rows = spent.splitlines()
+    at = next(i for i, row in enumerate(rows) if row.split()[:1] == [budgeted])
+    assert rows[at].split()[:3] == [budgeted, "demo", "revoked"]
+    assert rows[at + 1].strip() == "spent 0.07 of its 0.05 budget"
+    assert re.fullmatch(
+        r' +revoked \(this delegation\) at [0-9-]+ [0-9:]+ by vouch-broker: "budget-exceeded"',
+        rows[at + 2],
+    )
+    refused = steps[
+        "The agent's next exchange is refused with budget-exceeded (exit code 5)"
+    ].splitlines()
+    assert refused[1:] == [
+        "   vouch: delegation revoked: it spent 0.07 of its 0.05 budget",
+        "   vouch: budget spent: 0.07 of 0.05; this delegation is revoked, ask its person for a"
+        " new one",
+    ]

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from vouch_delegate._errors import ConfigError, VouchError
+from vouch_delegate._errors import BudgetExceeded, ConfigError, VouchError
 from vouch_delegate._version import __version__
 from vouch_delegate.cli import (
     admin,
@@ -170,6 +170,12 @@ def _failed(exc: VouchError, code: int, *, as_json: bool, verbose: bool) -> int:
 def _report(exc: VouchError, err: TextIO, *, verbose: bool) -> None:
     # The detail and the problem's members may come from the broker: escaped, one line each.
     err.write(f"vouch: {printable(exc.detail)}\n")
+    if isinstance(exc, BudgetExceeded):
+        spent, budget = printable(exc.spent or "?"), printable(exc.budget or "?")
+        err.write(
+            f"vouch: budget spent: {spent} of {budget}; this delegation is revoked, ask its"
+            " person for a new one\n"
+        )
     if verbose:
         where = f"HTTP {exc.status}, " if exc.status else ""
         err.write(f"vouch: ({where}{type(exc).__name__}, slug {printable(exc.slug)})\n")

@@ -57,6 +57,12 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     delegate.add_argument("--purpose", default="", help="why; recorded in the audit trail")
     delegate.add_argument("--max-sts", metavar="DURATION", help="cap each AWS credential's life")
     delegate.add_argument("--rate", type=int, metavar="N", help="cap exchanges per hour")
+    delegate.add_argument(
+        "--budget",
+        metavar="AMOUNT",
+        help="cap what the delegation may spend (e.g. 5.00, the broker's price table currency,"
+        " USD by default): once spent, the broker revokes it",
+    )
     delegate.add_argument("--out", metavar="FILE", help="write the token here (0600), not stdout")
     delegate.add_argument(
         "--bind-key",
@@ -117,6 +123,7 @@ def run_delegate(ctx: Context) -> int:
     ttl_s = parse_duration(args.ttl)
     max_sts_s = parse_duration(args.max_sts) if args.max_sts else None
     jkt = bind_key_thumbprint(args.bind_key) if args.bind_key else None
+    budget = parse_amount(args.budget) if args.budget is not None else None
     session = ctx.session()
     # Before the tap, which cannot be taken back: a token with nowhere to go is a live
     # delegation nobody holds.
@@ -131,6 +138,7 @@ def run_delegate(ctx: Context) -> int:
             max_sts_s=max_sts_s,
             rate=args.rate,
             bind_key=jkt,
+            budget=budget,
         )
         grant = verified_grant(proposal)
         check_requested_grant(
@@ -142,6 +150,7 @@ def run_delegate(ctx: Context) -> int:
             purpose=args.purpose,
             max_sts_s=max_sts_s,
             rate=args.rate,
+            budget=budget,
         )
         check_grant_matches(grant, {"jkt": jkt})
         if jkt is None and grant.jkt is not None:
@@ -158,6 +167,21 @@ def run_delegate(ctx: Context) -> int:
 
 
 _THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
+_AMOUNT = re.compile(r"[0-9]{1,7}(?:\.[0-9]{1,6})?")
+
+
+def parse_amount(value: str) -> str:
+    """A budget as the broker takes it ("5", "5.00": at most six decimals), as typed.
+
+    Raises:
+        ConfigError: anything else, or zero.
+    """
+    text = value.strip()
+    if _AMOUNT.fullmatch(text) is None or not any(c in "123456789" for c in text):
+        raise ConfigError(
+            f"--budget: not an amount: {value!r} (use e.g. 5 or 5.00, at most six decimals)"
+        )
+    return text
 
 
 def bind_key_thumbprint(value: str) -> str:
@@ -232,6 +256,8 @@ def show_grant(ctx: Context, grant: Grant, heading: str, *, why: str = "purpose"
         lines.append(f"  AWS credentials live at most {format_duration(grant.max_sts_s)}")
     if grant.rate:
         lines.append(f"  at most {grant.rate} exchanges per hour")
+    if grant.budget:
+        lines.append(f"  budget:   {printable(grant.budget)} (revoked once spent)")
     if grant.jkt:
         lines.append(f"  bound to the agent key {printable(grant.jkt)}")
         lines.append("            (its token is useless without that key)")
@@ -288,6 +314,7 @@ def _request_block(request: PendingRequest, now: int) -> str:
             *(f"            {printable(m)}" for m in models[1:]),
             f"  lifetime: {format_duration(request.ttl_s)}",
             f"  key:      {printable(request.jkt) if request.jkt else 'not bound'}",
+            *([f"  budget:   {printable(request.budget)}"] if request.budget else []),
             f"  message (the agent's words, not the broker's): {_quoted(request.message)}",
         ]
     )
@@ -340,6 +367,9 @@ def _row(record: Delegation, *, with_email: bool) -> str:
         f"{printable(record.id):<22} {who}{printable(record.agent):<16} "
         f"{record.state or '':<8} {until:<40} {models}"
     )
+    if record.budget:
+        spent = printable(record.spent or "0")
+        row += f"\n{'':<22} spent {spent} of its {printable(record.budget)} budget"
     if record.state != "revoked":
         return row
     what = _REVOKED_BY.get(record.revoked_handle or "", "this delegation")

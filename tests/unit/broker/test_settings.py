@@ -336,6 +336,7 @@ def test_ranges_come_from_the_field_metadata() -> None:
         "verified_token_cache_entries": (0, 1_000_000),
         "http_header_timeout_s": (0.5, 300),
         "audit_exchange_interval_s": (0, 3600),
+        "spend_poll_interval_s": (0.2, 600),
         "aws.sts_timeout_s": (0.05, 30),
         "aws.sts_assertion_ttl_s": (30, 300),
     }

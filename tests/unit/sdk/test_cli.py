@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 import vouch_delegate
 from vouch_delegate._errors import NotSignedIn
-from vouch_delegate.cli import build_parser, main
+from vouch_delegate.cli import _report, build_parser, main
 from vouch_delegate.cli._context import Context
 from vouch_delegate.cli._exit import NoKey, exit_code
 from vouch_delegate.cli._store import SavedSession, SessionStore, config_dir
 from vouch_delegate.cli._token_out import TokenOut
+from vouch_delegate.cli.delegate import parse_amount
 
 from tests.unit.sdk.fakes import FakeBroker, FakeTransport, enrolled_soft_key, signed_proposal
 
@@ -651,3 +652,33 @@ def test_admin_revoke_of_what_is_already_revoked_says_nothing_changed(
     first, second = capsys.readouterr().err.split("Revoked")
     assert first.startswith(f"delegation dlg_1 was already revoked at {stamp}; nothing changed.\n")
     assert second.startswith(" delegation dlg_1; enforced from the next request.\n")
+
+
+@pytest.mark.parametrize("text", ["5", "5.00", "0.05", " 12.5 ", "0.000001"])
+def test_budgets_people_type(text: str) -> None:
+    assert parse_amount(text) == text.strip()
+
+
+@pytest.mark.parametrize("bad", ["0", "0.00", "-1", "5e2", "$5", "5.0000001", "five", ""])
+def test_other_budgets_are_config_errors(bad: str) -> None:
+    with pytest.raises(vouch_delegate.ConfigError) as caught:
+        parse_amount(bad)
+    assert caught.value.detail == (
+        f"--budget: not an amount: {bad!r} (use e.g. 5 or 5.00, at most six decimals)"
+    )
+
+
+def test_a_spent_budget_exits_5_and_says_how_much() -> None:
+    spent = vouch_delegate.BudgetExceeded(
+        "delegation revoked: it spent 5.0123 of its 5.00 budget",
+        status=403,
+        problem={"type": "urn:vouch:problem:budget-exceeded", "spent": "5.0123", "budget": "5.00"},
+    )
+    assert exit_code(spent) == 5
+    err = io.StringIO()
+    _report(spent, err, verbose=False)
+    assert err.getvalue() == (
+        "vouch: delegation revoked: it spent 5.0123 of its 5.00 budget\n"
+        "vouch: budget spent: 5.0123 of 5.00; this delegation is revoked, ask its person for a"
+        " new one\n"
+    )

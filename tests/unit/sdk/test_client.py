@@ -260,6 +260,25 @@ CASES = {
             DelegationProposal,
         ),
     ),
+    "delegation_begin with a budget": Case(
+        lambda c: c.delegation_begin(
+            agent="researcher", models=["us.claude-haiku-4-5"], ttl_s=7200, budget="0.50"
+        ),
+        "POST",
+        "/v1/delegations/begin",
+        {
+            "agent": "researcher",
+            "models": ["us.claude-haiku-4-5"],
+            "ttl_s": 7200,
+            "budget": "0.50",
+        },
+        SESSION,
+        {"challenge_id": "d" * 32, "grant": GRANT, "grant_canonical": "{}", "options": OPTIONS},
+        msgspec.convert(
+            {"challenge_id": "d" * 32, "grant": GRANT, "grant_canonical": "{}", "options": OPTIONS},
+            DelegationProposal,
+        ),
+    ),
     "delegation_begin for an agent's request": Case(
         lambda c: c.delegation_begin(request_code="BCDF-GHJK"),
         "POST",
@@ -308,7 +327,7 @@ CASES = {
         SESSION,
         {**REVOKED, "aws_sessions": "cut"},
         {**REVOKED, "aws_sessions": "cut", "state": None, "revoked_handle": None}
-        | {"revoked_reason": None, "jkt": None},
+        | {"revoked_reason": None, "jkt": None, "budget": None, "spent": None},
         query={"wait_s": ["10"]},
     ),
     "create_request": Case(
@@ -323,6 +342,23 @@ CASES = {
             "models": ["m1"],
             "ttl_s": 600,
             "message": "hi",
+        },
+        None,
+        CREATED,
+        RequestCreated("dreq_1", "BCDF-GHJK", "s3cret", 1_800_000_300, 2.0),
+    ),
+    "create_request with a budget": Case(
+        lambda c: c.create_request(
+            email="alice@example.com", agent="nightly", models=["m1"], ttl_s=600, budget="5.00"
+        ),
+        "POST",
+        "/v1/delegation-requests",
+        {
+            "email": "alice@example.com",
+            "agent": "nightly",
+            "models": ["m1"],
+            "ttl_s": 600,
+            "budget": "5.00",
         },
         None,
         CREATED,

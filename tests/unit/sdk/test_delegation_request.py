@@ -83,6 +83,14 @@ def test_an_unbound_request_sends_no_key() -> None:
     assert "jwk" not in http.requests[0]["body"]
 
 
+def test_a_budget_is_asked_for_in_the_request() -> None:
+    clock = Clock()
+    http = FakeTransport(CREATED, {"status": "approved", "token": "agent.jwt"})
+    token, _ = ask(http, clock, bind=False, budget="5.00")
+    assert token == "agent.jwt"
+    assert http.requests[0]["body"]["budget"] == "5.00"
+
+
 def test_polling_backs_off_gently_from_the_server_interval() -> None:
     clock = Clock()
     start = clock.now

@@ -17,14 +17,21 @@ RENAMED = {"Unavailable": "BrokerUnavailable"}
 def test_every_broker_slug_maps_to_the_sdk_class_of_the_same_name(
     cls: type[broker_errors.VouchError],
 ) -> None:
-    extra = {"retry_after": 7} if cls.status in (429, 503) else {}
+    extra: dict[str, object] = {"retry_after": 7} if cls.status in (429, 503) else {}
+    if cls is broker_errors.BudgetExceeded:
+        extra = {"spent": "5.0012", "budget": "5.00"}
     body = cls("what happened", **extra).problem("/v1/x")
     error = from_problem(cls.status, body)
     assert type(error).__name__ == RENAMED.get(cls.__name__, cls.__name__)
     assert error.detail == "what happened"
     assert error.status == cls.status
     assert error.problem["instance"] == "/v1/x"
-    if extra:
+    if cls is broker_errors.BudgetExceeded:
+        assert isinstance(error, vouch_delegate.BudgetExceeded)
+        assert isinstance(error, vouch_delegate.PermissionDenied)
+        assert (error.spent, error.budget) == ("5.0012", "5.00")
+        assert error.problem["type"] == "urn:vouch:problem:budget-exceeded"
+    elif extra:
         assert getattr(error, "retry_after", None) == 7
 
 

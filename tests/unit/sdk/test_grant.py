@@ -30,6 +30,7 @@ pytestmark = pytest.mark.unit
 
 GRANT = {
     "agent": "researcher",
+    "budget": None,
     "email": "alice@example.com",
     "jkt": None,
     "max_sts_s": None,
@@ -216,6 +217,10 @@ def test_a_proposal_with_other_models_than_requested_is_refused(
         ({"max_sts_s": 900}, {"max_sts_s": 1800}, "max_sts_s=900"),
         ({"rate": 100}, {"rate": 5}, "rate=100"),
         ({"rate": 0}, {}, "rate=0"),  # the org's cap fills an unset rate, but only a cap
+        ({"budget": "50.00"}, {"budget": "5.00"}, "budget='50.00'"),
+        ({"budget": "5.00"}, {}, "budget='5.00'"),  # not asked for: must stay unset
+        ({}, {"budget": "5.00"}, "budget=None"),  # asked for: must come back
+        ({"budget": "5"}, {"budget": "5.00"}, "budget='5'"),  # as typed: the tap signs text
     ],
 )
 def test_a_proposal_whose_fields_differ_from_the_request_is_refused(
@@ -223,6 +228,10 @@ def test_a_proposal_whose_fields_differ_from_the_request_is_refused(
 ) -> None:
     with pytest.raises(GrantMismatch, match=why):
         check({"models": [HAIKU], **proposed}, **asked)
+
+
+def test_a_budget_comes_back_as_asked() -> None:
+    check({"models": [HAIKU], "budget": "5.00"}, budget="5.00")
 
 
 def test_an_unset_rate_may_come_back_as_the_org_policys_cap() -> None:
