@@ -76,6 +76,9 @@ class Delegations:
     checks: Sequence[Callable[[tuple[str, ...], int], None]] = ()
     """Each credential provider's check that it can serve the grant at all (AWS: the session
     policy fits 2,048 characters), so nobody taps for a delegation no exchange could use."""
+    priced: Callable[[str], bool] | None = None
+    """Whether the price table prices a model: a budget is refused over a model it does not
+    (its spend could never be counted, so the cap could never be reached)."""
 
     def propose(
         self,
@@ -109,6 +112,13 @@ class Delegations:
         )
         for check in self.checks:
             check(tuple(sorted(allowed.models)), int(time.time()) + ttl_s)
+        if budget is not None and self.priced is not None:
+            unpriced = sorted(m for m in allowed.models if not self.priced(m))
+            if unpriced:
+                raise GrantInvalid(
+                    f"no price for {', '.join(unpriced)}: a budget cannot be enforced over it"
+                    " (add its price to the price table, VOUCH_PRICES_FILE)"
+                )
         return Grant(
             email=person.email,
             agent=agent,

@@ -219,6 +219,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         )
         for name, factory in PROVIDERS.items()
     }
+    usage = reports_for(settings, catalog, org)
     delegations = Delegations(
         org=org,
         store=store,
@@ -229,6 +230,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         issuer=settings.issuer,
         requests=requests,
         checks=[e.provider.check for e in exchanges.values()],
+        priced=lambda model: usage.prices.price_of(model, catalog)[1] is not None,
     )
     revoker = Revoker(
         org=org,
@@ -240,7 +242,6 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
         caches=[e.provider for e in exchanges.values()],
         aws=aws_cut,
     )
-    usage = reports_for(settings, catalog, org)
     return Services(
         settings=settings,
         redis=redis,

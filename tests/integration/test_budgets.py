@@ -652,3 +652,48 @@ def test_spend_is_compared_with_the_budget_exactly_past_what_a_double_holds(
     assert count(1, secrets.token_hex(4)) == budget
     assert client.smembers(over) == {b"dlg_x"}
     client.delete(over, spend)
+
+
+def test_a_budget_over_a_model_without_a_price_is_refused(
+    tmp_path: Path, redis_url: str, sts_gate: StsGate, aws_env: None
+) -> None:
+    """Its records could never be priced, so its spend could never reach the budget."""
+    (tmp_path / "catalog.toml").write_text(
+        '[[models]]\nid = "acme.private-model-v1"\nname = "Acme private"\n'
+    )
+    policy = Path(broker_settings(tmp_path, redis_url).policy_file).read_text()
+    extended = policy.replace(
+        'models = ["us.claude-haiku-4-5", "us.claude-sonnet-4-5"]\nmax_ttl = "8h"',
+        'models = ["us.claude-haiku-4-5", "us.claude-sonnet-4-5", "acme.private-model-v1"]\n'
+        'max_ttl = "8h"',
+        1,
+    )
+    assert extended != policy
+    (tmp_path / "org.toml").write_text(extended)
+    settings = broker_settings(
+        tmp_path,
+        redis_url,
+        aws={"endpoint_url": sts_gate.url},
+        policy_file=str(tmp_path / "org.toml"),
+        catalog_file=str(tmp_path / "catalog.toml"),
+    )
+    server = BrokerServer(settings).start()
+    try:
+        alice = person_at(server, "alice@example.com", tmp_path / "alice.key.json")
+        alice.enroll(make_invite(settings, "alice@example.com"))
+        alice.login()
+        refused = alice.post(
+            "/v1/delegations/begin",
+            {"agent": "bot", "models": [HAIKU, "acme.private-model-v1"], "budget": "5"},
+            alice.session,
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["detail"] == (
+            "no price for acme.private-model-v1: a budget cannot be enforced over it"
+            " (add its price to the price table, VOUCH_PRICES_FILE)"
+        )
+        # Without a budget the model may be delegated; with one, the priced model alone too.
+        assert alice.delegate("bot", ["acme.private-model-v1"]).delegation.budget is None
+        assert alice.delegate("bot2", [HAIKU], budget="5").delegation.budget == "5"
+    finally:
+        server.stop()
