@@ -106,8 +106,9 @@ def test_boto3_session_exchanges_once_per_refresh_until_revoked(
     # Refreshes follow the credentials' lifetime as Expiration less the broker's Date header
     # counts it, both in whole seconds: each is due 0-2 s after its exchange, and the broker's
     # own cache may hand back credentials already inside the margin (the SDK then pauses).
-    # Exchanging per call would be one per call (dozens here).
-    assert 2 <= counting.exchanges <= 6, counting.exchanges
+    # Exchanging per call would be one per call (about 60 here); a CI run with the
+    # credentials due at once after a few exchanges saw 9.
+    assert 2 <= counting.exchanges <= 12, counting.exchanges
     assert calls >= 3 * counting.exchanges, (calls, counting.exchanges)
     dlg = jwt.decode(token.read_text().strip(), options={"verify_signature": False})["dlg"]
     alice.run("delegate", "revoke", dlg)
