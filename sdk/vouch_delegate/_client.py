@@ -40,6 +40,7 @@ from ._messages import (
     ModelList,
     PendingRequest,
     PendingRequests,
+    PeoplePage,
     PersonNamed,
     Reinstated,
     RequestCreate,
@@ -305,6 +306,14 @@ class BrokerClient:
     def list_invites(self) -> list[Invite]:
         """Unused invites, soonest to expire first (never their codes)."""
         return self._call("GET", "/v1/admin/invites", InviteList, token=self.session).invites
+
+    def people_page(self, *, limit: int | None = None, after: str | None = None) -> PeoplePage:
+        """One page of registered people by email, and the `after` of the next (`next`)."""
+        given = {"limit": limit, "after": after}
+        query: dict[str, str | int] = {k: v for k, v in given.items() if v is not None}
+        return self._call(
+            "GET", "/v1/admin/people", PeoplePage, query=query or None, token=self.session
+        )
 
     def cancel_invite(self, invite_id: str) -> Invite:
         """Cancel an unused invite by its id (`inv_...`)."""

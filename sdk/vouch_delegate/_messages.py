@@ -407,6 +407,25 @@ class InviteList(msgspec.Struct):
     invites: list[Invite]
 
 
+class PersonInfo(msgspec.Struct):
+    """A registered person as admins list them."""
+
+    email: str
+    state: str
+    """`active` or `revoked`."""
+    since: int
+    """Revoked: when. Active: when their first key was registered (0: never)."""
+    keys: dict[str, int]
+    """How many of their keys are in each state (active, flagged, revoked)."""
+
+
+class PeoplePage(msgspec.Struct):
+    people: list[PersonInfo]
+    """By email."""
+    next: str | None = None
+    """The `after` of the following page; None: no more."""
+
+
 class Reinstated(msgspec.Struct):
     email: str
     reinstated_at: float

@@ -364,6 +364,29 @@ def test_admin_lists_and_cancels_invites_and_reinstates_with_a_tap(
     assert any(e["event"] == "reinstated" and e["subject"] == ivan.email for e in events)
 
 
+def test_admin_lists_people_with_their_state_and_keys_and_pages_on(person: Person) -> None:
+    admin = person("admin@example.com")
+    kim, lee = person("kim.people@example.com"), person("lee.people@example.com")
+    admin.run("admin", "revoke", "--user", lee.email, "--no-wait")
+    listed = json.loads(admin.run("admin", "people", "--limit", "500", "--json").stdout)
+    assert listed["next"] is None
+    people = {p["email"]: p for p in listed["people"]}
+    assert list(people) == sorted(people)
+    assert people[kim.email]["state"] == "active"
+    assert people[kim.email]["keys"] == {"active": 1}
+    assert people[lee.email]["state"] == "revoked"
+    assert people[lee.email]["keys"] == {"revoked": 1}
+    assert time.time() + 1 >= people[lee.email]["since"] > time.time() - 600
+    one = admin.run("admin", "people", "--limit", "1", "--after", kim.email).stdout.splitlines()
+    after_kim = [e for e in people if e > kim.email]
+    assert one[0].split()[:2] == [after_kim[0], people[after_kim[0]]["state"]]
+    assert one[1:] == ([f"(more: add --after {after_kim[0]})"] if after_kim[1:] else [])
+    row = next(r for r in admin.run("admin", "people").stdout.splitlines() if lee.email in r)
+    assert row.split()[1] == "revoked" and row.endswith("keys: 1 revoked")
+    denied = kim.run("admin", "people", code=5)
+    assert denied.stderr == "vouch: this needs an admin named in the org policy\n"
+
+
 NO_TERMINAL = (
     "vouch: the security key needs its PIN and there is no terminal to ask for it: "
     "set VOUCH_PIN (the software key's PIN is 123456), or run vouch in a terminal\n"

@@ -1,4 +1,4 @@
-"""admin invite | invites | cancel-invite | reinstate | revoke | audit: for the people the
+"""admin people | invite | invites | cancel-invite | reinstate | revoke | audit: for the people the
 org policy names as admins. Inviting and reinstating raise someone's power: each takes the
 admin's key tap over that exact action; the rest act on the session alone."""
 
@@ -13,7 +13,7 @@ from typing import Any
 from vouch_delegate._action import describe, verified_action
 from vouch_delegate._errors import ConfigError
 from vouch_delegate._grant import parse_duration
-from vouch_delegate._messages import ActionProposal, AuditValue, Invite
+from vouch_delegate._messages import ActionProposal, AuditValue, Invite, PersonInfo
 from vouch_delegate.cli._context import Context, when
 from vouch_delegate.cli._exit import OK
 from vouch_delegate.cli._retry import until_confirmed
@@ -42,6 +42,16 @@ Newest first. When more events match than were shown, the last line says how to 
 next page (--before, or `next` in the JSON)."""
 
 
+PEOPLE_EPILOG = """examples:
+  vouch admin people                                 the first 100, by email
+  vouch admin people --after carol@example.com       the page after carol
+  vouch admin people --json | jq -r '.people[] | select(.state == "revoked") | .email'
+
+One line per registered person: their state, since when (revoked: when it happened; active:
+when their first key was registered), and their keys by state. A person's keys and
+delegations, and revoking or reinstating them, are on the admin pages (/admin/people)."""
+
+
 INVITE_EPILOG = """examples:
   vouch admin invite bob@example.com
   vouch admin invite --email bob@example.com --json    (the invite, code included, as JSON)
@@ -54,13 +64,23 @@ and type it at the prompt. `vouch admin invites` lists unused invites."""
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     admin = commands.add_parser(
-        "admin", parents=[common], help="invites, reinstatement, revocation, audit"
+        "admin", parents=[common], help="people, invites, reinstatement, revocation, audit"
     )
     actions = admin.add_subparsers(
         title="subcommands",
-        metavar="{invite,invites,cancel-invite,reinstate,revoke,audit}",
+        metavar="{people,invite,invites,cancel-invite,reinstate,revoke,audit}",
     )
     actions.required = True
+    people = actions.add_parser(
+        "people",
+        parents=[common],
+        help="registered people, their state and keys",
+        epilog=PEOPLE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    people.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (1-500)")
+    people.add_argument("--after", metavar="EMAIL", help="from after this email (a later page)")
+    people.set_defaults(handler=run_people)
     invite = actions.add_parser(
         "invite",
         parents=[common],
@@ -145,6 +165,22 @@ def _tap(ctx: Context, proposal: ActionProposal, name: str, email: str) -> dict[
     key = ctx.key()
     ctx.info(f"You are about to {describe(action)} (your key tap signs exactly this).")
     return key.sign(proposal.options.public_key)
+
+
+def run_people(ctx: Context) -> int:
+    page = ctx.client().people_page(limit=ctx.args.limit, after=ctx.args.after)
+    lines = [_person_row(p) for p in page.people] or ["no registered people"]
+    if page.next is not None:
+        lines.append(f"(more: add --after {printable(page.next)})")
+    ctx.emit(page, "\n".join(lines))
+    return OK
+
+
+def _person_row(person: PersonInfo) -> str:
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(person.since)) if person.since else "-"
+    keys = ", ".join(f"{n} {printable(state)}" for state, n in sorted(person.keys.items()) if n)
+    state = printable(person.state)
+    return f"{printable(person.email):<32} {state:<7} since {since:<16} keys: {keys or 'none'}"
 
 
 def run_invite(ctx: Context) -> int:

@@ -575,7 +575,13 @@ def test_help_shows_examples_that_parse_as_written() -> None:
         for name, sub in parsers_with_help(parser)
         if sub.epilog and "examples:" in sub.epilog
     }
-    for needed in ("vouch", "vouch login", "vouch status", "vouch admin invite"):
+    for needed in (
+        "vouch",
+        "vouch login",
+        "vouch status",
+        "vouch admin invite",
+        "vouch admin people",
+    ):
         assert with_examples.get(needed), f"{needed} --help has no examples"
     for name, examples in with_examples.items():
         for example in examples:

@@ -33,6 +33,8 @@ from vouch_delegate._messages import (
     Invite,
     InviteCreated,
     PendingRequest,
+    PeoplePage,
+    PersonInfo,
     Reinstated,
     RequestCreated,
     RequestStatus,
@@ -507,6 +509,29 @@ CASES = {
             "agent": ["researcher"],
         },
     ),
+    "people_page": Case(
+        lambda c: c.people_page(limit=1, after="alice@example.com"),
+        "GET",
+        "/v1/admin/people",
+        None,
+        SESSION,
+        {
+            "people": [
+                {
+                    "email": "bob@example.com",
+                    "state": "revoked",
+                    "since": 1_800_000_000,
+                    "keys": {"revoked": 2},
+                }
+            ],
+            "next": "bob@example.com",
+        },
+        PeoplePage(
+            [PersonInfo("bob@example.com", "revoked", 1_800_000_000, {"revoked": 2})],
+            "bob@example.com",
+        ),
+        query={"limit": ["1"], "after": ["alice@example.com"]},
+    ),
 }
 
 
@@ -550,6 +575,7 @@ MALFORMED = {
     "create_revocation": ("value", ("revoked_at", "now"), "float"),
     "read_audit": ("events", ("events", [{"models": [1]}]), "str"),
     "audit_page filtered": ("events", ("next", 5), "str | null"),
+    "people_page": ("people", ("next", 5), "str | null"),
 }
 
 
