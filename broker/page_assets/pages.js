@@ -195,7 +195,7 @@ async function approveNewKey(button, first) {
     });
     pendingKey = null;
     say(`Key ${done.cid} added.`, "ok");
-    window.location.assign("/keys");
+    window.location.assign(`/keys?added=${encodeURIComponent(done.cid)}`);
   } catch (error) {
     say(`Not added: ${error.message}`, "error");
     pendingKey = null;

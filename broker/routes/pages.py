@@ -371,8 +371,14 @@ async def revoke_page(
 
 
 @get("/keys", include_in_schema=False)
-async def keys_page(request: HttpRequest, services: ServicesDep) -> Any:
-    """Your security keys; add another one, approved by a tap of a key you already have."""
+async def keys_page(
+    request: HttpRequest,
+    services: ServicesDep,
+    added: Annotated[str | None, QueryParameter(max_length=128)] = None,
+) -> Any:
+    """Your security keys; add another one, approved by a tap of a key you already have.
+    `added` (set by the page after an addition) names the new key in a notice, when it is
+    one of yours."""
     person = await browser_person(request, services)
     if person is None:
         return _to_signin("/keys")
@@ -384,7 +390,12 @@ async def keys_page(request: HttpRequest, services: ServicesDep) -> Any:
         }
         for k in await keys_of(services, person.email)
     ]
-    return _page("keys.html", request, person, services, title="My security keys", keys=keys)
+    notice = None
+    if added and any(k["cid"] == added for k in keys):
+        notice = f"Added key {added}: it signs you in and approves your agents, as your others do."
+    return _page(
+        "keys.html", request, person, services, title="My security keys", keys=keys, notice=notice
+    )
 
 
 @post("/pages/keys/add/begin", status_code=200, include_in_schema=False)

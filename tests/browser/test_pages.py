@@ -397,14 +397,20 @@ def test_a_second_key_is_added_with_a_tap_of_the_first(
     cdp.send(presence, {"authenticatorId": new_key, "enabled": False})
     cdp.send(presence, {"authenticatorId": someone.authenticator_id, "enabled": True})
     page.click("#add-approve")
-    page.wait_for_url(f"{browser_broker.url}/keys", timeout=15_000)
+    page.wait_for_url(f"{browser_broker.url}/keys?added=*", timeout=15_000)
     page.locator("#keys tbody tr:nth-child(2)").wait_for()
     rows = page.locator("#keys tbody tr")
     assert rows.locator(".state").all_inner_texts() == ["active", "active"]
     added = rows.nth(1)
-    assert added.get_attribute("data-cid") != first
+    cid = added.get_attribute("data-cid")
+    assert cid not in (None, first)
     assert added.locator("td").nth(3).inner_text() == f"approved by {first}"
+    assert page.locator("#notice").inner_text() == (
+        f"Added key {cid}: it signs you in and approves your agents, as your others do."
+    )
     bp.screenshot("2-added")
+    bp.goto("/keys?added=someone-elses-key")
+    assert page.locator("#notice").count() == 0  # only a key of theirs is named
     # The new key signs in on its own.
     cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": someone.authenticator_id})
     cdp.send(presence, {"authenticatorId": new_key, "enabled": True})
