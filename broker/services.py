@@ -266,6 +266,7 @@ def build_services(settings: Settings, *, keys: KeyRing | None = None) -> Servic
                 "request": settings.rate_requests_per_min,
                 "approval": settings.rate_approvals_per_min,
                 "poll": settings.rate_polls_per_min,
+                "usage report": settings.rate_usage_per_min,
             },
         ),
         session_expect=session_expectation(settings.issuer, settings.clock_leeway_s),

@@ -371,6 +371,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             description="Delegation-request polls per minute, per client address and per request."
         ),
     ] = 120
+    rate_usage_per_min: Annotated[
+        int,
+        Meta(
+            description="Usage reports (`GET /v1/usage`, `vouch usage`) per minute, per client "
+            "address and per person: each reads its whole range of invocation logs."
+        ),
+    ] = 10
     aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
 
 

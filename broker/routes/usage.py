@@ -7,7 +7,7 @@ from typing import Annotated
 from litestar import get
 from litestar.params import QueryParameter
 
-from broker.auth import PersonDep, ServicesDep
+from broker.auth import HttpRequest, PersonDep, ServicesDep, client_address
 from broker.errors import Conflict, InvalidRequest, PermissionDenied, Unavailable
 from broker.usage import MAX_SINCE_S, Report
 from broker.usage_sources import SourceError
@@ -23,6 +23,7 @@ NOT_CONFIGURED = (
 @get("/v1/usage", tags=["usage"])
 async def read_usage(
     *,
+    request: HttpRequest,
     services: ServicesDep,
     person: PersonDep,
     since: Annotated[str, QueryParameter(max_length=16)] = "24h",
@@ -32,7 +33,8 @@ async def read_usage(
     """Tokens and exact cost of Bedrock calls in the last `since` (24h, 7d, ...), grouped
     `by` person, agent, delegation or model: yours and your agents', or with `all=true`
     (admins) everyone's, with calls of sessions that are not the broker's as their own row.
-    Records arrive minutes after the calls.
+    Records arrive minutes after the calls. Each report reads its whole range of logs, so
+    reports are rate-limited per client address and per person (`rate_usage_per_min`).
     """
     seconds = parse_duration(since)
     if not seconds or not 0 < seconds <= MAX_SINCE_S:
@@ -41,6 +43,9 @@ async def read_usage(
         )
     if everyone and not services.org.is_admin(person.email):
         raise PermissionDenied("all=true needs an admin named in the org policy")
+    await services.limits.hit(
+        "usage report", address=client_address(request), identity=person.email
+    )
     if not services.usage.source:
         raise Conflict(NOT_CONFIGURED, reason="usage-not-configured")
     store = services.delegations.store

@@ -52,6 +52,7 @@ SETTINGS: dict[str, Any] = {
     "rate_requests_per_min": 1_000_000,
     "rate_approvals_per_min": 1_000_000,
     "rate_polls_per_min": 1_000_000,
+    "rate_usage_per_min": 1_000_000,
     "request_max_pending_per_person": 100,
     "request_max_pending_per_address": 1000,
 }

@@ -256,6 +256,27 @@ def test_usage_without_a_source_is_a_conflict_that_says_what_to_set(
     )
 
 
+def test_usage_reports_are_rate_limited_per_person_and_address(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Each report reads its whole range of logs: a person cannot make the broker do it
+    without bound (here 3 a minute; nothing configured, so each answer is cheap)."""
+    broker = BrokerServer(broker_settings(tmp_path, redis_url, rate_usage_per_min=3)).start()
+    try:
+        alice = person_at(broker, "alice@example.com", tmp_path / "alice.key.json")
+        alice.enroll(make_invite(broker.settings, alice.email))
+        alice.login()
+        with broker.client(alice.session) as http:
+            answers = [http.get("/v1/usage") for _ in range(4)]
+    finally:
+        broker.stop()
+    assert [a.status_code for a in answers] == [409, 409, 409, 429]
+    refused = answers[-1]
+    assert refused.json()["type"] == "urn:vouch:problem:rate-limited"
+    assert refused.json()["detail"] == "too many usage report attempts; try again in a minute"
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+
+
 def test_aws_setup_apply_in_the_emulator_creates_the_invocation_log_group(
     moto_server: MotoServer,
     aws_env: None,
