@@ -1,4 +1,5 @@
-"""The browser pages: enroll, sign in, approve an agent's request, my delegations, my keys.
+"""The browser pages: enroll, sign in, approve an agent's request, my delegations, my keys,
+my usage.
 
 Server-rendered (Jinja2, autoescaped: an agent's words are text, never HTML) under a
 strict policy: scripts and styles are files of this origin, nothing inline, nothing from
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from importlib.resources import files
 from typing import Annotated, Any
 
@@ -42,8 +44,11 @@ from broker.routes.delegations import request_grant
 from broker.routes.keys import keys_of
 from broker.routes.requests import deny
 from broker.routes.signin import ChallengeId, Email
+from broker.routes.usage import usage_report
 from broker.services import Services
 from broker.session import Person
+from broker.usage import Row
+from policies.usage import By
 
 ASSETS = files("broker") / "page_assets"
 ASSET_TYPES = {
@@ -438,6 +443,107 @@ async def add_key_complete(
     return {"cid": done.cid}
 
 
+USAGE_SINCE = ("1h", "24h", "7d", "30d")
+"""The periods the usage page offers (the API takes any duration up to 400 days)."""
+USAGE_BY: dict[str, str] = {"delegation": "Delegation", "agent": "Agent", "model": "Model"}
+"""The groupings the usage page offers; admins looking at everyone's also get `person`."""
+
+
+@get("/usage", include_in_schema=False)
+async def usage_page(
+    request: HttpRequest,
+    services: ServicesDep,
+    since: Annotated[str, QueryParameter(max_length=16)] = "24h",
+    by: Annotated[By, QueryParameter()] = "delegation",
+    everyone: Annotated[bool, QueryParameter(name="all")] = False,
+) -> Any:
+    """What your Bedrock calls and your agents' cost (an admin may ask for everyone's): the
+    report `GET /v1/usage` gives, as a table, with its rate limit."""
+    person = await browser_person(request, services)
+    if person is None:
+        return _to_signin("/usage")
+    is_admin = services.org.is_admin(person.email)
+    form: dict[str, Any] = {
+        "since": since,
+        "by": by,
+        "everyone": everyone,
+        "since_choices": USAGE_SINCE,
+        "by_choices": {**USAGE_BY, "person": "Person"} if is_admin else USAGE_BY,
+    }
+    title = "Everyone's usage" if everyone else "My usage"
+    try:
+        report = await usage_report(
+            services, person, since=since, by=by, everyone=everyone, address=client_address(request)
+        )
+    except VouchError as exc:
+        if exc.extra.get("reason") == "usage-not-configured":
+            return _page("usage.html", request, person, services, title=title, report=None, **form)
+        return _message(request, person, services, exc.title, exc.detail, status=exc.status)
+    heads = _usage_keys(by, everyone)
+    rows = [_usage_row(services, row, by, everyone) for row in report.rows]
+    return _page(
+        "usage.html",
+        request,
+        person,
+        services,
+        title=title,
+        report=report,
+        period=f"{report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC",
+        heads=heads,
+        rows=rows,
+        total=_usage_numbers(report.total),
+        **form,
+    )
+
+
+def _usage_keys(by: str, everyone: bool) -> list[str]:
+    """The columns that name a row's group, as `_usage_row` fills them."""
+    keys = {"delegation": ["Delegation", "Agent"], "agent": ["Agent"], "model": ["Model"]}
+    named = keys.get(by, [])
+    return ["Person", *named] if everyone or by == "person" else named
+
+
+def _usage_row(services: Services, row: Row, by: str, everyone: bool) -> dict[str, Any]:
+    """A row's group cells under `_usage_keys`'s columns, and its numbers."""
+    width = len(_usage_keys(by, everyone))
+    model = services.catalog.display_name(row.model or "") if by == "model" else ""
+    if row.foreign:  # calls by sessions the broker did not issue: named, not attributed
+        cells = ["(not issued by Vouch)", *[""] * (width - 2), model][:width]
+    else:
+        if by == "model":
+            group = [model]
+        elif by == "person":
+            group = []
+        elif row.agent == "":
+            group = ["(own use)", ""] if by == "delegation" else ["(own use)"]
+        elif by == "delegation":
+            group = [row.delegation or "", row.agent or ""]
+        else:
+            group = [row.agent or ""]
+        cells = [row.person or "", *group] if everyone or by == "person" else group
+    return {"keys": cells, "foreign": row.foreign, **_usage_numbers(row)}
+
+
+def _usage_numbers(row: Row) -> dict[str, Any]:
+    """Counts as text with separators; the cost rounded to 6 decimals ("-": none priced)."""
+    priced = row.records - row.unpriced_records
+    cost = Decimal(row.cost).quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
+    return {
+        "numbers": [
+            f"{n:,}"
+            for n in (
+                row.records,
+                row.input_tokens,
+                row.output_tokens,
+                row.cache_read_tokens,
+                row.cache_write_tokens,
+            )
+        ],
+        "cost": format(cost, "f") if priced or not row.records else "-",
+        "unpriced": row.unpriced_records,
+    }
+
+
 async def _page_person(request: HttpRequest, services: Services, csrf: str | None = None) -> Person:
     """The signed-in person behind a state-changing page request, its CSRF token checked.
 
@@ -470,4 +576,5 @@ ROUTES = [
     keys_page,
     add_key_begin,
     add_key_complete,
+    usage_page,
 ]

@@ -13,6 +13,7 @@ tests in the same worker run without it), and code of ours that runs an event lo
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, ViewportSize, sync_playwright
@@ -37,8 +38,15 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="package")
+def invocation_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The browser broker's usage source: a folder of invocation log files, as Bedrock
+    delivers them to S3 (tests add theirs)."""
+    return tmp_path_factory.mktemp("invocation-logs")
+
+
+@pytest.fixture(scope="package")
 def browser_broker(
-    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer
+    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, invocation_logs: Path
 ) -> Iterator[BrokerServer]:
     """A broker on http://localhost:PORT (Chromium allows WebAuthn on localhost, not on an
     IP address) with a redis-server of its own."""
@@ -51,6 +59,7 @@ def browser_broker(
         rate_login_per_min=1000,
         rate_requests_per_min=1000,
         request_max_pending_per_address=100,
+        usage_source=str(invocation_logs),
     ) as server:
         yield server
 
