@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import random
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import redis.asyncio as aioredis
 from botocore.exceptions import BotoCoreError, ClientError
 
 from broker.errors import StoreUnavailable
+from broker.lease import Lease
 from broker.metrics import Metrics
 from broker.store import PREFIX, guard
 from policies.revocation_policy import Kind, RevocationPolicy, RevokedEntry, render
@@ -47,16 +47,6 @@ log = logging.getLogger("vouch.aws_cut")
 ENTRIES, VERSION = f"{PREFIX}{{awscut}}:entries", f"{PREFIX}{{awscut}}:version"
 APPLIED, LEASE = f"{PREFIX}{{awscut}}:applied", f"{PREFIX}{{awscut}}:lease"
 Status = Literal["cut", "pending", "disabled"]
-
-# Take the lease if free, or extend it if it is ours.
-_LEASE = """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
 
 
 class _Entry(msgspec.Struct, frozen=True, array_like=True):
@@ -102,12 +92,10 @@ class AwsCut:
         self.policy_name = policy_name
         self.max_session_s = max_session_s
         """The longest session of either role: entries are kept until it has passed."""
-        self.lease_s = lease_s
         self.metrics = metrics
         self.clock = clock
-        self.holder = secrets.token_hex(8)
         self.wake = asyncio.Event()
-        self._lease = redis.register_script(_LEASE)
+        self.lease = Lease(redis, LEASE, ttl_ms=int(lease_s * 1000))
 
     @property
     def enabled(self) -> bool:
@@ -183,7 +171,7 @@ class AwsCut:
         if self.iam is None:
             return None
         async with guard("taking the AWS cut lease"):
-            if not await self._lease(keys=[LEASE], args=[self.holder, int(self.lease_s * 1000)]):
+            if not await self.lease.hold():
                 return None
             version = int(await self.redis.get(VERSION) or 0)
             rows = cast(list[bytes], await self.redis.zrange(ENTRIES, 0, -1))

@@ -1,6 +1,6 @@
 """Delegation budgets enforced from Bedrock's invocation log in CloudWatch Logs.
 
-One follower at a time across replicas (a lease in Redis, as `broker.aws_cut` has) polls
+One follower at a time across replicas (`broker.lease`, as for the AWS cut's writer) polls
 `FilterLogEvents` on the stream `aws/bedrock/modelinvocations` every `spend_poll_interval_s`,
 from a cursor kept in Redis, prices each record (`policies.prices`), attributes it to a
 delegation (`policies.attribution`) and, when that delegation has a budget, adds the cost to
@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from broker.audit import Audit
 from broker.delegation_store import KEEP_AFTER_EXPIRY_S, Delegation, DelegationStore
 from broker.errors import NotFound, StoreUnavailable
+from broker.lease import Lease
 from broker.metrics import Metrics
 from broker.revoke import Revoker
 from broker.store import PREFIX, guard
@@ -61,15 +61,6 @@ LEASE: Final = f"{PREFIX}{{spend}}:lease"
 OVER: Final = f"{PREFIX}{{spend}}:over"
 """Delegations whose spend reached their budget and that are not revoked yet."""
 
-# Take the lease if free, or extend it if it is ours.
-_LEASE = """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
 # KEYS[1]: the set of delegations over budget; then pairs (seen key, spend key).
 # ARGV[1]: the seen keys' TTL; then per pair: units, spend TTL, budget units, delegation id.
 # Per pair: the new spend, or -1 when the requestId was seen already (nothing added). A
@@ -175,12 +166,10 @@ class SpendFollower:
         self.page_size = page_size
         """Events per FilterLogEvents page: what one script counts at a time."""
         # Three polls' worth: a poll that overruns keeps it; a stopped follower's passes on.
-        self.lease_ms = int(max(1.0, 3 * interval_s) * 1000)
+        self.lease = Lease(redis, LEASE, ttl_ms=int(max(1.0, 3 * interval_s) * 1000))
         self.metrics = metrics
-        self.holder = secrets.token_hex(8)
         self.last_read: float | None = None
         """When this follower last read the log to its end (time.time())."""
-        self._lease = redis.register_script(_LEASE)
         self._add = redis.register_script(_ADD)
 
     @property
@@ -193,13 +182,12 @@ class SpendFollower:
         Raises: StoreUnavailable.
         """
         async with guard("taking the spend follower lease"):
-            return bool(await self._lease(keys=[LEASE], args=[self.holder, self.lease_ms]))
+            return await self.lease.hold()
 
     async def release(self) -> None:
         """Give the lease up (a stopping replica), so another takes over at once."""
         async with guard("releasing the spend follower lease"):
-            if await self.redis.get(LEASE) == self.holder.encode():
-                await self.redis.delete(LEASE)
+            await self.lease.release()
 
     async def poll(self, *, now: float | None = None) -> Polled | None:
         """Read the log from the cursor to now and count what is new; None without the lease.

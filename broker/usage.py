@@ -281,13 +281,15 @@ def _row(row: UsageRow) -> Row:
 
 # --- output ---------------------------------------------------------------------------------
 
-_KEYS: Final[dict[str, tuple[str, ...]]] = {
+KEY_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "person": ("PERSON",),
     "agent": ("PERSON", "AGENT"),
     "delegation": ("DELEGATION", "PERSON", "AGENT"),
     "model": ("MODEL",),
 }
-_NUMBERS: Final = ("RECORDS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE")
+"""The columns that name a row's group, per grouping (`key_cells` fills them)."""
+NUMBER_COLUMNS: Final = ("RECORDS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE")
+"""The counts `number_cells` gives first (then the cost and the unpriced records)."""
 CSV_COLUMNS: Final = (
     "person",
     "agent",
@@ -308,9 +310,10 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _key_cells(by: By, row: Row) -> list[str]:
+def key_cells(by: By, row: Row) -> list[str]:
+    """A row's group under `KEY_COLUMNS[by]` (the table, the usage page)."""
     if row.foreign:
-        return [FOREIGN] + [""] * (len(_KEYS[by]) - 1)
+        return [FOREIGN] + [""] * (len(KEY_COLUMNS[by]) - 1)
     own = row.agent == ""
     cells = {
         "PERSON": row.person or "",
@@ -318,10 +321,11 @@ def _key_cells(by: By, row: Row) -> list[str]:
         "DELEGATION": "-" if own else (row.delegation or ""),
         "MODEL": row.model or "",
     }
-    return [cells[name] for name in _KEYS[by]]
+    return [cells[name] for name in KEY_COLUMNS[by]]
 
 
-def _number_cells(row: Row) -> list[str]:
+def number_cells(row: Row) -> list[str]:
+    """A row's counts, its cost rounded to 6 decimals (\"-\": none priced), its unpriced records."""
     priced = row.records - row.unpriced_records
     cost = rounded(Decimal(row.cost)) if priced or not row.records else "-"
     return [
@@ -337,10 +341,10 @@ def _number_cells(row: Row) -> list[str]:
 
 def table(report: Report) -> str:
     """The report as a text table, costs rounded to 6 decimals, with its notes."""
-    heads = [*_KEYS[report.by], *_NUMBERS, f"COST ({report.currency})", "UNPRICED"]
-    keys = len(_KEYS[report.by])
-    body = [_key_cells(report.by, row) + _number_cells(row) for row in report.rows]
-    body.append(["TOTAL"] + [""] * (keys - 1) + _number_cells(report.total))
+    heads = [*KEY_COLUMNS[report.by], *NUMBER_COLUMNS, f"COST ({report.currency})", "UNPRICED"]
+    keys = len(KEY_COLUMNS[report.by])
+    body = [key_cells(report.by, row) + number_cells(row) for row in report.rows]
+    body.append(["TOTAL"] + [""] * (keys - 1) + number_cells(report.total))
     widths = [max(len(line[i]) for line in [heads, *body]) for i in range(len(heads))]
 
     def line(cells: list[str]) -> str:

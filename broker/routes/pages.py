@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
 from importlib.resources import files
 from typing import Annotated, Any
 
@@ -47,7 +46,7 @@ from broker.routes.signin import ChallengeId, Email
 from broker.routes.usage import usage_report
 from broker.services import Services
 from broker.session import Person
-from broker.usage import Row
+from broker.usage import KEY_COLUMNS, NUMBER_COLUMNS, Row, key_cells, number_cells
 from policies.usage import By
 
 ASSETS = files("broker") / "page_assets"
@@ -479,8 +478,18 @@ async def usage_page(
         if exc.extra.get("reason") == "usage-not-configured":
             return _page("usage.html", request, person, services, title=title, report=None, **form)
         return _message(request, person, services, exc.title, exc.detail, status=exc.status)
-    heads = _usage_keys(by, everyone)
-    rows = [_usage_row(services, row, by, everyone) for row in report.rows]
+    # A person's own report leaves out the person column (it is them on every row).
+    columns = KEY_COLUMNS[by]
+    shown = [i for i, name in enumerate(columns) if everyone or by == "person" or name != "PERSON"]
+
+    numbers = [n.capitalize() for n in NUMBER_COLUMNS] + [f"Cost ({report.currency})", "Unpriced"]
+
+    def cells(row: Row) -> list[str]:
+        keys = key_cells(by, row)
+        if by == "model" and not row.foreign:  # MODEL is the only column
+            keys = [services.catalog.display_name(keys[0])]
+        return [keys[i] for i in shown] + number_cells(row)
+
     return _page(
         "usage.html",
         request,
@@ -489,59 +498,12 @@ async def usage_page(
         title=title,
         report=report,
         period=f"{report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC",
-        heads=heads,
-        rows=rows,
-        total=_usage_numbers(report.total),
+        heads=[columns[i].capitalize() for i in shown],
+        numbers=numbers,
+        rows=[{"cells": cells(row), "foreign": row.foreign} for row in report.rows],
+        total=number_cells(report.total),
         **form,
     )
-
-
-def _usage_keys(by: str, everyone: bool) -> list[str]:
-    """The columns that name a row's group, as `_usage_row` fills them."""
-    keys = {"delegation": ["Delegation", "Agent"], "agent": ["Agent"], "model": ["Model"]}
-    named = keys.get(by, [])
-    return ["Person", *named] if everyone or by == "person" else named
-
-
-def _usage_row(services: Services, row: Row, by: str, everyone: bool) -> dict[str, Any]:
-    """A row's group cells under `_usage_keys`'s columns, and its numbers."""
-    width = len(_usage_keys(by, everyone))
-    model = services.catalog.display_name(row.model or "") if by == "model" else ""
-    if row.foreign:  # calls by sessions the broker did not issue: named, not attributed
-        cells = ["(not issued by Vouch)", *[""] * (width - 2), model][:width]
-    else:
-        if by == "model":
-            group = [model]
-        elif by == "person":
-            group = []
-        elif row.agent == "":
-            group = ["(own use)", ""] if by == "delegation" else ["(own use)"]
-        elif by == "delegation":
-            group = [row.delegation or "", row.agent or ""]
-        else:
-            group = [row.agent or ""]
-        cells = [row.person or "", *group] if everyone or by == "person" else group
-    return {"keys": cells, "foreign": row.foreign, **_usage_numbers(row)}
-
-
-def _usage_numbers(row: Row) -> dict[str, Any]:
-    """Counts as text with separators; the cost rounded to 6 decimals ("-": none priced)."""
-    priced = row.records - row.unpriced_records
-    cost = Decimal(row.cost).quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
-    return {
-        "numbers": [
-            f"{n:,}"
-            for n in (
-                row.records,
-                row.input_tokens,
-                row.output_tokens,
-                row.cache_read_tokens,
-                row.cache_write_tokens,
-            )
-        ],
-        "cost": format(cost, "f") if priced or not row.records else "-",
-        "unpriced": row.unpriced_records,
-    }
 
 
 async def _page_person(request: HttpRequest, services: Services, csrf: str | None = None) -> Person:

@@ -202,7 +202,7 @@ def test_a_follower_stopped_mid_stream_and_a_new_one_count_each_record_once(
         assert await spent_units(services.redis, dlg.id) == 120 * unit
         second = another(services, page_size=30)
         assert await second.poll() is None  # the stopped one's lease has not lapsed yet
-        await asyncio.sleep(first.lease_ms / 1000 + 0.1)
+        await asyncio.sleep(first.lease.ttl_ms / 1000 + 0.1)
         polled = await second.poll()  # from the cursor, less the look-back: both batches
         assert polled is not None and polled.outcomes == {"counted": 80, "duplicate": 120}
         assert await spent_units(services.redis, dlg.id) == 200 * unit  # exactly $0.20
@@ -290,7 +290,7 @@ def test_two_replicas_follow_one_at_a_time_and_the_second_takes_over(
         assert len(holders) == 1  # one follower held the lease throughout
         leader, (waiter, stop_leader, stop_waiter) = (
             (one, (two, stop_one, stop_two))
-            if holders == {one.holder.encode()}
+            if holders == {one.lease.holder.encode()}
             else (two, (one, stop_two, stop_one))
         )
         assert waiter.last_read is None  # it never read the log while the other led
@@ -301,7 +301,7 @@ def test_two_replicas_follow_one_at_a_time_and_the_second_takes_over(
         while await spent_units(services.redis, dlg.id) < 250 * 10**9:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
-        assert await services.redis.get(LEASE) == waiter.holder.encode()
+        assert await services.redis.get(LEASE) == waiter.lease.holder.encode()
         await asyncio.sleep(1)  # more polls re-read everything: still exact
         assert await spent_units(services.redis, dlg.id) == 250 * 10**9
         stop_waiter.set()
