@@ -4,10 +4,10 @@ One exchange (POST /v1/credentials/aws) per refresh, never per use: callers shar
 cached credentials, and at most one refresh is in flight; while it runs, other callers
 get the current credentials if they are still good instead of waiting on the network.
 Two situations make the next refresh wait instead of following `refresh_margin_s`
-literally: the broker handing back credentials already inside the margin (it caches them
-too), and a transient failure while the current credentials are still good. Either way
-the pause doubles, so a broker is never polled in a loop. Permanent refusals (revoked,
-expired, denied) raise at once.
+literally: the broker handing back credentials already inside the margin, or the very
+credentials held (it caches them too), and a transient failure while the current
+credentials are still good. Either way the pause doubles, so a broker is never polled in
+a loop. Permanent refusals (revoked, expired, denied) raise at once.
 
 Refreshes are planned on the credentials' lifetime as the broker's clock counts it (their
 Expiration less the broker's Date), from the moment this process asked, so a local clock
@@ -121,11 +121,14 @@ def pause_s(pauses: int) -> float:
     return min(MIN_PAUSE_S * 2.0 ** min(pauses, 16), MAX_PAUSE_S)
 
 
-def next_refresh_at(now: float, expires_at: float, margin_s: float, pauses: int) -> float:
-    """When to exchange again: `margin_s` before expiry, or, if that moment has passed,
-    after `pause_s(pauses)` (but before the credentials run out)."""
+def next_refresh_at(
+    now: float, expires_at: float, margin_s: float, pauses: int, *, renewed: bool = True
+) -> float:
+    """When to exchange again: `margin_s` before expiry, or, if that moment has passed or
+    the last exchange brought nothing `renewed`, after `pause_s(pauses)` (but before the
+    credentials run out)."""
     planned = expires_at - margin_s
-    if planned > now:
+    if renewed and planned > now:
         return planned
     return now + min(pause_s(pauses), max(0.0, expires_at - now) / 2)
 
@@ -338,8 +341,11 @@ class AgentCredentials:
     ) -> _Cached:
         now = self.clock()
         prior = previous.pauses if previous is not None else 0
-        late = expires_at - self.refresh_margin_s <= now
-        refresh_at = next_refresh_at(now, expires_at, self.refresh_margin_s, prior)
+        # The broker's cache may hand back the credentials held: nothing new, however long
+        # the whole-second Date makes their lifetime look, so the next refresh pauses too.
+        renewed = previous is None or fresh.expiration > previous.credentials.expiration
+        late = not renewed or expires_at - self.refresh_margin_s <= now
+        refresh_at = next_refresh_at(now, expires_at, self.refresh_margin_s, prior, renewed=renewed)
         cached = _Cached(fresh, expires_at, refresh_at, prior + 1 if late else 0)
         self._cached = cached
         return cached

@@ -103,12 +103,12 @@ def test_boto3_session_exchanges_once_per_refresh_until_revoked(
         assert ".refresher.alice@example.com" in sts.get_caller_identity()["Arn"]
         calls += 1
         time.sleep(0.05)
-    # Refreshes follow the credentials' lifetime as Expiration less the broker's Date header
-    # counts it, both in whole seconds: each is due 0-2 s after its exchange, and the broker's
-    # own cache may hand back credentials already inside the margin (the SDK then pauses).
-    # Exchanging per call would be one per call (about 60 here); a CI run with the
-    # credentials due at once after a few exchanges saw 9.
-    assert 2 <= counting.exchanges <= 12, counting.exchanges
+    # Refreshes follow the credentials' lifetime (Expiration less the broker's whole-second
+    # Date): the first is due 0-2 s after the first exchange; the broker's own cache then
+    # hands back the same credentials, nothing new, so the SDK pauses 1, 2, 4 s. Exchanging
+    # per call would be one per call (about 60 here). Before the SDK counted credentials
+    # handed back as nothing new, CI runs saw bursts of 9 and 17.
+    assert 2 <= counting.exchanges <= 5, counting.exchanges
     assert calls >= 3 * counting.exchanges, (calls, counting.exchanges)
     dlg = jwt.decode(token.read_text().strip(), options={"verify_signature": False})["dlg"]
     alice.run("delegate", "revoke", dlg)

@@ -154,6 +154,7 @@ def test_concurrent_callers_share_one_refresh() -> None:
 def test_next_refresh_at_never_lands_past_expiry() -> None:
     assert next_refresh_at(100.0, 1000.0, 300, 0) == 700.0
     assert next_refresh_at(100.0, 103.0, 300, 5) == pytest.approx(101.5)
+    assert next_refresh_at(100.0, 1000.0, 300, 0, renewed=False) == 101.0  # nothing new
     assert pause_s(30) == 60.0
 
 
@@ -323,3 +324,39 @@ def test_a_hung_refresh_does_not_block_other_callers_while_credentials_are_valid
     assert waited < 1.0
     assert creds.get().access_key_id == "ASIANEW"
     assert len(http.requests) == 2  # still one refresh in flight at a time
+
+
+class DatedTransport(FakeTransport):
+    """A scripted broker whose Date header is its clock in whole seconds, as HTTP has it."""
+
+    def __init__(self, clock: Clock, *answers: Any) -> None:
+        super().__init__(*answers)
+        self.clock = clock
+
+    def broker_date(self) -> float:
+        return float(int(self.clock.now))
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.6, 0.95])
+def test_credentials_the_broker_hands_back_again_never_make_refreshes_follow_each_other(
+    fraction: float,
+) -> None:
+    """The broker's cache answers a refresh with the credentials already held: nothing new,
+    so the next refresh waits a pause, whatever their lifetime looks like through the
+    whole-second Date (it was taken as new while it looked longer than the margin: a CI run
+    saw 17 exchanges in 3.2 s, each a few tenths of a second after the last)."""
+    clock = Clock(1_800_000_000.0 + fraction)
+    expires = clock.now + 900.9  # STS's Expiration has a fraction; Date has none
+    http = DatedTransport(clock, lambda: document(expires))
+    creds = credentials(http, clock, refresh_margin_s=899)
+    creds.get()
+    times = [clock.now]
+    while clock.now < times[0] + 8:
+        clock.now += 0.01
+        before = len(http.requests)
+        creds.get()
+        if len(http.requests) > before:
+            times.append(clock.now)
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
+    assert gaps[1:] == sorted(gaps[1:]) and min(gaps[1:]) >= pause_s(0), gaps
+    assert len(times) <= 5, gaps
