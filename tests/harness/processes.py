@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -47,6 +48,8 @@ class BrokerProcess:
             "VOUCH_LOG_LEVEL": "WARNING",
             "VOUCH_EXPOSE_METRICS": "true" if s.expose_metrics else "",
             "VOUCH_EXPOSE_SCHEMA": "true" if s.expose_schema else "",
+            # A process that will not stop is sent SIGABRT: every thread's stack to the log.
+            "PYTHONFAULTHANDLER": "1",
         }
         return {**os.environ, **{k: v for k, v in values.items() if v}, **self.extra_env}
 
@@ -75,7 +78,21 @@ class BrokerProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
+        """SIGTERM, as systemd or docker stop it; a broker still running 10 s later fails
+        the test with where each of its threads was (faulthandler, on SIGABRT)."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            stacks = self.log.read_text(errors="replace")[-6000:]
+            message = f"the broker did not stop within 10 s of SIGTERM:\n{stacks}"
+            raise AssertionError(message) from None
